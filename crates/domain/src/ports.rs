@@ -1,0 +1,151 @@
+//! The interfaces the use cases need from the outside world. Adapters implement them:
+//! `iap-storage` (database), `iap-lock` (locks), `iap-platform-*` (stores), and the services
+//! (game server client, delivery trigger).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::ids::{AppId, OrderId, UserId};
+use crate::order::{NewOrder, Order, Platform, RejectReason};
+use crate::purchase::{PurchaseProof, VerifiedPurchase};
+use crate::catalog::ProductPolicy;
+
+/// A storage failure, classified so callers can answer UNAVAILABLE (retry) or INTERNAL.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The database cannot be reached or is overloaded; nothing was written.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data could not be read back (a bug or a newer schema).
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+    /// Any other database error.
+    #[error("database error: {0}")]
+    Other(String),
+}
+
+/// Result of inserting an order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CreateOutcome {
+    /// A new order was stored.
+    Created(Order),
+    /// An order with the same idempotency key already existed and is returned instead.
+    Existing(Order),
+}
+
+/// Orders: creation and plain reads.
+#[async_trait]
+pub trait OrderRepository: Send + Sync {
+    /// Stores a new order in state CREATED. An idempotency key already used by the same app and
+    /// user returns the existing order.
+    async fn create_order(&self, order: NewOrder) -> Result<CreateOutcome, StorageError>;
+
+    /// Reads one order.
+    async fn get_order(&self, id: OrderId) -> Result<Option<Order>, StorageError>;
+
+    /// Counts a user's orders still in state CREATED.
+    async fn count_unpaid_orders(&self, app: &AppId, user: &UserId) -> Result<u64, StorageError>;
+}
+
+/// A store's answer when it could not vouch for a purchase.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The purchase is definitively not acceptable.
+    #[error("{reason}: {detail}")]
+    Rejected {
+        /// Machine-readable reason.
+        reason: RejectReason,
+        /// Human detail (no secrets, receipts or tokens).
+        detail: String,
+    },
+    /// The store could not answer now (timeout, 5xx, 429, retryable status): retry later.
+    #[error("store unavailable: {detail}")]
+    Unavailable {
+        /// Human detail.
+        detail: String,
+        /// When the store asked us to come back, if it said.
+        retry_after: Option<Duration>,
+    },
+    /// Our configuration for this app and store is missing or wrong (credentials, keys, ids).
+    #[error("store not configured: {0}")]
+    Misconfigured(String),
+}
+
+impl StoreError {
+    /// Shorthand for a rejection.
+    pub fn rejected(reason: RejectReason, detail: impl Into<String>) -> Self {
+        StoreError::Rejected { reason, detail: detail.into() }
+    }
+
+    /// Shorthand for an outage without retry advice.
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        StoreError::Unavailable { detail: detail.into(), retry_after: None }
+    }
+}
+
+/// What a verifier needs besides the proof.
+#[derive(Debug, Clone)]
+pub struct VerifyContext<'a> {
+    /// The app the purchase is claimed for.
+    pub app_id: &'a AppId,
+    /// The catalog entry of the product the proof names, when the proof names one.
+    pub product: Option<&'a ProductPolicy>,
+}
+
+/// Checks a proof of purchase with one store (signature, chain, app identity, store API) and
+/// reports what the store says. It judges authenticity only: payment state, sandbox policy,
+/// replay and binding are decided by the verification use case.
+#[async_trait]
+pub trait PurchaseVerifier: Send + Sync {
+    /// The store this verifier talks to.
+    fn platform(&self) -> Platform;
+
+    /// Verifies one proof for one app.
+    async fn verify(
+        &self,
+        ctx: VerifyContext<'_>,
+        proof: &PurchaseProof,
+    ) -> Result<VerifiedPurchase, StoreError>;
+}
+
+/// A delivered purchase that the store must be told about.
+#[derive(Debug, Clone)]
+pub struct PurchaseToConfirm {
+    /// App.
+    pub app_id: AppId,
+    /// Product.
+    pub product_id: crate::ids::ProductId,
+    /// Kind (consume consumables, acknowledge the rest).
+    pub kind: crate::order::ProductKind,
+    /// The store's charge id.
+    pub store_transaction_id: String,
+    /// Google or Huawei purchase token.
+    pub purchase_token: Option<String>,
+    /// Environment the purchase was made in.
+    pub environment: crate::order::Environment,
+    /// Our order id (sent as Google `developerPayload` on acknowledge).
+    pub order_id: OrderId,
+}
+
+/// What confirming at the store achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfirmOutcome {
+    /// The store recorded the consumption or acknowledgement now.
+    Confirmed,
+    /// The store had already recorded it (a retry after a lost reply).
+    AlreadyConfirmed,
+    /// This store has nothing to confirm server-side (Apple: the client finishes).
+    NotApplicable,
+}
+
+/// Tells a store that a purchase was delivered: Google consume (consumables) or acknowledge
+/// (everything else), Huawei confirm; Apple has no server-side step. Must be idempotent.
+#[async_trait]
+pub trait StoreConfirmer: Send + Sync {
+    /// The store.
+    fn platform(&self) -> Platform;
+
+    /// Confirms one delivered purchase.
+    async fn confirm(&self, purchase: &PurchaseToConfirm) -> Result<ConfirmOutcome, StoreError>;
+}

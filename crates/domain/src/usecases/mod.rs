@@ -1,0 +1,3 @@
+//! Use cases: one module per operation, each with its command, outcome and error type.
+
+pub mod create_order;

@@ -1,0 +1,1 @@
+//! Huawei IAP: InAppPurchaseData signatures, Order and Subscription services.

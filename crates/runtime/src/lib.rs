@@ -1,0 +1,1 @@
+//! Settings loading, telemetry, metrics endpoint, shutdown signal and gRPC server plumbing shared by the binaries.

@@ -1,0 +1,1 @@
+//! sea-orm entities and repositories implementing the domain's storage ports.

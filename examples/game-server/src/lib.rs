@@ -1,0 +1,1 @@
+//! Reference game server implementing GameServerService with an idempotent ledger.

@@ -1,0 +1,1 @@
+//! iap-delivery: DeliveryService, exactly-once grants to the game server and store confirmation.

@@ -1,0 +1,1 @@
+//! iapd: every role in one process; the embedded default (SQLite, in-process lock).

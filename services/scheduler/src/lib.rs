@@ -1,0 +1,1 @@
+//! iap-scheduler: sweeps, store reconciliation, subscription renewals and refunds.

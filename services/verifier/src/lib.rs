@@ -1,0 +1,1 @@
+//! iap-verifier: OrderService, VerificationService, AdminService and store notification receivers.

@@ -1,0 +1,1 @@
+//! Project automation: cargo xtask ci, db helpers.
