@@ -52,10 +52,13 @@ pub trait OrderRepository: Send + Sync {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The purchase is definitively not acceptable.
-    #[error("{reason}: {detail}")]
+    #[error("{reason} ({code}): {detail}")]
     Rejected {
         /// Machine-readable reason.
         reason: RejectReason,
+        /// Stable, finer machine-readable cause in snake_case, e.g. `x5c_missing`,
+        /// `certificate_expired`, `apple_oid_missing`, `signature_mismatch`, `untrusted_root`.
+        code: &'static str,
         /// Human detail (no secrets, receipts or tokens).
         detail: String,
     },
@@ -74,8 +77,8 @@ pub enum StoreError {
 
 impl StoreError {
     /// Shorthand for a rejection.
-    pub fn rejected(reason: RejectReason, detail: impl Into<String>) -> Self {
-        StoreError::Rejected { reason, detail: detail.into() }
+    pub fn rejected(reason: RejectReason, code: &'static str, detail: impl Into<String>) -> Self {
+        StoreError::Rejected { reason, code, detail: detail.into() }
     }
 
     /// Shorthand for an outage without retry advice.
