@@ -1,1 +1,48 @@
-//! Database schema migrations (sea-orm-migration) and the iap-migrate CLI.
+//! Schema of the IAP system, as sea-orm migrations that run unchanged on PostgreSQL (the system
+//! of record) and SQLite (the embedded default). Partial indexes are plain SQL both engines share.
+//! Depends on nothing internal.
+
+// `#[async_trait]` in sea-orm-migration's `MigrationTrait` binds `&SchemaManager` late; naming
+// its lifetime in the impls would not match the trait, so the 2018-idiom lint is relaxed here.
+#![allow(elided_lifetimes_in_paths)]
+pub use sea_orm_migration::prelude::*;
+
+mod m20261122_000001_create_orders;
+mod m20261122_000002_create_store_transactions;
+mod m20261122_000003_create_deliveries;
+mod m20261122_000004_create_outbox;
+mod m20261122_000005_create_subscriptions;
+mod m20261122_000006_create_notifications;
+mod m20261122_000007_create_trial_usage;
+mod m20261122_000008_create_audit_log;
+mod m20261122_000009_create_job_state;
+
+/// Every migration, oldest first.
+#[derive(Debug)]
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261122_000001_create_orders::Migration),
+            Box::new(m20261122_000002_create_store_transactions::Migration),
+            Box::new(m20261122_000003_create_deliveries::Migration),
+            Box::new(m20261122_000004_create_outbox::Migration),
+            Box::new(m20261122_000005_create_subscriptions::Migration),
+            Box::new(m20261122_000006_create_notifications::Migration),
+            Box::new(m20261122_000007_create_trial_usage::Migration),
+            Box::new(m20261122_000008_create_audit_log::Migration),
+            Box::new(m20261122_000009_create_job_state::Migration),
+        ]
+    }
+}
+
+/// Runs plain SQL that PostgreSQL and SQLite both accept (partial indexes).
+async fn execute_portable(manager: &SchemaManager<'_>, sql: &str) -> Result<(), DbErr> {
+    manager
+        .get_connection()
+        .execute_unprepared(sql)
+        .await
+        .map(|_| ())
+}
