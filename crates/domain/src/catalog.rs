@@ -67,7 +67,9 @@ pub struct Catalog {
 impl Catalog {
     /// Builds a catalog from app policies.
     pub fn new(apps: impl IntoIterator<Item = AppPolicy>) -> Self {
-        Self { apps: apps.into_iter().map(|a| (a.app_id.clone(), a)).collect() }
+        Self {
+            apps: apps.into_iter().map(|a| (a.app_id.clone(), a)).collect(),
+        }
     }
 
     /// One app's policy.

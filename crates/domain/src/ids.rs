@@ -28,9 +28,10 @@ impl OrderId {
 
     /// Parses the textual form (any UUID spelling; stored lower-case hyphenated).
     pub fn parse(s: &str) -> Result<Self, IdError> {
-        Uuid::parse_str(s.trim())
-            .map(Self)
-            .map_err(|_| IdError { field: "order_id", problem: "is not a UUID" })
+        Uuid::parse_str(s.trim()).map(Self).map_err(|_| IdError {
+            field: "order_id",
+            problem: "is not a UUID",
+        })
     }
 
     /// The underlying UUID.

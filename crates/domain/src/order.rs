@@ -103,7 +103,10 @@ impl OrderState {
             (self, next),
             (Created, Paid | Rejected)
                 | (Paid, Delivering | Refunded | Revoked | Dead)
-                | (Delivering, Delivering | Delivered | Refunded | Revoked | Dead)
+                | (
+                    Delivering,
+                    Delivering | Delivered | Refunded | Revoked | Dead
+                )
                 | (Delivered, Confirmed | Refunded | Revoked)
                 | (Confirmed, Refunded | Revoked)
                 | (Dead, Paid | Refunded | Revoked)
@@ -370,7 +373,12 @@ mod tests {
     #[test]
     fn happy_path_is_legal() {
         use OrderState::*;
-        for (a, b) in [(Created, Paid), (Paid, Delivering), (Delivering, Delivered), (Delivered, Confirmed)] {
+        for (a, b) in [
+            (Created, Paid),
+            (Paid, Delivering),
+            (Delivering, Delivered),
+            (Delivered, Confirmed),
+        ] {
             assert!(a.can_become(b), "{a} -> {b}");
         }
     }

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::catalog::ProductPolicy;
 use crate::ids::{AppId, OrderId, UserId};
 use crate::order::{NewOrder, Order, Platform, RejectReason};
 use crate::purchase::{PurchaseProof, VerifiedPurchase};
-use crate::catalog::ProductPolicy;
 
 /// A storage failure, classified so callers can answer UNAVAILABLE (retry) or INTERNAL.
 #[derive(Debug, thiserror::Error)]
@@ -78,12 +78,19 @@ pub enum StoreError {
 impl StoreError {
     /// Shorthand for a rejection.
     pub fn rejected(reason: RejectReason, code: &'static str, detail: impl Into<String>) -> Self {
-        StoreError::Rejected { reason, code, detail: detail.into() }
+        StoreError::Rejected {
+            reason,
+            code,
+            detail: detail.into(),
+        }
     }
 
     /// Shorthand for an outage without retry advice.
     pub fn unavailable(detail: impl Into<String>) -> Self {
-        StoreError::Unavailable { detail: detail.into(), retry_after: None }
+        StoreError::Unavailable {
+            detail: detail.into(),
+            retry_after: None,
+        }
     }
 }
 

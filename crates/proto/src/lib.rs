@@ -8,7 +8,8 @@ pub mod v1 {
 }
 
 /// Encoded `FileDescriptorSet` of every `iap.v1` file, for gRPC server reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/iap_v1_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/iap_v1_descriptor.bin"));
 
 /// Service names as reflection and health checks know them.
 pub mod service_names {
@@ -43,7 +44,10 @@ mod tests {
             super::service_names::ADMIN,
             super::service_names::GAME_SERVER,
         ] {
-            assert!(services.iter().any(|s| s == name), "{name} missing from {services:?}");
+            assert!(
+                services.iter().any(|s| s == name),
+                "{name} missing from {services:?}"
+            );
         }
     }
 }

@@ -1,1 +1,104 @@
-//! iap-verifier: OrderService, VerificationService, AdminService and store notification receivers.
+//! `iap-verifier`: the front door for game servers. gRPC `OrderService` (open orders before a
+//! purchase), `VerificationService` and `AdminService` as their issues land, and an HTTP port for
+//! store notifications and operations endpoints.
+//!
+//! Handlers are thin: they convert wire types, call a domain use case, and map its error through
+//! `iap_runtime::status`. Wiring (which adapters implement which ports) happens in [`Verifier`].
+
+mod grpc;
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tonic::service::Routes;
+
+use iap_domain::Catalog;
+use iap_domain::usecases::create_order::OrderCreator;
+use iap_proto::service_names;
+use iap_runtime::http::ReadinessCheck;
+use iap_runtime::{Settings, Shutdown, StartupError};
+use iap_storage::Storage;
+
+/// The gRPC services this process serves, for health reporting.
+pub const GRPC_SERVICES: &[&str] = &[service_names::ORDER];
+
+/// The verifier's use cases, wired to their adapters.
+#[derive(Debug, Clone)]
+pub struct Verifier {
+    storage: Storage,
+    orders: Arc<OrderCreator<Storage>>,
+}
+
+impl Verifier {
+    /// Wires the use cases over a database and the configured catalog.
+    pub fn new(storage: Storage, catalog: Arc<Catalog>) -> Self {
+        let orders = Arc::new(OrderCreator::new(catalog, storage.clone()));
+        Self { storage, orders }
+    }
+
+    /// The gRPC services, ready to be served (alone or beside others, as in iapd).
+    pub fn grpc_routes(&self) -> Routes {
+        Routes::new(grpc::order_service(self.clone()))
+    }
+
+    /// The HTTP routes: operations endpoints (and store notifications when they land).
+    pub fn http_router(&self) -> axum::Router {
+        iap_runtime::http::ops_router(Some(self.readiness()))
+    }
+
+    /// Ready when the database answers.
+    pub fn readiness(&self) -> ReadinessCheck {
+        let storage = self.storage.clone();
+        Arc::new(move || {
+            let storage = storage.clone();
+            Box::pin(async move { storage.ping().await.map_err(|e| format!("database: {e}")) })
+        })
+    }
+}
+
+/// Bound listeners, so tests can pass port-0 sockets and read the real addresses.
+#[derive(Debug)]
+pub struct Listeners {
+    /// gRPC.
+    pub grpc: TcpListener,
+    /// HTTP.
+    pub http: TcpListener,
+}
+
+/// Runs the verifier until the shutdown: opens the database, binds the configured addresses.
+pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), StartupError> {
+    let catalog = Arc::new(settings.catalog()?);
+    let url = settings.database_url()?.to_owned();
+    let storage = iap_runtime::database::open(&settings, &url).await?;
+    let listeners = Listeners {
+        grpc: iap_runtime::http::bind("gRPC", settings.verifier.grpc_listen).await?,
+        http: iap_runtime::http::bind("HTTP", settings.verifier.http_listen).await?,
+    };
+    serve(Verifier::new(storage, catalog), listeners, shutdown).await
+}
+
+/// Serves a wired verifier on the given listeners until the shutdown.
+pub async fn serve(
+    verifier: Verifier,
+    listeners: Listeners,
+    shutdown: Shutdown,
+) -> Result<(), StartupError> {
+    tracing::info!(
+        grpc = %listeners.grpc.local_addr().map_err(|e| StartupError::Server(e.to_string()))?,
+        http = %listeners.http.local_addr().map_err(|e| StartupError::Server(e.to_string()))?,
+        "iap-verifier listening"
+    );
+    let grpc = iap_runtime::grpc::serve(
+        listeners.grpc,
+        verifier.grpc_routes(),
+        GRPC_SERVICES,
+        shutdown.clone(),
+    );
+    let http = iap_runtime::http::serve(listeners.http, verifier.http_router(), shutdown.clone());
+    let (grpc, http) = tokio::join!(grpc, http);
+    // Whichever server failed, the other is told to stop too (one shutdown path).
+    shutdown.trigger();
+    grpc.map_err(|e| StartupError::Server(format!("gRPC server: {e}")))?;
+    http.map_err(|e| StartupError::Server(format!("HTTP server: {e}")))?;
+    Ok(())
+}

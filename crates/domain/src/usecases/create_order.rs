@@ -138,16 +138,21 @@ impl<R: OrderRepository> OrderCreator<R> {
             .catalog
             .app(&cmd.app_id)
             .ok_or_else(|| CreateOrderError::UnknownApp(cmd.app_id.clone()))?;
-        let product = app.product(&cmd.product_id).ok_or_else(|| CreateOrderError::UnknownProduct {
-            app: cmd.app_id.clone(),
-            product: cmd.product_id.clone(),
-        })?;
+        let product =
+            app.product(&cmd.product_id)
+                .ok_or_else(|| CreateOrderError::UnknownProduct {
+                    app: cmd.app_id.clone(),
+                    product: cmd.product_id.clone(),
+                })?;
 
         let quantity = cmd.quantity.max(1);
         if quantity > product.max_quantity {
             return Err(CreateOrderError::InvalidArgument {
                 field: "quantity",
-                problem: format!("at most {} per order for this product", product.max_quantity),
+                problem: format!(
+                    "at most {} per order for this product",
+                    product.max_quantity
+                ),
             });
         }
         validate_metadata(&cmd.metadata)?;
@@ -168,7 +173,10 @@ impl<R: OrderRepository> OrderCreator<R> {
         // The limit is checked before the insert, so a burst can overshoot it by the number of
         // concurrent requests; it guards against runaway clients, not against a determined one.
         if app.max_open_orders_per_user > 0 && idempotency_key.is_none() {
-            let open = self.orders.count_unpaid_orders(&cmd.app_id, &cmd.user_id).await?;
+            let open = self
+                .orders
+                .count_unpaid_orders(&cmd.app_id, &cmd.user_id)
+                .await?;
             if open >= u64::from(app.max_open_orders_per_user) {
                 return Err(CreateOrderError::LimitExceeded(format!(
                     "user already has {open} unpaid orders (limit {})",
@@ -197,12 +205,19 @@ impl<R: OrderRepository> OrderCreator<R> {
         tracing::Span::current().record("order_id", tracing::field::display(order.id));
         metrics::counter!("iap_orders_created_total", "platform" => order.platform.as_str(), "existing" => if existing { "true" } else { "false" }).increment(1);
         let binding = PurchaseBinding::for_order(&order);
-        Ok(CreatedOrder { order, binding, existing })
+        Ok(CreatedOrder {
+            order,
+            binding,
+            existing,
+        })
     }
 }
 
 fn validate_metadata(metadata: &BTreeMap<String, String>) -> Result<(), CreateOrderError> {
-    let bad = |problem: String| CreateOrderError::InvalidArgument { field: "metadata", problem };
+    let bad = |problem: String| CreateOrderError::InvalidArgument {
+        field: "metadata",
+        problem,
+    };
     if metadata.len() > MAX_METADATA_ENTRIES {
         return Err(bad(format!("at most {MAX_METADATA_ENTRIES} entries")));
     }
@@ -211,14 +226,17 @@ fn validate_metadata(metadata: &BTreeMap<String, String>) -> Result<(), CreateOr
             return Err(bad(format!("keys must be 1..={MAX_METADATA_KEY} bytes")));
         }
         if v.len() > MAX_METADATA_VALUE {
-            return Err(bad(format!("value of {k:?} is longer than {MAX_METADATA_VALUE} bytes")));
+            return Err(bad(format!(
+                "value of {k:?} is longer than {MAX_METADATA_VALUE} bytes"
+            )));
         }
     }
     Ok(())
 }
 
 fn validate_price(price: &Money) -> Result<(), CreateOrderError> {
-    let code_ok = price.currency.len() == 3 && price.currency.bytes().all(|b| b.is_ascii_uppercase());
+    let code_ok =
+        price.currency.len() == 3 && price.currency.bytes().all(|b| b.is_ascii_uppercase());
     if !code_ok {
         return Err(CreateOrderError::InvalidArgument {
             field: "expected_price.currency_code",
@@ -240,15 +258,36 @@ mod tests {
 
     #[test]
     fn obfuscated_account_id_fits_google_limit_and_hides_the_user() {
-        let id = obfuscated_account_id(&AppId::parse("game").unwrap(), &UserId::parse("alice@example.com").unwrap());
+        let id = obfuscated_account_id(
+            &AppId::parse("game").unwrap(),
+            &UserId::parse("alice@example.com").unwrap(),
+        );
         assert_eq!(id.len(), 64);
         assert!(!id.contains("alice"));
     }
 
     #[test]
     fn prices_need_an_iso_code() {
-        assert!(validate_price(&Money { currency: "usd".into(), amount_micros: 1 }).is_err());
-        assert!(validate_price(&Money { currency: "USD".into(), amount_micros: -1 }).is_err());
-        assert!(validate_price(&Money { currency: "USD".into(), amount_micros: 990_000 }).is_ok());
+        assert!(
+            validate_price(&Money {
+                currency: "usd".into(),
+                amount_micros: 1
+            })
+            .is_err()
+        );
+        assert!(
+            validate_price(&Money {
+                currency: "USD".into(),
+                amount_micros: -1
+            })
+            .is_err()
+        );
+        assert!(
+            validate_price(&Money {
+                currency: "USD".into(),
+                amount_micros: 990_000
+            })
+            .is_ok()
+        );
     }
 }

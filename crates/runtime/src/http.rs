@@ -1,0 +1,78 @@
+//! The operations HTTP endpoint every process serves: `/metrics` (Prometheus), `/healthz`
+//! (alive) and `/readyz` (dependencies answer). Services merge their own routes into it.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tokio::net::TcpListener;
+
+use crate::shutdown::Shutdown;
+use crate::telemetry::metrics_handle;
+
+/// A readiness check: `Ok` when the dependency answers.
+pub type ReadinessCheck =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
+
+/// `/metrics`, `/healthz` and `/readyz`.
+pub fn ops_router(readiness: Option<ReadinessCheck>) -> Router {
+    // Installing the recorder here, before any request is served, keeps the first metrics of
+    // the process from being recorded into nothing.
+    let _ = metrics_handle();
+    Router::new()
+        .route("/metrics", get(render_metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .with_state(readiness)
+}
+
+async fn render_metrics() -> impl IntoResponse {
+    let handle = metrics_handle();
+    handle.run_upkeep();
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        handle.render(),
+    )
+}
+
+async fn ready(State(check): State<Option<ReadinessCheck>>) -> impl IntoResponse {
+    match check {
+        None => (StatusCode::OK, "ready".to_owned()),
+        Some(check) => match check().await {
+            Ok(()) => (StatusCode::OK, "ready".to_owned()),
+            Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e),
+        },
+    }
+}
+
+/// Serves `router` on `listener` until the shutdown, then drains in-flight requests.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: Shutdown,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown.wait_owned())
+        .await
+}
+
+/// Binds a listener, naming the address in the error (ports in use are a common first-run
+/// problem).
+pub async fn bind(what: &str, addr: SocketAddr) -> Result<TcpListener, crate::StartupError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| crate::StartupError::Bind {
+            what: what.to_owned(),
+            addr,
+            source: e,
+        })
+}

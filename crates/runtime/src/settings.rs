@@ -1,0 +1,565 @@
+//! Typed configuration, read in layers: built-in defaults, then a TOML file (`--config` or
+//! `IAP_CONFIG`), then `IAP_*` environment variables. Environment names take the section and
+//! the key, joined by `_` (`IAP_DATABASE_URL`, `IAP_VERIFIER_GRPC_LISTEN`) or by `__` for deeper
+//! paths (`IAP_APPS__COM_EXAMPLE__SANDBOX__ALLOW_ALL` is awkward, so apps live in the file).
+//! Unknown keys are errors: a typo must not silently fall back to a default.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use iap_domain::{
+    AppId, AppPolicy, Catalog, ProductId, ProductKind, ProductPolicy, SandboxPolicy, UserId,
+};
+
+/// Every setting of every process. Each binary reads the sections it needs.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// The system of record.
+    pub database: DatabaseSettings,
+    /// Locks (optional: without Redis, delivery relies on the database fence alone).
+    pub redis: RedisSettings,
+    /// `iap-verifier` (and iapd's gRPC and HTTP ports).
+    pub verifier: VerifierSettings,
+    /// `iap-delivery`.
+    pub delivery: DeliverySettings,
+    /// `iap-scheduler`.
+    pub scheduler: SchedulerSettings,
+    /// `iap-emulator`.
+    pub emulator: EmulatorSettings,
+    /// Logs.
+    pub telemetry: TelemetrySettings,
+    /// The studio's apps, by app id.
+    pub apps: BTreeMap<String, AppSettings>,
+}
+
+/// `[database]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSettings {
+    /// `postgres://user@host:5432/db` or `sqlite://path?mode=rwc`. Required by the standalone
+    /// services; iapd defaults to a SQLite file.
+    pub url: Option<String>,
+    /// Pool size per process (PostgreSQL; SQLite always uses one connection).
+    pub max_connections: u32,
+    /// Longest wait for a pooled connection before a call fails with UNAVAILABLE.
+    #[serde(with = "humantime_serde")]
+    pub acquire_timeout: Duration,
+    /// Longest wait for the server when opening a connection.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Apply pending migrations at startup (the embedded default does; a fleet usually runs
+    /// `iap-migrate up` once as a deployment step instead).
+    pub migrate_on_start: bool,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+            migrate_on_start: false,
+        }
+    }
+}
+
+/// `[redis]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisSettings {
+    /// `redis://host:6379/0`. Unset: an in-process lock (one process only).
+    pub url: Option<String>,
+    /// Prefix of every key written, so several deployments can share a server.
+    pub key_prefix: String,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            key_prefix: "iap:".to_owned(),
+        }
+    }
+}
+
+/// `[verifier]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VerifierSettings {
+    /// gRPC: OrderService, VerificationService, AdminService.
+    pub grpc_listen: SocketAddr,
+    /// HTTP: store notifications, `/metrics`, `/healthz`, `/readyz`.
+    pub http_listen: SocketAddr,
+}
+
+impl Default for VerifierSettings {
+    fn default() -> Self {
+        Self {
+            grpc_listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        }
+    }
+}
+
+/// `[delivery]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliverySettings {
+    /// gRPC: DeliveryService.
+    pub grpc_listen: SocketAddr,
+    /// HTTP: `/metrics`, `/healthz`, `/readyz`.
+    pub http_listen: SocketAddr,
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        Self {
+            grpc_listen: SocketAddr::from(([127, 0, 0, 1], 50052)),
+            http_listen: SocketAddr::from(([127, 0, 0, 1], 9101)),
+        }
+    }
+}
+
+/// `[scheduler]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchedulerSettings {
+    /// HTTP: `/metrics`, `/healthz`, `/readyz`.
+    pub http_listen: SocketAddr,
+}
+
+impl Default for SchedulerSettings {
+    fn default() -> Self {
+        Self {
+            http_listen: SocketAddr::from(([127, 0, 0, 1], 9102)),
+        }
+    }
+}
+
+/// `[emulator]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmulatorSettings {
+    /// HTTP: the three stores' APIs, the control API and `/metrics`.
+    pub listen: SocketAddr,
+}
+
+impl Default for EmulatorSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable, for a terminal.
+    #[default]
+    Pretty,
+    /// One JSON object per line, for a log collector.
+    Json,
+}
+
+/// `[telemetry]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetrySettings {
+    /// `pretty` or `json`.
+    pub log_format: LogFormat,
+    /// `tracing` filter directives; `RUST_LOG` overrides.
+    pub log_filter: String,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        Self {
+            log_format: LogFormat::Pretty,
+            log_filter: "info".to_owned(),
+        }
+    }
+}
+
+/// `[apps.<app_id>]`: one game.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppSettings {
+    /// Catalog, by store product id.
+    #[serde(default)]
+    pub products: BTreeMap<String, ProductSettings>,
+    /// Who may redeem sandbox/test purchases.
+    #[serde(default)]
+    pub sandbox: SandboxSettings,
+    /// Flag repeated free trials in replies and metrics.
+    #[serde(default = "default_true")]
+    pub flag_repeat_trials: bool,
+    /// Most unpaid orders one user may hold (0 = unlimited).
+    #[serde(default = "default_max_open_orders")]
+    pub max_open_orders_per_user: u32,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_max_open_orders() -> u32 {
+    20
+}
+
+/// `[apps.<app_id>.products.<product_id>]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProductSettings {
+    /// `consumable`, `non_consumable`, `auto_renewable` or `non_renewing`.
+    pub kind: String,
+    /// Most units per order.
+    #[serde(default = "default_max_quantity")]
+    pub max_quantity: u32,
+    /// Subscription group, for repeated-trial detection.
+    #[serde(default)]
+    pub subscription_group: Option<String>,
+}
+
+fn default_max_quantity() -> u32 {
+    1
+}
+
+/// `[apps.<app_id>.sandbox]`
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SandboxSettings {
+    /// Accept sandbox purchases from everyone (development, staging).
+    pub allow_all: bool,
+    /// Accept them from these users (App Review, QA).
+    pub users: Vec<String>,
+}
+
+/// A configuration problem, in one line naming the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file or a variable could not be read or has the wrong type.
+    #[error("{0}")]
+    Invalid(String),
+    /// A value is well-typed but unusable.
+    #[error("{key}: {problem}")]
+    Value {
+        /// Dotted key.
+        key: String,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+impl ConfigError {
+    fn value(key: impl Into<String>, problem: impl Into<String>) -> Self {
+        ConfigError::Value {
+            key: key.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// Top-level sections, for reading `IAP_<SECTION>_<KEY>` variables.
+const SECTIONS: &[&str] = &[
+    "database",
+    "redis",
+    "verifier",
+    "delivery",
+    "scheduler",
+    "emulator",
+    "telemetry",
+    "apps",
+];
+
+impl Settings {
+    /// Reads defaults, then `file` (if any), then the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_from(file, Env::prefixed("IAP_"))
+    }
+
+    /// Like [`Settings::load`], with `defaults` as the base layer (iapd's embedded defaults).
+    pub fn load_with_defaults(
+        defaults: &Settings,
+        file: Option<&Path>,
+    ) -> Result<Self, ConfigError> {
+        let figment = Figment::from(Serialized::defaults(defaults));
+        Self::extract(figment, file, Env::prefixed("IAP_"))
+    }
+
+    fn load_from(file: Option<&Path>, env: Env) -> Result<Self, ConfigError> {
+        Self::extract(
+            Figment::from(Serialized::defaults(Settings::default())),
+            file,
+            env,
+        )
+    }
+
+    fn extract(mut figment: Figment, file: Option<&Path>, env: Env) -> Result<Self, ConfigError> {
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(ConfigError::Invalid(format!(
+                    "configuration file {} does not exist",
+                    file.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        let env = env.filter_map(|key| env_key_path(key.as_str()).map(Into::into));
+        figment = figment.merge(env);
+        let settings: Settings = figment
+            .extract()
+            .map_err(|e| ConfigError::Invalid(one_line(&e)))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.database.url {
+            if !(url.starts_with("postgres://")
+                || url.starts_with("postgresql://")
+                || url.starts_with("sqlite:"))
+            {
+                return Err(ConfigError::value(
+                    "database.url",
+                    "must start with postgres://, postgresql:// or sqlite:",
+                ));
+            }
+        }
+        if self.database.max_connections == 0 {
+            return Err(ConfigError::value(
+                "database.max_connections",
+                "must be at least 1",
+            ));
+        }
+        if let Some(url) = &self.redis.url {
+            let parsed = url::Url::parse(url)
+                .map_err(|e| ConfigError::value("redis.url", format!("not a URL: {e}")))?;
+            if !matches!(parsed.scheme(), "redis" | "rediss") {
+                return Err(ConfigError::value(
+                    "redis.url",
+                    "must start with redis:// or rediss://",
+                ));
+            }
+        }
+        self.catalog().map(|_| ())
+    }
+
+    /// The database URL, or the error a standalone service reports when it is missing.
+    pub fn database_url(&self) -> Result<&str, ConfigError> {
+        self.database.url.as_deref().ok_or_else(|| {
+            ConfigError::value(
+                "database.url",
+                "is not set (set IAP_DATABASE_URL or [database] url)",
+            )
+        })
+    }
+
+    /// The apps' policies, validated.
+    pub fn catalog(&self) -> Result<Catalog, ConfigError> {
+        let mut apps = Vec::with_capacity(self.apps.len());
+        for (app_key, app) in &self.apps {
+            let at = |rest: &str| format!("apps.{app_key}.{rest}");
+            let app_id = AppId::parse(app_key.as_str())
+                .map_err(|e| ConfigError::value(format!("apps.{app_key}"), e.to_string()))?;
+            let mut products = HashMap::with_capacity(app.products.len());
+            for (product_key, product) in &app.products {
+                let key = at(&format!("products.{product_key}"));
+                let id = ProductId::parse(product_key.as_str())
+                    .map_err(|e| ConfigError::value(&key, e.to_string()))?;
+                let kind: ProductKind = product.kind.parse().map_err(|_| {
+                    ConfigError::value(
+                        format!("{key}.kind"),
+                        "must be consumable, non_consumable, auto_renewable or non_renewing",
+                    )
+                })?;
+                if product.max_quantity == 0 {
+                    return Err(ConfigError::value(
+                        format!("{key}.max_quantity"),
+                        "must be at least 1",
+                    ));
+                }
+                let policy = ProductPolicy {
+                    kind,
+                    max_quantity: product.max_quantity,
+                    subscription_group: product.subscription_group.clone(),
+                };
+                products.insert(id, policy);
+            }
+            let allowed_users = app
+                .sandbox
+                .users
+                .iter()
+                .map(|u| UserId::parse(u.as_str()))
+                .collect::<Result<HashSet<_>, _>>()
+                .map_err(|e| ConfigError::value(at("sandbox.users"), e.to_string()))?;
+            apps.push(AppPolicy {
+                app_id,
+                products,
+                sandbox: SandboxPolicy {
+                    allow_all: app.sandbox.allow_all,
+                    allowed_users,
+                },
+                flag_repeat_trials: app.flag_repeat_trials,
+                max_open_orders_per_user: app.max_open_orders_per_user,
+            });
+        }
+        Ok(Catalog::new(apps))
+    }
+}
+
+/// Maps an environment key (prefix removed, lowercased) to a dotted settings path:
+/// `database_url` → `database.url`, `verifier__grpc_listen` → `verifier.grpc_listen`.
+/// Variables that name no section (`IAP_CONFIG`, test harness variables) are not settings.
+fn env_key_path(key: &str) -> Option<String> {
+    let key = key.to_ascii_lowercase();
+    if key.contains("__") {
+        let path = key.replace("__", ".");
+        let section = path.split('.').next()?;
+        return SECTIONS.contains(&section).then_some(path);
+    }
+    SECTIONS.iter().find_map(|section| {
+        key.strip_prefix(section)
+            .and_then(|rest| rest.strip_prefix('_'))
+            .filter(|rest| !rest.is_empty())
+            .map(|rest| format!("{section}.{rest}"))
+    })
+}
+
+fn one_line(err: &figment::Error) -> String {
+    // figment's Display spans lines for nested errors and names the source; one line is what
+    // an operator reads in a crash loop.
+    err.clone()
+        .into_iter()
+        .map(|e| {
+            let key = if e.path.is_empty() {
+                String::new()
+            } else {
+                format!("{}: ", e.path.join("."))
+            };
+            let from = e
+                .metadata
+                .as_ref()
+                .map(|m| format!(" (from {})", m.name))
+                .unwrap_or_default();
+            format!("{key}{}{from}", e.kind)
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    #[test]
+    fn env_keys_map_to_sections() {
+        assert_eq!(
+            env_key_path("database_url").as_deref(),
+            Some("database.url")
+        );
+        assert_eq!(
+            env_key_path("DATABASE_MAX_CONNECTIONS").as_deref(),
+            Some("database.max_connections")
+        );
+        assert_eq!(
+            env_key_path("verifier__grpc_listen").as_deref(),
+            Some("verifier.grpc_listen")
+        );
+        assert_eq!(env_key_path("config"), None);
+        assert_eq!(env_key_path("test_postgres_url"), None);
+        assert_eq!(env_key_path("database"), None);
+    }
+
+    #[test]
+    fn defaults_are_valid_and_name_the_design_ports() {
+        let settings = Settings::default();
+        settings.validate().unwrap();
+        assert_eq!(settings.verifier.grpc_listen.port(), 50051);
+        assert_eq!(settings.delivery.grpc_listen.port(), 50052);
+        assert_eq!(settings.scheduler.http_listen.port(), 9102);
+        assert_eq!(settings.emulator.listen.port(), 9090);
+        assert!(settings.database_url().is_err());
+    }
+
+    // figment's Jail serialises tests that touch the environment and restores it afterwards.
+    #[test]
+    fn file_then_environment_override() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "iap.toml",
+                r#"
+                [database]
+                url = "postgres://file@127.0.0.1/iap"
+                acquire_timeout = "2s"
+                [apps."com.example.game".products.gems_100]
+                kind = "consumable"
+                max_quantity = 10
+                "#,
+            )?;
+            jail.set_env("IAP_DATABASE_URL", "postgres://env@127.0.0.1/iap");
+            jail.set_env("IAP_VERIFIER_GRPC_LISTEN", "127.0.0.1:6000");
+            jail.set_env("IAP_CONFIG", "ignored.toml");
+            let settings = Settings::load(Some(Path::new("iap.toml"))).expect("valid");
+            assert_eq!(
+                settings.database.url.as_deref(),
+                Some("postgres://env@127.0.0.1/iap")
+            );
+            assert_eq!(settings.database.acquire_timeout, Duration::from_secs(2));
+            assert_eq!(settings.verifier.grpc_listen.port(), 6000);
+            let catalog = settings.catalog().expect("catalog");
+            let app = catalog
+                .app(&AppId::parse("com.example.game").unwrap())
+                .expect("app");
+            let gems = app
+                .product(&ProductId::parse("gems_100").unwrap())
+                .expect("product");
+            assert_eq!(gems.kind, ProductKind::Consumable);
+            assert_eq!(gems.max_quantity, 10);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn mistakes_are_reported_by_key() {
+        Jail::expect_with(|jail| {
+            jail.create_file("typo.toml", "[database]\nurll = \"postgres://x\"\n")?;
+            let err = Settings::load(Some(Path::new("typo.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("urll"), "{err}");
+            assert!(!err.contains('\n'), "one line: {err}");
+
+            jail.create_file("kind.toml", "[apps.a.products.p]\nkind = \"gem\"\n")?;
+            let err = Settings::load(Some(Path::new("kind.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with("apps.a.products.p.kind"), "{err}");
+
+            jail.set_env("IAP_DATABASE_MAX_CONNECTIONS", "many");
+            let err = Settings::load(None).unwrap_err().to_string();
+            assert!(err.contains("max_connections"), "{err}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("IAP_DATABASE_URL", "mysql://x");
+            let err = Settings::load(None).unwrap_err().to_string();
+            assert!(err.starts_with("database.url"), "{err}");
+            let err = Settings::load(Some(Path::new("missing.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("does not exist"), "{err}");
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,150 @@
+//! The one place where use-case errors become gRPC statuses. Every non-OK status carries a
+//! `google.rpc.ErrorInfo` (domain `iap.v1`, a stable machine-readable `reason`, metadata) next to
+//! the human message; invalid arguments also carry a `BadRequest` naming the field; outages a
+//! `RetryInfo`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use iap_domain::IdError;
+use iap_domain::ports::StorageError;
+use iap_domain::usecases::create_order::CreateOrderError;
+
+/// `ErrorInfo.domain` of every error this system returns.
+pub const ERROR_DOMAIN: &str = "iap.v1";
+
+/// Converts a use-case error into the status the client sees.
+pub trait IntoStatus {
+    /// The status.
+    fn into_status(self) -> Status;
+}
+
+/// A status with an `ErrorInfo`.
+pub fn with_reason(
+    code: Code,
+    reason: &str,
+    message: impl Into<String>,
+    metadata: HashMap<String, String>,
+) -> Status {
+    Status::with_error_details(
+        code,
+        message,
+        ErrorDetails::with_error_info(reason, ERROR_DOMAIN, metadata),
+    )
+}
+
+/// INVALID_ARGUMENT naming the field, reason `INVALID_ARGUMENT`.
+pub fn invalid_argument(field: &str, problem: &str) -> Status {
+    let mut details = ErrorDetails::with_bad_request_violation(field, problem);
+    details.set_error_info(
+        "INVALID_ARGUMENT",
+        ERROR_DOMAIN,
+        HashMap::from([("field".to_owned(), field.to_owned())]),
+    );
+    Status::with_error_details(
+        Code::InvalidArgument,
+        format!("{field}: {problem}"),
+        details,
+    )
+}
+
+/// NOT_FOUND with reason `<WHAT>_NOT_FOUND`.
+pub fn not_found(reason: &str, message: impl Into<String>) -> Status {
+    with_reason(Code::NotFound, reason, message, HashMap::new())
+}
+
+/// UNAVAILABLE with a retry hint.
+pub fn unavailable(
+    reason: &str,
+    message: impl Into<String>,
+    retry_after: Option<Duration>,
+) -> Status {
+    let mut details =
+        ErrorDetails::with_retry_info(Some(retry_after.unwrap_or(Duration::from_secs(1))));
+    details.set_error_info(reason, ERROR_DOMAIN, HashMap::new());
+    Status::with_error_details(Code::Unavailable, message, details)
+}
+
+impl IntoStatus for StorageError {
+    fn into_status(self) -> Status {
+        match self {
+            StorageError::Unavailable(detail) => {
+                tracing::warn!(error = %detail, "database unavailable");
+                unavailable(
+                    "DATABASE_UNAVAILABLE",
+                    "the database is unavailable; retry later",
+                    None,
+                )
+            }
+            StorageError::Corrupt(detail) | StorageError::Other(detail) => {
+                // The detail may name tables and values: logged, not returned.
+                tracing::error!(error = %detail, "database error");
+                with_reason(
+                    Code::Internal,
+                    "INTERNAL",
+                    "internal storage error",
+                    HashMap::new(),
+                )
+            }
+        }
+    }
+}
+
+impl IntoStatus for IdError {
+    fn into_status(self) -> Status {
+        invalid_argument(self.field, self.problem)
+    }
+}
+
+impl IntoStatus for CreateOrderError {
+    fn into_status(self) -> Status {
+        match self {
+            CreateOrderError::InvalidField(e) => e.into_status(),
+            CreateOrderError::InvalidArgument { field, problem } => {
+                invalid_argument(field, &problem)
+            }
+            CreateOrderError::UnknownApp(app) => {
+                not_found("UNKNOWN_APP", format!("app {app} is not configured"))
+            }
+            e @ CreateOrderError::UnknownProduct { .. } => {
+                not_found("UNKNOWN_PRODUCT", e.to_string())
+            }
+            CreateOrderError::LimitExceeded(detail) => with_reason(
+                Code::ResourceExhausted,
+                "ORDER_LIMIT_EXCEEDED",
+                detail,
+                HashMap::new(),
+            ),
+            CreateOrderError::Storage(e) => e.into_status(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_carry_a_machine_reason() {
+        let status = CreateOrderError::LimitExceeded("too many".into()).into_status();
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        assert_eq!(
+            status.get_details_error_info().unwrap().reason,
+            "ORDER_LIMIT_EXCEEDED"
+        );
+
+        let status = StorageError::Unavailable("connection refused".into()).into_status();
+        assert_eq!(status.code(), Code::Unavailable);
+        assert!(status.get_details_retry_info().is_some());
+        assert!(!status.message().contains("refused"));
+
+        let status = invalid_argument("user_id", "is required");
+        assert_eq!(
+            status.get_details_bad_request().unwrap().field_violations[0].field,
+            "user_id"
+        );
+    }
+}

@@ -1,0 +1,5 @@
+//! gRPC handlers: wire → use case → wire. No business rules here.
+
+mod order;
+
+pub(crate) use order::order_service;

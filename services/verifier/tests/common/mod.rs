@@ -1,0 +1,96 @@
+//! Starts a verifier in-process on port 0 against a fresh PostgreSQL database.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use iap_runtime::{Settings, Shutdown};
+use iap_storage::{PoolOptions, Storage};
+use iap_test_support::TestDatabase;
+use tokio::net::TcpListener;
+use tonic::transport::Channel;
+
+pub(crate) const APP: &str = "com.example.game";
+
+pub(crate) struct RunningVerifier {
+    pub(crate) grpc: SocketAddr,
+    pub(crate) http: SocketAddr,
+    pub(crate) channel: Channel,
+    pub(crate) shutdown: Shutdown,
+    pub(crate) task: tokio::task::JoinHandle<Result<(), iap_runtime::StartupError>>,
+    pub(crate) _db: TestDatabase,
+}
+
+pub(crate) fn test_settings() -> Settings {
+    let toml = format!(
+        r#"
+        [apps."{APP}"]
+        max_open_orders_per_user = 3
+        [apps."{APP}".products.gems_100]
+        kind = "consumable"
+        max_quantity = 10
+        [apps."{APP}".products.premium_monthly]
+        kind = "auto_renewable"
+        "#
+    );
+    let dir = std::env::temp_dir().join(format!(
+        "iap-verifier-test-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("iap.toml");
+    std::fs::write(&file, toml).unwrap();
+    let settings = Settings::load(Some(&file)).unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+    settings
+}
+
+pub(crate) async fn start() -> RunningVerifier {
+    iap_test_support::init_tracing();
+    let db = TestDatabase::create().await;
+    let storage = Storage::connect(db.url(), &PoolOptions::default())
+        .await
+        .unwrap();
+    storage.migrate().await.unwrap();
+    let catalog = Arc::new(test_settings().catalog().unwrap());
+    let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (grpc_addr, http_addr) = (grpc.local_addr().unwrap(), http.local_addr().unwrap());
+    let shutdown = Shutdown::new();
+    let verifier = iap_verifier::Verifier::new(storage, catalog);
+    let task = tokio::spawn(iap_verifier::serve(
+        verifier,
+        iap_verifier::Listeners { grpc, http },
+        shutdown.clone(),
+    ));
+    let channel = Channel::from_shared(format!("http://{grpc_addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    RunningVerifier {
+        grpc: grpc_addr,
+        http: http_addr,
+        channel,
+        shutdown,
+        task,
+        _db: db,
+    }
+}
+
+/// A plain HTTP/1.0 GET, enough for the operations endpoints.
+pub(crate) async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
