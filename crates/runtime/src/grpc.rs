@@ -29,15 +29,17 @@ pub async fn serve(
             .set_service_status(*name, ServingStatus::Serving)
             .await;
     }
-    // A reflection service that cannot be built only costs grpcurl convenience, never serving.
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(iap_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1();
+    // Reflection in both versions: grpcurl and older tools still ask `v1alpha`. A reflection
+    // service that cannot be built only costs grpcurl convenience, never serving.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(iap_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
     let mut routes = routes.add_service(health_service);
-    match reflection {
-        Ok(reflection) => routes = routes.add_service(reflection),
-        Err(e) => tracing::warn!(error = %e, "gRPC reflection disabled"),
+    match (reflection().build_v1(), reflection().build_v1alpha()) {
+        (Ok(v1), Ok(v1alpha)) => routes = routes.add_service(v1).add_service(v1alpha),
+        (Err(e), _) | (_, Err(e)) => tracing::warn!(error = %e, "gRPC reflection disabled"),
     }
 
     let drain = {

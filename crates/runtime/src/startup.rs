@@ -63,12 +63,12 @@ pub struct ConfigArgs {
 
 /// Loads settings (over `defaults`), starts logging and a multi-threaded runtime, installs the
 /// signal handler and runs `run` to completion. Errors become one stderr line and an exit code.
-pub fn run_main<F, Fut>(name: &str, args: &ConfigArgs, defaults: Settings, run: F) -> ExitCode
+pub fn run_main<F, Fut>(name: &str, args: &ConfigArgs, defaults: &Settings, run: F) -> ExitCode
 where
     F: FnOnce(Settings, Shutdown) -> Fut,
     Fut: Future<Output = Result<(), StartupError>>,
 {
-    let settings = match Settings::load_with_defaults(&defaults, args.config.as_deref()) {
+    let settings = match Settings::load_with_defaults(defaults, args.config.as_deref()) {
         Ok(settings) => settings,
         Err(e) => return fail(name, &StartupError::Config(e)),
     };

@@ -26,6 +26,10 @@ impl ConnectError {
 }
 
 /// Maps a sea-orm error to the domain's storage error.
+#[allow(
+    clippy::needless_pass_by_value,
+    reason = "shaped for `.map_err(classify)`"
+)]
 pub fn classify(err: DbErr) -> StorageError {
     let unavailable = match &err {
         DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,

@@ -167,3 +167,5 @@ mod tests {
         );
     }
 }
+
+pub mod process;

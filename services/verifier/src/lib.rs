@@ -16,6 +16,7 @@ use iap_domain::Catalog;
 use iap_domain::usecases::create_order::OrderCreator;
 use iap_proto::service_names;
 use iap_runtime::http::ReadinessCheck;
+use iap_runtime::process::GrpcEndpoint;
 use iap_runtime::{Settings, Shutdown, StartupError};
 use iap_storage::Storage;
 
@@ -36,9 +37,9 @@ impl Verifier {
         Self { storage, orders }
     }
 
-    /// The gRPC services, ready to be served (alone or beside others, as in iapd).
-    pub fn grpc_routes(&self) -> Routes {
-        Routes::new(grpc::order_service(self.clone()))
+    /// Adds the verifier's gRPC services to `routes` (alone, or beside other roles in iapd).
+    pub fn add_grpc_services(&self, routes: Routes) -> Routes {
+        routes.add_service(grpc::order_service(self.clone()))
     }
 
     /// The HTTP routes: operations endpoints (and store notifications when they land).
@@ -83,22 +84,16 @@ pub async fn serve(
     listeners: Listeners,
     shutdown: Shutdown,
 ) -> Result<(), StartupError> {
-    tracing::info!(
-        grpc = %listeners.grpc.local_addr().map_err(|e| StartupError::Server(e.to_string()))?,
-        http = %listeners.http.local_addr().map_err(|e| StartupError::Server(e.to_string()))?,
-        "iap-verifier listening"
-    );
-    let grpc = iap_runtime::grpc::serve(
-        listeners.grpc,
-        verifier.grpc_routes(),
-        GRPC_SERVICES,
-        shutdown.clone(),
-    );
-    let http = iap_runtime::http::serve(listeners.http, verifier.http_router(), shutdown.clone());
-    let (grpc, http) = tokio::join!(grpc, http);
-    // Whichever server failed, the other is told to stop too (one shutdown path).
-    shutdown.trigger();
-    grpc.map_err(|e| StartupError::Server(format!("gRPC server: {e}")))?;
-    http.map_err(|e| StartupError::Server(format!("HTTP server: {e}")))?;
-    Ok(())
+    let grpc = GrpcEndpoint {
+        listener: listeners.grpc,
+        routes: verifier.add_grpc_services(Routes::default()),
+        services: GRPC_SERVICES.to_vec(),
+    };
+    iap_runtime::process::serve(
+        "iap-verifier",
+        Some(grpc),
+        (listeners.http, verifier.http_router()),
+        shutdown,
+    )
+    .await
 }

@@ -19,7 +19,7 @@ fn main() -> ExitCode {
     iap_runtime::run_main(
         "iap-verifier",
         &args.config,
-        Settings::default(),
+        &Settings::default(),
         iap_verifier::run,
     )
 }

@@ -1,0 +1,25 @@
+//! `iap-delivery` binary.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use iap_runtime::Settings;
+use iap_runtime::startup::ConfigArgs;
+
+/// DeliveryService: exactly-once grants to the game server, then store confirmation.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    #[command(flatten)]
+    config: ConfigArgs,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    iap_runtime::run_main(
+        "iap-delivery",
+        &args.config,
+        &Settings::default(),
+        iap_delivery::run,
+    )
+}

@@ -1,1 +1,0 @@
-//! iapd: every role in one process; the embedded default (SQLite, in-process lock).

@@ -1,1 +1,0 @@
-//! Project automation: cargo xtask ci, db helpers.
