@@ -1,6 +1,6 @@
 //! `iap-migrate`: applies or inspects the schema migrations.
 //!
-//! The database URL comes from `--database-url`, else `IAP_DATABASE__URL` (the services'
+//! The database URL comes from `--database-url`, else `IAP_DATABASE_URL` (the services'
 //! variable), else `DATABASE_URL`.
 
 use std::process::ExitCode;
@@ -17,7 +17,7 @@ use sea_orm_migration::sea_orm::{ConnectOptions, Database};
 )]
 struct Cli {
     /// postgres://… or sqlite://…?mode=rwc
-    #[arg(long, env = "IAP_DATABASE__URL")]
+    #[arg(long, env = "IAP_DATABASE_URL")]
     database_url: Option<String>,
     #[command(subcommand)]
     command: Command,
@@ -43,10 +43,11 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let Some(url) = cli
         .database_url
+        .or_else(|| std::env::var("IAP_DATABASE__URL").ok())
         .or_else(|| std::env::var("DATABASE_URL").ok())
     else {
-        eprintln!("iap-migrate: no database URL (use --database-url or IAP_DATABASE__URL)");
-        return ExitCode::from(64);
+        eprintln!("iap-migrate: no database URL (use --database-url or IAP_DATABASE_URL)");
+        return ExitCode::from(78);
     };
     let mut options = ConnectOptions::new(url);
     options.sqlx_logging(false);
