@@ -27,9 +27,13 @@ mod architecture {
         let manifest = include_str!("../Cargo.toml");
         let dependencies = manifest.split("[dependencies]").nth(1).unwrap_or_default();
         let dependencies = dependencies.split("\n[").next().unwrap_or_default();
-        for forbidden in ["tonic", "prost", "sea-orm", "sqlx", "redis", "reqwest", "axum", "hyper", "iap-"] {
+        for forbidden in [
+            "tonic", "prost", "sea-orm", "sqlx", "redis", "reqwest", "axum", "hyper", "iap-",
+        ] {
             assert!(
-                !dependencies.lines().any(|l| l.trim_start().starts_with(forbidden)),
+                !dependencies
+                    .lines()
+                    .any(|l| l.trim_start().starts_with(forbidden)),
                 "iap-domain must not depend on {forbidden}"
             );
         }
