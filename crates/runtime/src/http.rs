@@ -16,9 +16,9 @@ use tokio::net::TcpListener;
 use crate::shutdown::Shutdown;
 use crate::telemetry::metrics_handle;
 
-/// A readiness check: `Ok` when the dependency answers.
+/// A readiness check: `Ok(status line)` when the process can serve, `Err(why)` when not.
 pub type ReadinessCheck =
-    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<String, String>> + Send>> + Send + Sync>;
 
 /// `/metrics`, `/healthz` and `/readyz`.
 pub fn ops_router(readiness: Option<ReadinessCheck>) -> Router {
@@ -48,7 +48,7 @@ async fn ready(State(check): State<Option<ReadinessCheck>>) -> impl IntoResponse
     match check {
         None => (StatusCode::OK, "ready".to_owned()),
         Some(check) => match check().await {
-            Ok(()) => (StatusCode::OK, "ready".to_owned()),
+            Ok(status) => (StatusCode::OK, status),
             Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e),
         },
     }

@@ -5,6 +5,7 @@
 pub mod database;
 pub mod grpc;
 pub mod http;
+pub mod lock;
 pub mod process;
 pub mod settings;
 pub mod shutdown;

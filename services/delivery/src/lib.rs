@@ -8,6 +8,7 @@ use tokio::net::TcpListener;
 use tonic::service::Routes;
 
 use iap_runtime::http::ReadinessCheck;
+use iap_runtime::lock::LockBackend;
 use iap_runtime::process::GrpcEndpoint;
 use iap_runtime::{Settings, Shutdown, StartupError};
 use iap_storage::Storage;
@@ -19,12 +20,13 @@ pub const GRPC_SERVICES: &[&str] = &[];
 #[derive(Debug, Clone)]
 pub struct Delivery {
     storage: Storage,
+    lock: LockBackend,
 }
 
 impl Delivery {
-    /// Wires the role over a database.
-    pub fn new(storage: Storage) -> Self {
-        Self { storage }
+    /// Wires the role over a database and a lock.
+    pub fn new(storage: Storage, lock: LockBackend) -> Self {
+        Self { storage, lock }
     }
 
     /// Adds the delivery role's gRPC services to `routes`.
@@ -32,12 +34,16 @@ impl Delivery {
         routes
     }
 
-    /// Ready when the database answers.
+    /// Ready when the database answers. The lock's state is reported but never makes the
+    /// process unready: without Redis, delivery continues on the database fence.
     pub fn readiness(&self) -> ReadinessCheck {
-        let storage = self.storage.clone();
+        let (storage, lock) = (self.storage.clone(), self.lock.clone());
         Arc::new(move || {
-            let storage = storage.clone();
-            Box::pin(async move { storage.ping().await.map_err(|e| format!("database: {e}")) })
+            let (storage, lock) = (storage.clone(), lock.clone());
+            Box::pin(async move {
+                storage.ping().await.map_err(|e| format!("database: {e}"))?;
+                Ok(format!("database ok; lock {}", lock.describe().await))
+            })
         })
     }
 }
@@ -48,7 +54,8 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), StartupEr
     let storage = iap_runtime::database::open(&settings, &url).await?;
     let grpc = iap_runtime::http::bind("gRPC", settings.delivery.grpc_listen).await?;
     let http = iap_runtime::http::bind("HTTP", settings.delivery.http_listen).await?;
-    serve(Delivery::new(storage), grpc, http, shutdown).await
+    let lock = LockBackend::from_settings(&settings)?;
+    serve(Delivery::new(storage, lock), grpc, http, shutdown).await
 }
 
 /// Serves a wired delivery role on the given listeners until the shutdown.

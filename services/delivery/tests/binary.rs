@@ -18,6 +18,11 @@ async fn starts_serves_health_and_stops_on_sigterm() {
         .env("IAP_DATABASE_MIGRATE_ON_START", "true")
         .env("IAP_DELIVERY_GRPC_LISTEN", "127.0.0.1:0")
         .env("IAP_DELIVERY_HTTP_LISTEN", "127.0.0.1:0")
+        .env("IAP_REDIS_URL", iap_test_support::redis_url())
+        .env(
+            "IAP_REDIS_KEY_PREFIX",
+            iap_test_support::TestRedis::new().prefix,
+        )
         .env("IAP_TELEMETRY_LOG_FORMAT", "json");
     let mut process = RunningBinary::spawn(command);
     let line = process.wait_for_line("iap-delivery listening", Duration::from_secs(30));
@@ -64,4 +69,26 @@ async fn reqwest_free_get(addr: &str, path: &str) -> String {
     let mut out = String::new();
     stream.read_to_string(&mut out).await.unwrap();
     out
+}
+
+// Redis is optional: when it is unreachable the process still starts and stays ready, saying
+// that it delivers on the database fence alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn unreachable_redis_degrades_but_stays_ready() {
+    let db = TestDatabase::create().await;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_iap-delivery"));
+    command
+        .env("IAP_DATABASE_URL", db.url())
+        .env("IAP_DELIVERY_GRPC_LISTEN", "127.0.0.1:0")
+        .env("IAP_DELIVERY_HTTP_LISTEN", "127.0.0.1:0")
+        .env("IAP_REDIS_URL", "redis://127.0.0.1:1/0")
+        .env("IAP_TELEMETRY_LOG_FORMAT", "json");
+    let mut process = RunningBinary::spawn(command);
+    let line = process.wait_for_line("iap-delivery listening", Duration::from_secs(30));
+    let http = json_field(&line, "http").expect("http address logged");
+    let body = reqwest_free_get(&http, "/readyz").await;
+    assert!(body.contains(" 200 "), "{body}");
+    assert!(body.contains("redis down"), "{body}");
+    let (status, _) = process.terminate();
+    assert!(status.success());
 }

@@ -66,7 +66,8 @@ async fn run(mut settings: Settings, shutdown: Shutdown) -> Result<(), StartupEr
     let storage = iap_runtime::database::open(&settings, &url).await?;
 
     let verifier = iap_verifier::Verifier::new(storage.clone(), catalog);
-    let delivery = iap_delivery::Delivery::new(storage.clone());
+    let lock = iap_runtime::lock::LockBackend::from_settings(&settings)?;
+    let delivery = iap_delivery::Delivery::new(storage.clone(), lock);
     let scheduler = iap_scheduler::Scheduler::new(storage);
 
     let grpc_listener = iap_runtime::http::bind("gRPC", settings.verifier.grpc_listen).await?;

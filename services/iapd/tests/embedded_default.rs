@@ -58,8 +58,14 @@ async fn embedded_default_serves_orders_from_a_sqlite_file() {
         .unwrap()
         .into_inner();
     let order_id = created.order.unwrap().order_id;
+    let stopping = std::time::Instant::now();
     let (status, output) = process.terminate();
     assert!(status.success(), "exit {status:?}:\n{}", output.join("\n"));
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "drain took {:?}",
+        stopping.elapsed()
+    );
     assert!(
         dir.join("iapd.db").exists(),
         "the SQLite file lives in the working directory"
@@ -83,4 +89,24 @@ async fn embedded_default_serves_orders_from_a_sqlite_file() {
     let (status, _) = process.terminate();
     assert!(status.success());
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn closed_database_port_exits_non_zero_with_one_line() {
+    let output = Command::new(env!("CARGO_BIN_EXE_iapd"))
+        .env("IAP_DATABASE_URL", "postgres://postgres@127.0.0.1:1/iap")
+        .env("IAP_DATABASE_CONNECT_TIMEOUT", "1s")
+        .env("IAP_DATABASE_ACQUIRE_TIMEOUT", "1s")
+        .env("IAP_VERIFIER_GRPC_LISTEN", "127.0.0.1:0")
+        .env("IAP_VERIFIER_HTTP_LISTEN", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(69));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let errors: Vec<_> = stderr.lines().filter(|l| l.starts_with("iapd:")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(
+        errors[0].contains("database unreachable") && errors[0].contains("127.0.0.1:1"),
+        "{stderr}"
+    );
 }

@@ -52,7 +52,10 @@ impl Verifier {
         let storage = self.storage.clone();
         Arc::new(move || {
             let storage = storage.clone();
-            Box::pin(async move { storage.ping().await.map_err(|e| format!("database: {e}")) })
+            Box::pin(async move {
+                storage.ping().await.map_err(|e| format!("database: {e}"))?;
+                Ok("database ok".to_owned())
+            })
         })
     }
 }
