@@ -93,6 +93,7 @@ impl RedisLock {
     }
 }
 
+#[allow(clippy::needless_pass_by_value, reason = "shaped for `.map_err(unavailable)`")]
 fn unavailable(err: redis::RedisError) -> LockError {
     LockError::Unavailable(err.to_string())
 }
