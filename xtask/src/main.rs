@@ -14,7 +14,8 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
   ci         services up, then fmt check, clippy -D warnings, all tests (nextest)
   services   only make sure PostgreSQL and Redis answer on 127.0.0.1
-  test       services up, then all tests (nextest), without fmt and clippy";
+  test       services up, then all tests (nextest), without fmt and clippy
+  python     the stores' own client libraries (PyPI) against iap-emulator";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -22,6 +23,7 @@ fn main() -> ExitCode {
         Some("ci") => ci(&args[1..]),
         Some("services") => ensure_services(),
         Some("test") => ensure_services().and_then(|()| nextest(&args[1..])),
+        Some("python") => python_checks(),
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);
@@ -41,19 +43,77 @@ type Result<T = ()> = std::result::Result<T, String>;
 fn ci(extra: &[String]) -> Result {
     ensure_services()?;
     step("format", cargo(&["fmt", "--all", "--", "--check"]))?;
-    step(
+    let clippy = [
         "clippy",
-        cargo(&[
-            "clippy",
-            "--workspace",
-            "--all-targets",
-            "--locked",
-            "--",
-            "-D",
-            "warnings",
-        ]),
+        "--workspace",
+        "--all-targets",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ];
+    step("clippy", cargo(&clippy))?;
+    nextest(extra)?;
+    python_checks()
+}
+
+/// Google's `google-api-python-client` (pinned: 2.198.0 still has every method the emulator
+/// serves) run against a real `iap-emulator` process.
+fn python_checks() -> Result {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace_root().join("target"), PathBuf::from);
+    let venv = target.join("python-venv");
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        if !have("python3") {
+            apt_install("python3 python3-venv")?;
+        }
+        let mut create = Command::new("python3");
+        create.args(["-m", "venv"]).arg(&venv);
+        step("python venv", create)?;
+    }
+    let mut install = Command::new(&python);
+    install.args(["-m", "pip", "install", "-q", "--disable-pip-version-check"]);
+    install.args(["google-api-python-client==2.198.0", "google-auth"]);
+    step("python packages", install)?;
+    step(
+        "build iap-emulator",
+        cargo(&["build", "--locked", "-p", "iap-emulator"]),
     )?;
-    nextest(extra)
+
+    let emulator = target.join("debug/iap-emulator");
+    let mut child = Command::new(&emulator)
+        .args(["--listen", "127.0.0.1:0"])
+        .env("IAP_TELEMETRY_LOG_FORMAT", "json")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", emulator.display()))?;
+    let result = read_listen_address(&mut child).and_then(|address| {
+        let script = workspace_root().join("services/emulator/tests/python/google_client_check.py");
+        let mut check = Command::new(&python);
+        check.arg(script).arg(format!("http://{address}"));
+        step("google-api-python-client against iap-emulator", check)
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    result
+}
+
+fn read_listen_address(child: &mut std::process::Child) -> Result<String> {
+    use std::io::BufRead;
+    let stderr = child.stderr.take().ok_or("no stderr")?;
+    let lines = std::io::BufReader::new(stderr)
+        .lines()
+        .map_while(std::result::Result::ok);
+    for line in lines {
+        if line.contains("iap-emulator listening") {
+            let key = "\"http\":\"";
+            let start = line.find(key).ok_or("no address in the listening line")? + key.len();
+            let end = line[start..].find('"').ok_or("unterminated address")? + start;
+            return Ok(line[start..end].to_owned());
+        }
+    }
+    Err("iap-emulator exited before listening".into())
 }
 
 fn nextest(extra: &[String]) -> Result {

@@ -93,7 +93,10 @@ impl RedisLock {
     }
 }
 
-#[allow(clippy::needless_pass_by_value, reason = "shaped for `.map_err(unavailable)`")]
+#[allow(
+    clippy::needless_pass_by_value,
+    reason = "shaped for `.map_err(unavailable)`"
+)]
 fn unavailable(err: redis::RedisError) -> LockError {
     LockError::Unavailable(err.to_string())
 }

@@ -1,1 +1,95 @@
-//! iap-emulator: a local App Store, Google Play and Huawei IAP speaking the stores' wire formats.
+//! `iap-emulator`: a local stand-in for the stores' server APIs, speaking their wire formats
+//! (paths, JSON names and types, status codes, auth) and signing with keys it generates, so
+//! tests, demos and studios' own CI can buy, verify, confirm, renew and refund without a real
+//! store. Purchases are made through its control API (`/emulator/...`), which returns what the
+//! store's client SDK would hand the app.
+//!
+//! Layout (every store under its own prefix, so one server stands in for all three):
+//! - `/google/oauth2/token`, `/google/androidpublisher/v3/...` — Google Play Developer API
+//! - `/emulator/...` — control API: make purchases, drive life cycles, inject faults, read stats
+//!
+//! See `services/emulator/README.md` for the control API.
+
+mod control;
+mod faults;
+mod google;
+mod keys;
+mod state;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+pub use faults::{Fault, FaultKind};
+use state::Shared;
+
+/// How the emulator is set up.
+#[derive(Debug, Clone, Default)]
+pub struct EmulatorConfig {
+    /// The URL clients reach the emulator at, used in the documents it hands out (the Google
+    /// service account's `token_uri`). Defaults to `http://<bound address>`.
+    pub public_base_url: Option<String>,
+}
+
+/// A running emulator's state, shared by its handlers.
+#[derive(Debug, Clone)]
+pub struct Emulator {
+    shared: Arc<Shared>,
+}
+
+impl Emulator {
+    /// A fresh emulator with new keys and no purchases.
+    pub fn new(base_url: String) -> Self {
+        Self {
+            shared: Arc::new(Shared::new(base_url)),
+        }
+    }
+
+    /// Every route: the stores' APIs and the control API.
+    pub fn router(&self) -> axum::Router {
+        axum::Router::new()
+            .nest("/google", google::router())
+            .nest(
+                "/emulator",
+                control::router().merge(google::control_router()),
+            )
+            .layer(axum::middleware::from_fn_with_state(
+                self.shared.clone(),
+                faults::inject,
+            ))
+            .with_state(self.shared.clone())
+    }
+
+    /// The base URL the emulator advertises.
+    pub fn base_url(&self) -> &str {
+        &self.shared.base_url
+    }
+}
+
+/// Binds nothing itself: serves the emulator on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    config: EmulatorConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (_, router) = build(&listener, config)?;
+    let router = router.merge(iap_runtime::http::ops_router(None));
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// The emulator for a bound listener, and its router.
+pub fn build(
+    listener: &TcpListener,
+    config: EmulatorConfig,
+) -> std::io::Result<(Emulator, axum::Router)> {
+    let addr: SocketAddr = listener.local_addr()?;
+    let base_url = config
+        .public_base_url
+        .unwrap_or_else(|| format!("http://{addr}"));
+    let emulator = Emulator::new(base_url);
+    let router = emulator.router();
+    Ok((emulator, router))
+}
