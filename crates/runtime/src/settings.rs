@@ -150,12 +150,15 @@ impl Default for SchedulerSettings {
 pub struct EmulatorSettings {
     /// HTTP: the three stores' APIs, the control API and `/metrics`.
     pub listen: SocketAddr,
+    /// Run an emulator inside iapd (the embedded default does; ignored by other processes).
+    pub embedded: bool,
 }
 
 impl Default for EmulatorSettings {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            embedded: false,
         }
     }
 }

@@ -59,7 +59,10 @@ impl GoogleStore {
     }
 
     /// The Pub/Sub push body carrying a DeveloperNotification.
-    #[allow(clippy::needless_pass_by_value, reason = "callers build the body in place")]
+    #[allow(
+        clippy::needless_pass_by_value,
+        reason = "callers build the body in place"
+    )]
     fn rtdn(&mut self, package: &str, notification: (&str, Value)) -> Value {
         self.message_ids += 1;
         let now = Utc::now();

@@ -30,6 +30,7 @@ fn embedded_defaults() -> Settings {
     let mut settings = Settings::default();
     settings.database.url = Some("sqlite://iapd.db?mode=rwc".to_owned());
     settings.database.migrate_on_start = true;
+    settings.emulator.embedded = true;
     settings
 }
 
@@ -87,19 +88,53 @@ async fn run(mut settings: Settings, shutdown: Shutdown) -> Result<(), StartupEr
         services,
     };
 
-    print_banner(&iap_runtime::database::redact(&url), grpc_addr, http_addr);
+    let emulator = if settings.emulator.embedded {
+        let listener = iap_runtime::http::bind("the emulator", settings.emulator.listen).await?;
+        let (emulator, router) =
+            iap_emulator::build(&listener, iap_emulator::EmulatorConfig::default())
+                .map_err(|e| StartupError::Server(format!("emulator: {e}")))?;
+        Some((listener, router, emulator.base_url().to_owned()))
+    } else {
+        None
+    };
+
+    print_banner(
+        &iap_runtime::database::redact(&url),
+        grpc_addr,
+        http_addr,
+        emulator.as_ref().map(|(_, _, url)| url.as_str()),
+    );
     let jobs = scheduler.run_jobs(shutdown.clone());
+    let emulator_server = {
+        let shutdown = shutdown.clone();
+        async move {
+            match emulator {
+                Some((listener, router, _)) => iap_runtime::http::serve(listener, router, shutdown)
+                    .await
+                    .map_err(|e| StartupError::Server(format!("emulator: {e}"))),
+                None => Ok(()),
+            }
+        }
+    };
     let servers = iap_runtime::process::serve(
         "iapd",
         Some(grpc),
         (http_listener, verifier.http_router()),
         shutdown,
     );
-    let ((), result) = tokio::join!(jobs, servers);
-    result
+    let ((), result, emulator_result) = tokio::join!(jobs, servers, emulator_server);
+    result.and(emulator_result)
 }
 
-fn print_banner(database: &str, grpc: std::net::SocketAddr, http: std::net::SocketAddr) {
+fn print_banner(
+    database: &str,
+    grpc: std::net::SocketAddr,
+    http: std::net::SocketAddr,
+    emulator: Option<&str>,
+) {
+    let emulator = emulator.map_or_else(String::new, |url| {
+        format!("  emulator  {url}   (App Store / Google Play / Huawei stand-in; control API under /emulator)\n")
+    });
     // Printed on stdout, not logged: it is the newcomer's next step, whatever the log filter.
     println!(
         "\
@@ -107,7 +142,7 @@ iapd is ready (all roles in one process)
   database  {database}
   gRPC      {grpc}   (OrderService; health and reflection on, so grpcurl needs no .proto)
   HTTP      http://{http}/metrics   /healthz   /readyz
-
+{emulator}
 Create an order, then read it back with the order_id it prints:
   grpcurl -plaintext -d '{{\"app_id\":\"{DEMO_APP}\",\"user_id\":\"player-1\",\"product_id\":\"gems_100\",\"platform\":\"PLATFORM_GOOGLE\"}}' {grpc} iap.v1.OrderService/CreateOrder
   grpcurl -plaintext -d '{{\"order_id\":\"<order_id>\"}}' {grpc} iap.v1.OrderService/GetOrder

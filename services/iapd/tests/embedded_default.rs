@@ -15,9 +15,12 @@ fn start(dir: &std::path::Path) -> (RunningBinary, String) {
         .current_dir(dir)
         // Port 0 so parallel tests never collide; the banner prints the real address.
         .env("IAP_VERIFIER_GRPC_LISTEN", "127.0.0.1:0")
-        .env("IAP_VERIFIER_HTTP_LISTEN", "127.0.0.1:0");
+        .env("IAP_VERIFIER_HTTP_LISTEN", "127.0.0.1:0")
+        .env("IAP_EMULATOR_LISTEN", "127.0.0.1:0");
     let mut process = RunningBinary::spawn(command);
     let line = process.wait_for_line("gRPC ", Duration::from_secs(30));
+    let emulator = process.wait_for_line("emulator ", Duration::from_secs(5));
+    assert!(emulator.contains("http://127.0.0.1:"), "{emulator}");
     let addr = line
         .split_whitespace()
         .nth(1)
@@ -99,6 +102,7 @@ fn closed_database_port_exits_non_zero_with_one_line() {
         .env("IAP_DATABASE_ACQUIRE_TIMEOUT", "1s")
         .env("IAP_VERIFIER_GRPC_LISTEN", "127.0.0.1:0")
         .env("IAP_VERIFIER_HTTP_LISTEN", "127.0.0.1:0")
+        .env("IAP_EMULATOR_LISTEN", "127.0.0.1:0")
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(69));
