@@ -44,6 +44,24 @@ impl RsaKey {
             .to_string()
     }
 
+    /// `SHA256WithRSA` (PKCS#1 v1.5) or `SHA256WithRSA/PSS` (salt 32, MGF1-SHA-256), base64:
+    /// Huawei's data signatures.
+    pub(crate) fn sign_sha256_base64(&self, data: &[u8], pss: bool) -> String {
+        if pss {
+            let key =
+                rsa::pss::SigningKey::<sha2::Sha256>::new_with_salt_len(self.private.clone(), 32);
+            let signature = rsa::signature::RandomizedSigner::sign_with_rng(
+                &key,
+                &mut rand::thread_rng(),
+                data,
+            );
+            STANDARD.encode(signature.to_bytes())
+        } else {
+            let key = SigningKey::<sha2::Sha256>::new(self.private.clone());
+            STANDARD.encode(key.sign(data).to_bytes())
+        }
+    }
+
     /// SHA1withRSA (PKCS#1 v1.5), base64: Google Play's purchase signature.
     pub(crate) fn sign_sha1_base64(&self, data: &[u8]) -> String {
         let key = SigningKey::<sha1::Sha1>::new(self.private.clone());

@@ -6,6 +6,7 @@
 //!
 //! Layout (every store under its own prefix, so one server stands in for all three):
 //! - `/google/oauth2/token`, `/google/androidpublisher/v3/...` — Google Play Developer API
+//! - `/huawei/oauth2/v3/token`, `/huawei/orders/...`, `/huawei/subscr/...` — Huawei IAP
 //! - `/emulator/...` — control API: make purchases, drive life cycles, inject faults, read stats
 //!
 //! See `services/emulator/README.md` for the control API.
@@ -13,6 +14,7 @@
 mod control;
 mod faults;
 mod google;
+mod huawei;
 mod keys;
 mod state;
 
@@ -50,9 +52,12 @@ impl Emulator {
     pub fn router(&self) -> axum::Router {
         axum::Router::new()
             .nest("/google", google::router())
+            .nest("/huawei", huawei::router())
             .nest(
                 "/emulator",
-                control::router().merge(google::control_router()),
+                control::router()
+                    .merge(google::control_router())
+                    .merge(huawei::control_router()),
             )
             .layer(axum::middleware::from_fn_with_state(
                 self.shared.clone(),

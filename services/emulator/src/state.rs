@@ -5,12 +5,14 @@ use std::sync::{Mutex, MutexGuard};
 
 use crate::faults::Fault;
 use crate::google::GoogleStore;
+use crate::huawei::HuaweiStore;
 
 /// Everything the handlers share.
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) base_url: String,
     pub(crate) google: Mutex<GoogleStore>,
+    pub(crate) huawei: Mutex<HuaweiStore>,
     pub(crate) faults: Mutex<Vec<Fault>>,
     pub(crate) stats: Mutex<BTreeMap<String, u64>>,
 }
@@ -19,6 +21,7 @@ impl Shared {
     pub(crate) fn new(base_url: String) -> Self {
         Self {
             google: Mutex::new(GoogleStore::new(&base_url)),
+            huawei: Mutex::new(HuaweiStore::default()),
             base_url,
             faults: Mutex::new(Vec::new()),
             stats: Mutex::new(BTreeMap::new()),

@@ -1,8 +1,6 @@
 //! Google Play as the emulator serves it, checked from the outside the way a backend uses it:
 //! service-account OAuth, purchases, consume/acknowledge, subscriptions, refunds, faults.
 
-use std::time::Duration;
-
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use reqwest::StatusCode;
@@ -13,115 +11,77 @@ use serde_json::{Value, json};
 
 const PACKAGE: &str = "com.example.game";
 
-struct Emulator {
-    base: String,
-    http: reqwest::Client,
-    _shutdown: tokio::sync::oneshot::Sender<()>,
+mod common;
+
+use common::Emulator;
+
+async fn access_token(emulator: &Emulator) -> String {
+    let account: Value = emulator
+        .http
+        .get(format!(
+            "{}/emulator/google/service-account.json",
+            emulator.base
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        account["token_uri"],
+        format!("{}/google/oauth2/token", emulator.base)
+    );
+    let now = chrono::Utc::now().timestamp();
+    let claims = json!({
+        "iss": account["client_email"], "aud": "https://oauth2.googleapis.com/token",
+        "scope": "https://www.googleapis.com/auth/androidpublisher", "iat": now, "exp": now + 3600,
+    });
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.kid = account["private_key_id"].as_str().map(str::to_owned);
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(
+        account["private_key"].as_str().unwrap().as_bytes(),
+    )
+    .unwrap();
+    let assertion = jsonwebtoken::encode(&header, &claims, &key).unwrap();
+    let reply: Value = emulator
+        .http
+        .post(account["token_uri"].as_str().unwrap())
+        .form(&[
+            ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+            ("assertion", &assertion),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(reply["token_type"], "Bearer");
+    assert_eq!(reply["expires_in"], 3599);
+    reply["access_token"].as_str().unwrap().to_owned()
 }
 
-impl Emulator {
-    async fn start() -> Self {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(iap_emulator::serve(
-            listener,
-            iap_emulator::EmulatorConfig::default(),
-            async {
-                let _ = rx.await;
-            },
-        ));
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .unwrap();
-        Self {
-            base,
-            http,
-            _shutdown: tx,
-        }
-    }
-
-    async fn control(&self, path: &str, body: Value) -> Value {
-        let response = self
-            .http
-            .post(format!("{}/emulator{path}", self.base))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            response.status().is_success(),
-            "{path}: {}",
-            response.status()
-        );
-        response.json().await.unwrap()
-    }
-
-    async fn access_token(&self) -> String {
-        let account: Value = self
-            .http
-            .get(format!(
-                "{}/emulator/google/service-account.json",
-                self.base
-            ))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(
-            account["token_uri"],
-            format!("{}/google/oauth2/token", self.base)
-        );
-        let now = chrono::Utc::now().timestamp();
-        let claims = json!({
-            "iss": account["client_email"], "aud": "https://oauth2.googleapis.com/token",
-            "scope": "https://www.googleapis.com/auth/androidpublisher", "iat": now, "exp": now + 3600,
-        });
-        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
-        header.kid = account["private_key_id"].as_str().map(str::to_owned);
-        let key = jsonwebtoken::EncodingKey::from_rsa_pem(
-            account["private_key"].as_str().unwrap().as_bytes(),
-        )
+async fn api(
+    emulator: &Emulator,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+) -> (StatusCode, Value) {
+    let url = format!(
+        "{}/google/androidpublisher/v3/applications/{PACKAGE}/purchases/{path}",
+        emulator.base
+    );
+    let response = emulator
+        .http
+        .request(method, url)
+        .bearer_auth(token)
+        .send()
+        .await
         .unwrap();
-        let assertion = jsonwebtoken::encode(&header, &claims, &key).unwrap();
-        let reply: Value = self
-            .http
-            .post(account["token_uri"].as_str().unwrap())
-            .form(&[
-                ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
-                ("assertion", &assertion),
-            ])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(reply["token_type"], "Bearer");
-        assert_eq!(reply["expires_in"], 3599);
-        reply["access_token"].as_str().unwrap().to_owned()
-    }
-
-    async fn api(&self, token: &str, method: reqwest::Method, path: &str) -> (StatusCode, Value) {
-        let url = format!(
-            "{}/google/androidpublisher/v3/applications/{PACKAGE}/purchases/{path}",
-            self.base
-        );
-        let response = self
-            .http
-            .request(method, url)
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
-        let status = response.status();
-        let text = response.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
 fn rtdn_payload(envelope: &Value) -> Value {
@@ -191,14 +151,14 @@ async fn one_time_purchase_is_signed_verifiable_and_consumed_once() {
         1
     );
 
-    let access = emulator.access_token().await;
-    let (status, v2) = emulator
-        .api(
-            &access,
-            reqwest::Method::GET,
-            &format!("productsv2/tokens/{token}"),
-        )
-        .await;
+    let access = access_token(&emulator).await;
+    let (status, v2) = api(
+        &emulator,
+        &access,
+        reqwest::Method::GET,
+        &format!("productsv2/tokens/{token}"),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(v2["purchaseStateContext"]["purchaseState"], "PURCHASED");
     assert_eq!(v2["acknowledgementState"], "ACKNOWLEDGEMENT_STATE_PENDING");
@@ -210,22 +170,21 @@ async fn one_time_purchase_is_signed_verifiable_and_consumed_once() {
 
     let consume = format!("products/gems_100/tokens/{token}:consume");
     assert_eq!(
-        emulator
-            .api(&access, reqwest::Method::POST, &consume)
+        api(&emulator, &access, reqwest::Method::POST, &consume)
             .await
             .0,
         StatusCode::NO_CONTENT
     );
-    let (status, body) = emulator.api(&access, reqwest::Method::POST, &consume).await;
+    let (status, body) = api(&emulator, &access, reqwest::Method::POST, &consume).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["error"]["errors"][0]["reason"], "invalidPurchaseState");
-    let (_, v1) = emulator
-        .api(
-            &access,
-            reqwest::Method::GET,
-            &format!("products/gems_100/tokens/{token}"),
-        )
-        .await;
+    let (_, v1) = api(
+        &emulator,
+        &access,
+        reqwest::Method::GET,
+        &format!("products/gems_100/tokens/{token}"),
+    )
+    .await;
     assert_eq!(v1["consumptionState"], 1);
     assert_eq!(v1["acknowledgementState"], 1, "consume also acknowledges");
     assert_eq!(
@@ -236,31 +195,31 @@ async fn one_time_purchase_is_signed_verifiable_and_consumed_once() {
         "int64 as string"
     );
 
-    let stats: Value = emulator
-        .http
-        .get(format!("{}/emulator/stats", emulator.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats = emulator.get("/stats").await;
     assert_eq!(stats["google.products.consume"], 2);
 }
 
 #[tokio::test]
 async fn auth_unknown_tokens_and_injected_faults_answer_like_google() {
     let emulator = Emulator::start().await;
-    let (status, body) = emulator
-        .api("not-a-token", reqwest::Method::GET, "productsv2/tokens/x")
-        .await;
+    let (status, body) = api(
+        &emulator,
+        "not-a-token",
+        reqwest::Method::GET,
+        "productsv2/tokens/x",
+    )
+    .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body["error"]["status"], "UNAUTHENTICATED");
 
-    let access = emulator.access_token().await;
-    let (status, body) = emulator
-        .api(&access, reqwest::Method::GET, "productsv2/tokens/unknown")
-        .await;
+    let access = access_token(&emulator).await;
+    let (status, body) = api(
+        &emulator,
+        &access,
+        reqwest::Method::GET,
+        "productsv2/tokens/unknown",
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["error"]["code"], 400);
 
@@ -268,18 +227,18 @@ async fn auth_unknown_tokens_and_injected_faults_answer_like_google() {
         .control("/google/purchases", json!({ "package_name": PACKAGE, "product_id": "no_ads", "kind": "inapp", "pending": true }))
         .await;
     let token = made["purchase_token"].as_str().unwrap().to_owned();
-    let (_, v2) = emulator
-        .api(
-            &access,
-            reqwest::Method::GET,
-            &format!("productsv2/tokens/{token}"),
-        )
-        .await;
+    let (_, v2) = api(
+        &emulator,
+        &access,
+        reqwest::Method::GET,
+        &format!("productsv2/tokens/{token}"),
+    )
+    .await;
     assert_eq!(v2["purchaseStateContext"]["purchaseState"], "PENDING");
     assert!(v2.get("purchaseCompletionTime").is_none());
     let ack = format!("products/no_ads/tokens/{token}:acknowledge");
     assert_eq!(
-        emulator.api(&access, reqwest::Method::POST, &ack).await.0,
+        api(&emulator, &access, reqwest::Method::POST, &ack).await.0,
         StatusCode::BAD_REQUEST,
         "pending cannot be acknowledged"
     );
@@ -293,7 +252,7 @@ async fn auth_unknown_tokens_and_injected_faults_answer_like_google() {
             json!({ "path_prefix": "/google/androidpublisher", "kind": "google409", "count": 1 }),
         )
         .await;
-    let (status, body) = emulator.api(&access, reqwest::Method::POST, &ack).await;
+    let (status, body) = api(&emulator, &access, reqwest::Method::POST, &ack).await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(body["error"]["errors"][0]["reason"], "concurrentUpdate");
     emulator
@@ -316,11 +275,11 @@ async fn auth_unknown_tokens_and_injected_faults_answer_like_google() {
     assert_eq!(response.headers()["retry-after"], "1");
     // Faults disarm after their count; acknowledging is then accepted, twice.
     assert_eq!(
-        emulator.api(&access, reqwest::Method::POST, &ack).await.0,
+        api(&emulator, &access, reqwest::Method::POST, &ack).await.0,
         StatusCode::NO_CONTENT
     );
     assert_eq!(
-        emulator.api(&access, reqwest::Method::POST, &ack).await.0,
+        api(&emulator, &access, reqwest::Method::POST, &ack).await.0,
         StatusCode::NO_CONTENT
     );
 
@@ -330,13 +289,13 @@ async fn auth_unknown_tokens_and_injected_faults_answer_like_google() {
             json!({}),
         )
         .await;
-    let (status, body) = emulator
-        .api(
-            &access,
-            reqwest::Method::GET,
-            &format!("productsv2/tokens/{token}"),
-        )
-        .await;
+    let (status, body) = api(
+        &emulator,
+        &access,
+        reqwest::Method::GET,
+        &format!("productsv2/tokens/{token}"),
+    )
+    .await;
     assert_eq!(status, StatusCode::GONE);
     assert_eq!(
         body["error"]["errors"][0]["reason"],
@@ -347,7 +306,7 @@ async fn auth_unknown_tokens_and_injected_faults_answer_like_google() {
 #[tokio::test]
 async fn subscription_life_cycle_renewals_upgrades_and_refunds() {
     let emulator = Emulator::start().await;
-    let access = emulator.access_token().await;
+    let access = access_token(&emulator).await;
     let made = emulator
         .control(
             "/google/purchases",
@@ -361,19 +320,19 @@ async fn subscription_life_cycle_renewals_upgrades_and_refunds() {
         4
     );
 
-    let (_, sub) = emulator
-        .api(
-            &access,
-            reqwest::Method::GET,
-            &format!("subscriptionsv2/tokens/{token}"),
-        )
-        .await;
+    let (_, sub) = api(
+        &emulator,
+        &access,
+        reqwest::Method::GET,
+        &format!("subscriptionsv2/tokens/{token}"),
+    )
+    .await;
     assert_eq!(sub["subscriptionState"], "SUBSCRIPTION_STATE_ACTIVE");
     assert_eq!(sub["testPurchase"], json!({}));
     assert!(sub["lineItems"][0]["offerPhase"].get("freeTrial").is_some());
     let ack = format!("subscriptions/premium_monthly/tokens/{token}:acknowledge");
     assert_eq!(
-        emulator.api(&access, reqwest::Method::POST, &ack).await.0,
+        api(&emulator, &access, reqwest::Method::POST, &ack).await.0,
         StatusCode::NO_CONTENT
     );
 
@@ -385,13 +344,13 @@ async fn subscription_life_cycle_renewals_upgrades_and_refunds() {
         rtdn_payload(&renewed["notification"])["subscriptionNotification"]["notificationType"],
         2
     );
-    let (_, sub) = emulator
-        .api(
-            &access,
-            reqwest::Method::GET,
-            &format!("subscriptionsv2/tokens/{token}"),
-        )
-        .await;
+    let (_, sub) = api(
+        &emulator,
+        &access,
+        reqwest::Method::GET,
+        &format!("subscriptionsv2/tokens/{token}"),
+    )
+    .await;
     assert_eq!(
         sub["lineItems"][0]["latestSuccessfulOrderId"],
         format!("{first_order}..0")
@@ -419,13 +378,13 @@ async fn subscription_life_cycle_renewals_upgrades_and_refunds() {
             kind,
             "{action}"
         );
-        let (_, sub) = emulator
-            .api(
-                &access,
-                reqwest::Method::GET,
-                &format!("subscriptionsv2/tokens/{token}"),
-            )
-            .await;
+        let (_, sub) = api(
+            &emulator,
+            &access,
+            reqwest::Method::GET,
+            &format!("subscriptionsv2/tokens/{token}"),
+        )
+        .await;
         assert_eq!(sub["subscriptionState"], state, "{action}");
     }
 
@@ -437,21 +396,21 @@ async fn subscription_life_cycle_renewals_upgrades_and_refunds() {
         )
         .await;
     let new_token = upgraded["purchase_token"].as_str().unwrap();
-    let (_, new_sub) = emulator
-        .api(
-            &access,
-            reqwest::Method::GET,
-            &format!("subscriptionsv2/tokens/{new_token}"),
-        )
-        .await;
+    let (_, new_sub) = api(
+        &emulator,
+        &access,
+        reqwest::Method::GET,
+        &format!("subscriptionsv2/tokens/{new_token}"),
+    )
+    .await;
     assert_eq!(new_sub["linkedPurchaseToken"], token.as_str());
-    let (_, old_sub) = emulator
-        .api(
-            &access,
-            reqwest::Method::GET,
-            &format!("subscriptionsv2/tokens/{token}"),
-        )
-        .await;
+    let (_, old_sub) = api(
+        &emulator,
+        &access,
+        reqwest::Method::GET,
+        &format!("subscriptionsv2/tokens/{token}"),
+    )
+    .await;
     assert_eq!(old_sub["subscriptionState"], "SUBSCRIPTION_STATE_EXPIRED");
     assert!(
         old_sub["canceledStateContext"]
@@ -467,13 +426,15 @@ async fn subscription_life_cycle_renewals_upgrades_and_refunds() {
         rtdn_payload(&refunded["notification"])["voidedPurchaseNotification"]["productType"],
         1
     );
-    let (_, only_inapp) = emulator
-        .api(&access, reqwest::Method::GET, "voidedpurchases")
-        .await;
+    let (_, only_inapp) = api(&emulator, &access, reqwest::Method::GET, "voidedpurchases").await;
     assert_eq!(only_inapp["voidedPurchases"].as_array().unwrap().len(), 0);
-    let (_, voided) = emulator
-        .api(&access, reqwest::Method::GET, "voidedpurchases?type=1")
-        .await;
+    let (_, voided) = api(
+        &emulator,
+        &access,
+        reqwest::Method::GET,
+        "voidedpurchases?type=1",
+    )
+    .await;
     assert_eq!(voided["voidedPurchases"][0]["purchaseToken"], new_token);
     assert_eq!(
         voided["voidedPurchases"][0]["kind"],
