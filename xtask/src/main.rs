@@ -57,8 +57,9 @@ fn ci(extra: &[String]) -> Result {
     python_checks()
 }
 
-/// Google's `google-api-python-client` (pinned: 2.198.0 still has every method the emulator
-/// serves) run against a real `iap-emulator` process.
+/// The stores' own client libraries run against a real `iap-emulator` process: Google's
+/// `google-api-python-client` (pinned: 2.198.0 still has every method the emulator serves) and
+/// Apple's `app-store-server-library` (strict chain verification and its API client).
 fn python_checks() -> Result {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map_or_else(|| workspace_root().join("target"), PathBuf::from);
@@ -74,7 +75,11 @@ fn python_checks() -> Result {
     }
     let mut install = Command::new(&python);
     install.args(["-m", "pip", "install", "-q", "--disable-pip-version-check"]);
-    install.args(["google-api-python-client==2.198.0", "google-auth"]);
+    install.args([
+        "google-api-python-client==2.198.0",
+        "google-auth",
+        "app-store-server-library",
+    ]);
     step("python packages", install)?;
     step(
         "build iap-emulator",
@@ -89,10 +94,24 @@ fn python_checks() -> Result {
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", emulator.display()))?;
     let result = read_listen_address(&mut child).and_then(|address| {
-        let script = workspace_root().join("services/emulator/tests/python/google_client_check.py");
-        let mut check = Command::new(&python);
-        check.arg(script).arg(format!("http://{address}"));
-        step("google-api-python-client against iap-emulator", check)
+        let scripts = workspace_root().join("services/emulator/tests/python");
+        for (name, script) in [
+            (
+                "google-api-python-client against iap-emulator",
+                "google_client_check.py",
+            ),
+            (
+                "Apple's app-store-server-library against iap-emulator",
+                "apple_library_check.py",
+            ),
+        ] {
+            let mut check = Command::new(&python);
+            check
+                .arg(scripts.join(script))
+                .arg(format!("http://{address}"));
+            step(name, check)?;
+        }
+        Ok(())
     });
     let _ = child.kill();
     let _ = child.wait();

@@ -82,6 +82,19 @@ pub(crate) async fn inject(
         }
         FaultKind::Http500 => (StatusCode::INTERNAL_SERVER_ERROR, "injected fault").into_response(),
         FaultKind::Http503 => (StatusCode::SERVICE_UNAVAILABLE, "injected fault").into_response(),
+        // Apple's App Store Server API answers with its error body and `Retry-After` as a UNIX
+        // time in milliseconds; the others with seconds.
+        FaultKind::Http429 if path.starts_with("/apple/") => {
+            let body = axum::Json(
+                serde_json::json!({ "errorCode": 4_290_000, "errorMessage": "Rate limit exceeded." }),
+            );
+            let mut response = (StatusCode::TOO_MANY_REQUESTS, body).into_response();
+            let at = chrono::Utc::now().timestamp_millis() + 1000;
+            if let Ok(value) = HeaderValue::from_str(&at.to_string()) {
+                response.headers_mut().insert("retry-after", value);
+            }
+            response
+        }
         FaultKind::Http429 => {
             let mut response = (StatusCode::TOO_MANY_REQUESTS, "injected fault").into_response();
             response

@@ -5,12 +5,14 @@
 //! store's client SDK would hand the app.
 //!
 //! Layout (every store under its own prefix, so one server stands in for all three):
+//! - `/apple/{production,sandbox}/verifyReceipt`, `/apple/{production,sandbox}/inApps/...` — App Store
 //! - `/google/oauth2/token`, `/google/androidpublisher/v3/...` — Google Play Developer API
 //! - `/huawei/oauth2/v3/token`, `/huawei/orders/...`, `/huawei/subscr/...` — Huawei IAP
 //! - `/emulator/...` — control API: make purchases, drive life cycles, inject faults, read stats
 //!
 //! See `services/emulator/README.md` for the control API.
 
+mod apple;
 mod control;
 mod faults;
 mod google;
@@ -51,11 +53,13 @@ impl Emulator {
     /// Every route: the stores' APIs and the control API.
     pub fn router(&self) -> axum::Router {
         axum::Router::new()
+            .nest("/apple", apple::router())
             .nest("/google", google::router())
             .nest("/huawei", huawei::router())
             .nest(
                 "/emulator",
                 control::router()
+                    .merge(apple::control_router())
                     .merge(google::control_router())
                     .merge(huawei::control_router()),
             )

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
+use crate::apple::AppleStore;
 use crate::faults::Fault;
 use crate::google::GoogleStore;
 use crate::huawei::HuaweiStore;
@@ -11,6 +12,7 @@ use crate::huawei::HuaweiStore;
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) base_url: String,
+    pub(crate) apple: Mutex<AppleStore>,
     pub(crate) google: Mutex<GoogleStore>,
     pub(crate) huawei: Mutex<HuaweiStore>,
     pub(crate) faults: Mutex<Vec<Fault>>,
@@ -20,6 +22,7 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn new(base_url: String) -> Self {
         Self {
+            apple: Mutex::new(AppleStore::new()),
             google: Mutex::new(GoogleStore::new(&base_url)),
             huawei: Mutex::new(HuaweiStore::default()),
             base_url,
