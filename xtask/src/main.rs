@@ -111,7 +111,13 @@ fn python_checks() -> Result {
                 .arg(format!("http://{address}"));
             step(name, check)?;
         }
-        Ok(())
+        if !have("curl") {
+            apt_install("curl")?;
+        }
+        let mut curl = Command::new("bash");
+        curl.arg(workspace_root().join("services/emulator/examples/huawei-curl.sh"))
+            .arg(format!("http://{address}"));
+        step("curl walkthrough of the Huawei paths", curl)
     });
     let _ = child.kill();
     let _ = child.wait();

@@ -27,7 +27,7 @@ use rcgen::{
 };
 use ring::rand::SystemRandom;
 use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::keys::random_token;
@@ -41,11 +41,13 @@ const DAY_MS: i64 = 24 * 3600 * 1000;
 const MONTH_MS: i64 = 30 * DAY_MS;
 
 /// The signing chain and the App Store Server API key.
+#[derive(Serialize, Deserialize)]
 struct AppleKeys {
     root_der: Vec<u8>,
     intermediate_der: Vec<u8>,
     leaf_der: Vec<u8>,
-    leaf_signer: EcdsaKeyPair,
+    /// PKCS#8 DER of the leaf's key.
+    leaf_key: Vec<u8>,
     api_issuer_id: String,
     api_key_id: String,
     api_private_key_pem: String,
@@ -117,19 +119,13 @@ impl AppleKeys {
         let leaf = leaf_params
             .signed_by(&leaf_key, &intermediate_issuer)
             .expect("leaf");
-        let leaf_signer = EcdsaKeyPair::from_pkcs8(
-            &ECDSA_P256_SHA256_FIXED_SIGNING,
-            &leaf_key.serialize_der(),
-            &SystemRandom::new(),
-        )
-        .expect("leaf key loads into ring");
 
         let api_key = KeyPair::generate().expect("P-256 key");
         Self {
             root_der: root.der().to_vec(),
             intermediate_der: intermediate.der().to_vec(),
             leaf_der: leaf.der().to_vec(),
-            leaf_signer,
+            leaf_key: leaf_key.serialize_der(),
             api_issuer_id: uuid::Uuid::new_v4().to_string(),
             api_key_id: random_token(8)
                 .to_ascii_uppercase()
@@ -153,15 +149,20 @@ impl AppleKeys {
             URL_SAFE_NO_PAD.encode(header.to_string()),
             URL_SAFE_NO_PAD.encode(payload.to_string())
         );
-        let signature = self
-            .leaf_signer
+        let signer = EcdsaKeyPair::from_pkcs8(
+            &ECDSA_P256_SHA256_FIXED_SIGNING,
+            &self.leaf_key,
+            &SystemRandom::new(),
+        )
+        .expect("the leaf key was generated here");
+        let signature = signer
             .sign(&SystemRandom::new(), input.as_bytes())
             .expect("ECDSA signing");
         format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.as_ref()))
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 enum Env {
     Production,
     Sandbox,
@@ -184,7 +185,7 @@ impl Env {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Transaction {
     transaction_id: String,
     original_transaction_id: String,
@@ -203,7 +204,7 @@ struct Transaction {
     price: i64,
     currency: String,
     free_trial: bool,
-    reason: &'static str,
+    reason: String,
     revocation_date_ms: Option<i64>,
     is_upgraded: bool,
     finished: bool,
@@ -324,7 +325,7 @@ fn add_date(entry: &mut Value, name: &str, ms: i64) {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Renewal {
     auto_renew: bool,
     auto_renew_product_id: String,
@@ -335,7 +336,7 @@ struct Renewal {
 }
 
 /// The App Store's side of the emulator.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct AppleStore {
     keys: AppleKeys,
     transactions: Vec<Transaction>,
@@ -343,6 +344,9 @@ pub(crate) struct AppleStore {
     shared_secrets: HashMap<String, String>,
     notifications: Vec<(i64, String, Value)>,
     next_id: u64,
+    /// Notifications made since the last request finished, for the push dispatcher.
+    #[serde(skip)]
+    pub(crate) outbox: Vec<Value>,
 }
 
 impl AppleStore {
@@ -354,6 +358,7 @@ impl AppleStore {
             shared_secrets: HashMap::new(),
             notifications: Vec::new(),
             next_id: 0,
+            outbox: Vec::new(),
         }
     }
 
@@ -454,6 +459,7 @@ impl AppleStore {
         let body = json!({ "signedPayload": self.keys.sign(&payload) });
         self.notifications
             .push((now, t.transaction_id.clone(), body.clone()));
+        self.outbox.push(body.clone());
         body
     }
 }
@@ -1074,7 +1080,7 @@ async fn make_purchase(
         price: request.price,
         currency: request.currency,
         free_trial: request.free_trial,
-        reason: "PURCHASE",
+        reason: "PURCHASE".to_owned(),
         revocation_date_ms: None,
         is_upgraded: false,
         finished: false,
@@ -1186,7 +1192,7 @@ async fn subscription_control(
         next.purchase_date_ms = now;
         next.expires_date_ms = Some(latest.expires_date_ms.unwrap_or(now).max(now) + MONTH_MS);
         next.free_trial = false;
-        next.reason = reason;
+        next.reason = reason.to_owned();
         next.signed_date_ms = now;
         next.finished = false;
         apple.transactions.push(next.clone());

@@ -26,6 +26,8 @@ pub enum FaultKind {
     Google409,
     /// Answer normally after `latency_ms`.
     Latency,
+    /// Start a response and cut the connection in the middle of the body.
+    DropConnection,
 }
 
 /// One armed fault.
@@ -80,6 +82,10 @@ pub(crate) async fn inject(
             tokio::time::sleep(Duration::from_millis(fault.latency_ms)).await;
             next.run(request).await
         }
+        FaultKind::DropConnection => {
+            let broken = truncated_body();
+            (StatusCode::OK, axum::body::Body::from_stream(broken)).into_response()
+        }
         FaultKind::Http500 => (StatusCode::INTERNAL_SERVER_ERROR, "injected fault").into_response(),
         FaultKind::Http503 => (StatusCode::SERVICE_UNAVAILABLE, "injected fault").into_response(),
         // Apple's App Store Server API answers with its error body and `Retry-After` as a UNIX
@@ -108,4 +114,17 @@ pub(crate) async fn inject(
             "The operation could not be performed since the object was already in the process of being updated.",
         ),
     }
+}
+
+/// A body that sends a first chunk and then fails, so the server aborts the connection in the
+/// middle of the response and the client sees a truncated reply.
+fn truncated_body() -> impl tokio_stream::Stream<Item = Result<Vec<u8>, std::io::Error>> {
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = vec![
+        Ok(b"{\"partial\":".to_vec()),
+        Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "injected connection drop",
+        )),
+    ];
+    tokio_stream::iter(chunks)
 }

@@ -16,7 +16,7 @@ use axum::{Form, Json, Router};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{SecondsFormat, TimeZone, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::keys::{RsaKey, google_order_id, random_token};
@@ -27,16 +27,22 @@ const CLIENT_EMAIL: &str = "iap-emulator@iap-emulator.iam.gserviceaccount.com";
 const MONTH_MS: i64 = 30 * 24 * 3600 * 1000;
 
 /// Google Play's side of the emulator.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct GoogleStore {
     service_account: RsaKey,
     service_account_key_id: String,
+    // Derived from the address the emulator runs at, which may change between runs.
+    #[serde(skip)]
     token_uri: String,
+    #[serde(skip)]
     access_tokens: HashMap<String, i64>,
-    license_keys: KeyCache<Arc<RsaKey>>,
+    license_keys: KeyCache<RsaKey>,
     purchases: HashMap<String, Purchase>,
     voided: Vec<Value>,
     message_ids: u64,
+    /// Notifications made since the last request finished, for the push dispatcher.
+    #[serde(skip)]
+    pub(crate) outbox: Vec<Value>,
 }
 
 impl GoogleStore {
@@ -50,12 +56,13 @@ impl GoogleStore {
             purchases: HashMap::new(),
             voided: Vec::new(),
             message_ids: 0,
+            outbox: Vec::new(),
         }
     }
 
-    fn license_key(&mut self, package: &str) -> Arc<RsaKey> {
+    fn license_key(&mut self, package: &str) -> RsaKey {
         self.license_keys
-            .get_or_make(package, || Arc::new(RsaKey::generate(2048)))
+            .get_or_make(package, || RsaKey::generate(2048))
     }
 
     /// The Pub/Sub push body carrying a DeveloperNotification.
@@ -75,7 +82,7 @@ impl GoogleStore {
         let data = STANDARD.encode(developer_notification.to_string());
         let id = (9_000_000_000_u64 + self.message_ids).to_string();
         let published = rfc3339(now.timestamp_millis());
-        json!({
+        let envelope = json!({
             "message": {
                 "attributes": {},
                 "data": data,
@@ -83,25 +90,27 @@ impl GoogleStore {
                 "publishTime": published, "publish_time": published,
             },
             "subscription": "projects/iap-emulator/subscriptions/play-rtdn",
-        })
+        });
+        self.outbox.push(envelope.clone());
+        envelope
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 enum Kind {
     Inapp,
     Subs,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 enum PurchaseState {
     Purchased,
     Cancelled,
     Pending,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 enum SubscriptionState {
     Pending,
     Active,
@@ -126,7 +135,7 @@ impl SubscriptionState {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Subscription {
     state: SubscriptionState,
     expiry_ms: i64,
@@ -136,11 +145,11 @@ struct Subscription {
     linked_purchase_token: Option<String>,
     free_trial: bool,
     auto_resume_ms: Option<i64>,
-    cancellation: Option<&'static str>,
+    cancellation: Option<String>,
     etag: u64,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Purchase {
     package: String,
     product_id: String,
@@ -483,8 +492,8 @@ fn subscription_purchase_v2(p: &Purchase) -> Value {
     if let (SubscriptionState::Paused, Some(resume)) = (s.state, s.auto_resume_ms) {
         body["pausedStateContext"] = json!({ "autoResumeTime": rfc3339(resume) });
     }
-    if let Some(kind) = s.cancellation {
-        body["canceledStateContext"] = json!({ kind: {} });
+    if let Some(kind) = &s.cancellation {
+        body["canceledStateContext"] = json!({ kind.as_str(): {} });
     }
     body
 }
@@ -597,7 +606,7 @@ async fn subscription_v2_action(
     headers: HeaderMap,
     Path((package, token_action)): Path<(String, String)>,
     // Read the body even when unused: a connection with an unread body cannot be reused.
-    _body: axum::body::Bytes,
+    body: axum::body::Bytes,
 ) -> Response {
     let Some((token, action)) = token_action.rsplit_once(':') else {
         return error(StatusCode::NOT_FOUND, "notFound", "Method not found.");
@@ -609,13 +618,37 @@ async fn subscription_v2_action(
             "cancel" => {
                 s.auto_renew = false;
                 s.state = SubscriptionState::Canceled;
-                s.cancellation = Some("developerInitiatedCancellation");
+                s.cancellation = Some("developerInitiatedCancellation".to_owned());
+            }
+            "defer" => {
+                let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                let context = &request["deferralContext"];
+                if context["etag"].as_str() != Some(s.etag.to_string().as_str()) {
+                    return Err(error(StatusCode::BAD_REQUEST, "invalid", "The etag does not match the subscription's current etag."));
+                }
+                // google-duration: seconds with an `s` suffix, e.g. "86400s".
+                let seconds = context["deferDuration"]
+                    .as_str()
+                    .and_then(|d| d.strip_suffix('s'))
+                    .and_then(|d| d.parse::<f64>().ok())
+                    .filter(|d| *d > 0.0);
+                let Some(seconds) = seconds else {
+                    return Err(error(StatusCode::BAD_REQUEST, "invalid", "deferDuration must be a positive duration such as \"86400s\"."));
+                };
+                #[allow(clippy::cast_possible_truncation, reason = "durations are far below i64 milliseconds")]
+                let new_expiry = s.expiry_ms + (seconds * 1000.0) as i64;
+                if context["validateOnly"] != json!(true) {
+                    s.expiry_ms = new_expiry;
+                    s.etag += 1;
+                }
+                let product = p.product_id.clone();
+                return Ok(Json(json!({ "itemExpiryTimeDetails": [{ "productId": product, "expiryTime": rfc3339(new_expiry) }] })).into_response());
             }
             "revoke" => {
                 s.auto_renew = false;
                 s.state = SubscriptionState::Expired;
                 s.expiry_ms = Utc::now().timestamp_millis();
-                s.cancellation = Some("developerInitiatedCancellation");
+                s.cancellation = Some("developerInitiatedCancellation".to_owned());
             }
             _ => {
                 return Err(error(
@@ -961,7 +994,7 @@ async fn make_purchase(
         s.auto_renew = false;
         s.state = SubscriptionState::Expired;
         s.expiry_ms = now;
-        s.cancellation = Some("replacementCancellation");
+        s.cancellation = Some("replacementCancellation".to_owned());
         s.etag += 1;
     }
     let signature = google
@@ -1103,7 +1136,7 @@ async fn subscription_control(
         "cancel" => {
             s.auto_renew = false;
             s.state = SubscriptionState::Canceled;
-            s.cancellation = Some("userInitiatedCancellation");
+            s.cancellation = Some("userInitiatedCancellation".to_owned());
             3
         }
         "restart" => {
@@ -1128,7 +1161,7 @@ async fn subscription_control(
             s.state = SubscriptionState::Expired;
             s.auto_renew = false;
             s.expiry_ms = now;
-            s.cancellation = Some("developerInitiatedCancellation");
+            s.cancellation = Some("developerInitiatedCancellation".to_owned());
             12
         }
         _ => {
@@ -1146,4 +1179,11 @@ async fn subscription_control(
         ("subscriptionNotification", json!({ "version": "1.0", "notificationType": notification_type, "purchaseToken": token })),
     );
     Json(json!({ "purchase_token": token, "latest_order_id": latest_order_id, "notification": notification })).into_response()
+}
+
+impl GoogleStore {
+    /// After loading a saved state: the parts that depend on where the emulator runs now.
+    pub(crate) fn rebase(&mut self, base_url: &str) {
+        self.token_uri = format!("{base_url}/google/oauth2/token");
+    }
 }

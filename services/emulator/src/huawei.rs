@@ -18,7 +18,7 @@ use axum::{Form, Json, Router};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::Utc;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::keys::{RsaKey, random_token};
@@ -28,13 +28,13 @@ const PSS: &str = "SHA256WithRSA/PSS";
 const PKCS1: &str = "SHA256WithRSA";
 const MONTH_MS: i64 = 30 * 24 * 3600 * 1000;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct App {
     client_secret: String,
-    key: Arc<RsaKey>,
+    key: RsaKey,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Purchase {
     app_id: String,
     package: String,
@@ -52,7 +52,7 @@ struct Purchase {
     subscription: Option<Subscription>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Subscription {
     id: String,
     original_purchase_time_ms: i64,
@@ -65,12 +65,16 @@ struct Subscription {
 }
 
 /// Huawei's side of the emulator.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct HuaweiStore {
     apps: HashMap<String, App>,
+    #[serde(skip)]
     access_tokens: HashMap<String, (String, i64)>,
     purchases: HashMap<String, Purchase>,
     cancelled: Vec<(i64, bool, Value)>,
+    /// Notifications made since the last request finished, for the push dispatcher.
+    #[serde(skip)]
+    pub(crate) outbox: Vec<Value>,
 }
 
 impl HuaweiStore {
@@ -79,7 +83,7 @@ impl HuaweiStore {
             .entry(app_id.to_owned())
             .or_insert_with(|| App {
                 client_secret: random_token(24),
-                key: Arc::new(RsaKey::generate(3072)),
+                key: RsaKey::generate(3072),
             })
             .clone()
     }
@@ -623,6 +627,12 @@ async fn make_purchase(
     let mut huawei = lock(&shared.huawei);
     let (data, signature) = signed(&mut huawei, &purchase, algorithm);
     let subscription_id = purchase.subscription.as_ref().map(|s| s.id.clone());
+    // Huawei notifies payment success (ORDER 1) and a first subscription (INITIAL_BUY, 0).
+    let notification = match (purchase.state, &purchase.subscription) {
+        (3, _) => Value::Null,
+        (_, Some(_)) => subscription_notification(&mut huawei, &purchase, 0),
+        (_, None) => order_notification(&mut huawei, &purchase, 1),
+    };
     huawei.purchases.insert(token.clone(), purchase);
     Json(json!({
         "purchase_token": token,
@@ -631,13 +641,14 @@ async fn make_purchase(
         "in_app_purchase_data": data,
         "data_signature": signature,
         "signature_algorithm": algorithm,
+        "notification": notification,
     }))
     .into_response()
 }
 
 /// The v2 ORDER notification (unsigned, per Huawei).
-fn order_notification(p: &Purchase, notification_type: u8) -> Value {
-    json!({
+fn order_notification(huawei: &mut HuaweiStore, p: &Purchase, notification_type: u8) -> Value {
+    let body = json!({
         "version": "v2",
         "eventType": "ORDER",
         "notifyTime": Utc::now().timestamp_millis(),
@@ -648,7 +659,9 @@ fn order_notification(p: &Purchase, notification_type: u8) -> Value {
             "purchaseToken": p.token,
             "productId": p.product_id,
         },
-    })
+    });
+    huawei.outbox.push(body.clone());
+    body
 }
 
 /// The v2 SUBSCRIPTION notification, signed like the data it carries.
@@ -685,7 +698,7 @@ fn subscription_notification(
         .app(&p.app_id)
         .key
         .sign_sha256_base64(status.as_bytes(), false);
-    json!({
+    let body = json!({
         "version": "v2",
         "eventType": "SUBSCRIPTION",
         "notifyTime": Utc::now().timestamp_millis(),
@@ -696,7 +709,9 @@ fn subscription_notification(
             "notificationSignature": signature,
             "signatureAlgorithm": PKCS1,
         },
-    })
+    });
+    huawei.outbox.push(body.clone());
+    body
 }
 
 async fn purchase_control(
@@ -711,7 +726,10 @@ async fn purchase_control(
     let notification = match action.as_str() {
         "complete" if p.state == 3 => {
             p.state = 0;
-            order_notification(p, 1)
+            {
+                let p = p.clone();
+                order_notification(&mut huawei, &p, 1)
+            }
         }
         "refund" if p.state == 0 => {
             p.state = 2;
@@ -720,7 +738,7 @@ async fn purchase_control(
             if p.subscription.is_some() {
                 subscription_notification(&mut huawei, &p, 1)
             } else {
-                order_notification(&p, 2)
+                order_notification(&mut huawei, &p, 2)
             }
         }
         "complete" | "refund" => {

@@ -14,6 +14,23 @@ pub(crate) struct RsaKey {
     pub(crate) private: RsaPrivateKey,
 }
 
+// Persisted as PKCS#8 PEM, the form a key file has.
+impl serde::Serialize for RsaKey {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.private_pkcs8_pem())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for RsaKey {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use rsa::pkcs8::DecodePrivateKey;
+        let pem = String::deserialize(deserializer)?;
+        RsaPrivateKey::from_pkcs8_pem(&pem)
+            .map(|private| Self { private })
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 impl RsaKey {
     /// A new key of `bits` bits.
     pub(crate) fn generate(bits: usize) -> Self {

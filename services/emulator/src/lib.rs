@@ -18,6 +18,7 @@ mod faults;
 mod google;
 mod huawei;
 mod keys;
+mod notify;
 mod state;
 
 use std::net::SocketAddr;
@@ -26,6 +27,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 pub use faults::{Fault, FaultKind};
+pub use notify::{DeliveryMode, Store};
 use state::Shared;
 
 /// How the emulator is set up.
@@ -34,6 +36,10 @@ pub struct EmulatorConfig {
     /// The URL clients reach the emulator at, used in the documents it hands out (the Google
     /// service account's `token_uri`). Defaults to `http://<bound address>`.
     pub public_base_url: Option<String>,
+    /// Where to POST each store's server notifications (also settable through the control API).
+    pub notify_urls: Vec<(Store, String)>,
+    /// Keep purchases, keys and subscriptions in this JSON file across restarts.
+    pub state_file: Option<std::path::PathBuf>,
 }
 
 /// A running emulator's state, shared by its handlers.
@@ -43,11 +49,11 @@ pub struct Emulator {
 }
 
 impl Emulator {
-    /// A fresh emulator with new keys and no purchases.
-    pub fn new(base_url: String) -> Self {
-        Self {
-            shared: Arc::new(Shared::new(base_url)),
-        }
+    /// An emulator with new keys and no purchases, or the world saved in `state_file`.
+    pub fn open(base_url: String, state_file: Option<std::path::PathBuf>) -> std::io::Result<Self> {
+        Ok(Self {
+            shared: Arc::new(Shared::open(base_url, state_file)?),
+        })
     }
 
     /// Every route: the stores' APIs and the control API.
@@ -59,10 +65,15 @@ impl Emulator {
             .nest(
                 "/emulator",
                 control::router()
+                    .merge(notify::router())
                     .merge(apple::control_router())
                     .merge(google::control_router())
                     .merge(huawei::control_router()),
             )
+            .layer(axum::middleware::from_fn_with_state(
+                self.shared.clone(),
+                notify::after_request,
+            ))
             .layer(axum::middleware::from_fn_with_state(
                 self.shared.clone(),
                 faults::inject,
@@ -98,7 +109,10 @@ pub fn build(
     let base_url = config
         .public_base_url
         .unwrap_or_else(|| format!("http://{addr}"));
-    let emulator = Emulator::new(base_url);
+    let emulator = Emulator::open(base_url, config.state_file)?;
+    for (store, url) in config.notify_urls {
+        emulator.shared.notifier.set_target(store, Some(url));
+    }
     let router = emulator.router();
     Ok((emulator, router))
 }

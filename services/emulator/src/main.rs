@@ -19,11 +19,35 @@ struct Args {
     /// (behind Docker port mapping, for instance).
     #[arg(long)]
     public_url: Option<String>,
+    /// Keep purchases, keys and subscriptions in this JSON file across restarts.
+    #[arg(long, value_name = "FILE")]
+    state_file: Option<std::path::PathBuf>,
+    /// POST App Store Server Notifications V2 here.
+    #[arg(long, value_name = "URL")]
+    notify_apple_url: Option<String>,
+    /// POST Google Play RTDN (Pub/Sub push bodies) here.
+    #[arg(long, value_name = "URL")]
+    notify_google_url: Option<String>,
+    /// POST Huawei IAP notifications here.
+    #[arg(long, value_name = "URL")]
+    notify_huawei_url: Option<String>,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let (listen, public_url) = (args.listen, args.public_url.clone());
+    let (listen, public_url, state_file) = (
+        args.listen,
+        args.public_url.clone(),
+        args.state_file.clone(),
+    );
+    let notify_urls: Vec<(iap_emulator::Store, String)> = [
+        (iap_emulator::Store::Apple, args.notify_apple_url.clone()),
+        (iap_emulator::Store::Google, args.notify_google_url.clone()),
+        (iap_emulator::Store::Huawei, args.notify_huawei_url.clone()),
+    ]
+    .into_iter()
+    .filter_map(|(store, url)| url.map(|url| (store, url)))
+    .collect();
     iap_runtime::run_main(
         "iap-emulator",
         &args.config,
@@ -37,6 +61,8 @@ fn main() -> ExitCode {
             tracing::info!(http = %local, "iap-emulator listening");
             let config = iap_emulator::EmulatorConfig {
                 public_base_url: public_url,
+                notify_urls,
+                state_file,
             };
             iap_emulator::serve(listener, config, shutdown.wait_owned())
                 .await

@@ -1,34 +1,82 @@
 //! The emulator's in-memory world: keys, purchases per store, faults, request counts.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 
 use crate::apple::AppleStore;
 use crate::faults::Fault;
 use crate::google::GoogleStore;
 use crate::huawei::HuaweiStore;
+use crate::notify::Notifier;
 
 /// Everything the handlers share.
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) base_url: String,
+    state_file: Option<PathBuf>,
     pub(crate) apple: Mutex<AppleStore>,
     pub(crate) google: Mutex<GoogleStore>,
     pub(crate) huawei: Mutex<HuaweiStore>,
     pub(crate) faults: Mutex<Vec<Fault>>,
+    pub(crate) notifier: Notifier,
     pub(crate) stats: Mutex<BTreeMap<String, u64>>,
 }
 
 impl Shared {
-    pub(crate) fn new(base_url: String) -> Self {
-        Self {
-            apple: Mutex::new(AppleStore::new()),
-            google: Mutex::new(GoogleStore::new(&base_url)),
-            huawei: Mutex::new(HuaweiStore::default()),
+    /// A fresh world, or the one saved in `state_file` when it exists.
+    pub(crate) fn open(base_url: String, state_file: Option<PathBuf>) -> std::io::Result<Self> {
+        let saved: Option<Saved> = match &state_file {
+            Some(path) if path.exists() => {
+                let bytes = std::fs::read(path)?;
+                Some(serde_json::from_slice(&bytes).map_err(|e| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("{}: {e}", path.display()),
+                    )
+                })?)
+            }
+            _ => None,
+        };
+        let (apple, mut google, huawei) = match saved {
+            Some(saved) => (saved.apple, saved.google, saved.huawei),
+            None => (
+                AppleStore::new(),
+                GoogleStore::new(&base_url),
+                HuaweiStore::default(),
+            ),
+        };
+        google.rebase(&base_url);
+        Ok(Self {
+            apple: Mutex::new(apple),
+            google: Mutex::new(google),
+            huawei: Mutex::new(huawei),
             base_url,
+            state_file,
             faults: Mutex::new(Vec::new()),
+            notifier: Notifier::default(),
             stats: Mutex::new(BTreeMap::new()),
-        }
+        })
+    }
+
+    /// Writes the world to the state file, if there is one (atomically: a crash leaves the
+    /// previous state, never half a file).
+    pub(crate) fn save(&self) -> std::io::Result<()> {
+        let Some(path) = &self.state_file else {
+            return Ok(());
+        };
+        let snapshot = {
+            let (apple, google, huawei) =
+                (lock(&self.apple), lock(&self.google), lock(&self.huawei));
+            serde_json::to_vec(&SavedRef {
+                apple: &apple,
+                google: &google,
+                huawei: &huawei,
+            })?
+        };
+        let temporary = path.with_extension("tmp");
+        std::fs::write(&temporary, snapshot)?;
+        std::fs::rename(&temporary, path)
     }
 
     /// Counts one call of `what` (e.g. `google.products.consume`), for tests to assert on.
@@ -47,7 +95,7 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Keys generated lazily per app (RSA generation is slow, and most tests use one app).
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub(crate) struct KeyCache<K> {
     keys: HashMap<String, K>,
 }
@@ -64,4 +112,19 @@ impl<K: Clone> KeyCache<K> {
     pub(crate) fn get_or_make(&mut self, app: &str, make: impl FnOnce() -> K) -> K {
         self.keys.entry(app.to_owned()).or_insert_with(make).clone()
     }
+}
+
+/// The persisted world.
+#[derive(serde::Deserialize)]
+struct Saved {
+    apple: AppleStore,
+    google: GoogleStore,
+    huawei: HuaweiStore,
+}
+
+#[derive(serde::Serialize)]
+struct SavedRef<'a> {
+    apple: &'a AppleStore,
+    google: &'a GoogleStore,
+    huawei: &'a HuaweiStore,
 }

@@ -12,17 +12,17 @@ pub(crate) struct Emulator {
 
 impl Emulator {
     pub(crate) async fn start() -> Self {
+        Self::start_with(iap_emulator::EmulatorConfig::default()).await
+    }
+
+    pub(crate) async fn start_with(config: iap_emulator::EmulatorConfig) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(iap_emulator::serve(
-            listener,
-            iap_emulator::EmulatorConfig::default(),
-            async {
-                let _ = rx.await;
-            },
-        ));
+        tokio::spawn(iap_emulator::serve(listener, config, async {
+            let _ = rx.await;
+        }));
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()
