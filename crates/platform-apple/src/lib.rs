@@ -1,1 +1,12 @@
-//! App Store: StoreKit 2 JWS verification, legacy verifyReceipt and the App Store Server API.
+//! The App Store side of verification: StoreKit 2 / App Store Server Notifications JWS checked
+//! the way Apple's own libraries check them (`jws`), and the decoded payloads (`model`).
+//! No network here: the receipt and App Store Server API clients build on this.
+
+pub mod jws;
+#[allow(
+    missing_docs,
+    reason = "fields carry Apple's documented names; see platforms/apple.md"
+)]
+pub mod model;
+
+pub use jws::{ChainTrust, JwsError, VerifiedJws};

@@ -1,0 +1,245 @@
+//! The JWS verifier against Apple's own vectors (../shared/conformance/apple): the official test
+//! chain, a real Apple-signed notification under the real Apple Root CA G3, and chains minted
+//! here from Apple's test keys to reach each refusal.
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use serde_json::{Value, json};
+use sha2::Digest;
+
+use iap_platform_apple::jws::{self, APPLE_ROOT_CA_G3_SHA256, ChainTrust, JwsError};
+use iap_platform_apple::model::{NotificationPayload, RenewalInfoPayload, TransactionPayload};
+
+const NOW_MS: i64 = 1_800_000_000_000;
+
+fn vector(path: &str) -> Vec<u8> {
+    let full = format!(
+        "{}/../../../shared/conformance/apple/{path}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read(&full).unwrap_or_else(|e| panic!("{full}: {e}"))
+}
+
+fn text(path: &str) -> String {
+    String::from_utf8(vector(path)).unwrap().trim().to_owned()
+}
+
+fn test_trust() -> ChainTrust {
+    ChainTrust::empty().with_root(vector("official-test/testCA.der"))
+}
+
+/// The base64 body of the PEM block (the files also carry OpenSSL's text dump).
+fn pem_der(path: &str) -> String {
+    let pem = text(path);
+    let body = pem.split("-----BEGIN CERTIFICATE-----").nth(1).unwrap();
+    body.split("-----END CERTIFICATE-----")
+        .next()
+        .unwrap()
+        .lines()
+        .map(str::trim)
+        .collect()
+}
+
+/// Signs `payload` with Apple's test leaf key (SEC1 PEM) under the given x5c chain.
+fn mint(payload: &Value, chain: &[&str]) -> String {
+    use p256::ecdsa::signature::Signer;
+    let header =
+        json!({ "alg": "ES256", "x5c": chain.iter().map(|p| pem_der(p)).collect::<Vec<_>>() });
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(payload.to_string())
+    );
+    let secret = p256::SecretKey::from_sec1_pem(&text("official-test/testLeaf.key")).unwrap();
+    let signature: p256::ecdsa::Signature =
+        p256::ecdsa::SigningKey::from(secret).sign(input.as_bytes());
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes()))
+}
+
+const GOOD_CHAIN: [&str; 3] = [
+    "official-test/testLeaf.pem",
+    "official-test/testIntermediate.pem",
+    "official-test/testCA.pem",
+];
+
+#[test]
+fn pinned_fingerprint_is_the_real_apple_root_ca_g3() {
+    let digest = sha2::Sha256::digest(vector("real/AppleRootCA-G3.der"));
+    assert_eq!(hex::encode(digest), APPLE_ROOT_CA_G3_SHA256);
+}
+
+#[test]
+fn official_test_vectors_verify_with_the_test_root() {
+    let transaction = jws::verify::<TransactionPayload>(
+        &text("official-test/transactionInfo"),
+        &test_trust(),
+        NOW_MS,
+    )
+    .unwrap();
+    assert_eq!(
+        transaction.payload.bundle_id.as_deref(),
+        Some("com.example")
+    );
+    assert_eq!(
+        transaction.payload.environment(),
+        Some(iap_domain::Environment::Sandbox)
+    );
+    assert!(transaction.signed_date_ms.is_some());
+
+    let renewal = jws::verify::<RenewalInfoPayload>(
+        &text("official-test/renewalInfo"),
+        &test_trust(),
+        NOW_MS,
+    )
+    .unwrap();
+    // Apple's renewalInfo vector carries only its environment and signedDate.
+    assert_eq!(renewal.payload.environment.as_deref(), Some("Sandbox"));
+    assert_eq!(renewal.signed_date_ms, Some(1_672_956_154_000));
+
+    let notification = jws::verify::<NotificationPayload>(
+        &text("official-test/testNotification"),
+        &test_trust(),
+        NOW_MS,
+    )
+    .unwrap();
+    assert_eq!(notification.payload.bundle_id(), Some("com.example"));
+    assert_eq!(notification.payload.app_apple_id(), Some(1234));
+
+    // wrongBundleId is properly signed; the bundle check is the verifier's, not the chain's.
+    let wrong = jws::verify::<TransactionPayload>(
+        &text("official-test/wrongBundleId"),
+        &test_trust(),
+        NOW_MS,
+    )
+    .unwrap();
+    assert_ne!(wrong.payload.bundle_id.as_deref(), Some("com.example"));
+}
+
+#[test]
+fn the_real_notification_verifies_only_under_the_real_root() {
+    let jws = text("real/realTestNotification.jws");
+    let verified =
+        jws::verify::<NotificationPayload>(&jws, &ChainTrust::default(), NOW_MS).unwrap();
+    assert_eq!(verified.payload.notification_type.as_deref(), Some("TEST"));
+    assert_eq!(
+        verified.payload.bundle_id(),
+        Some("com.loki-project.loki-messenger")
+    );
+    assert_eq!(verified.signed_date_ms, Some(1_757_035_472_686));
+
+    let err = jws::verify::<NotificationPayload>(&jws, &test_trust(), NOW_MS).unwrap_err();
+    assert_eq!(err, JwsError::UntrustedRoot);
+    // Apple's test vectors do not pass under the default (real) trust either.
+    let err = jws::verify::<Value>(
+        &text("official-test/transactionInfo"),
+        &ChainTrust::default(),
+        NOW_MS,
+    )
+    .unwrap_err();
+    assert_eq!(err.code(), "untrusted_root");
+}
+
+#[test]
+fn each_defect_has_its_own_reason() {
+    let err = jws::verify::<Value>(
+        &text("official-test/missingX5CHeaderClaim"),
+        &test_trust(),
+        NOW_MS,
+    )
+    .unwrap_err();
+    assert_eq!(err.code(), "x5c_missing");
+
+    let payload = json!({ "bundleId": "com.example", "signedDate": 1_700_000_000_000_i64, "environment": "Sandbox" });
+    let good = mint(&payload, &GOOD_CHAIN);
+    jws::verify::<Value>(&good, &test_trust(), NOW_MS).expect("a minted chain verifies");
+
+    let wrong_leaf = mint(
+        &payload,
+        &[
+            "official-test/testInvalidOIDLeaf.pem",
+            GOOD_CHAIN[1],
+            GOOD_CHAIN[2],
+        ],
+    );
+    assert_eq!(
+        jws::verify::<Value>(&wrong_leaf, &test_trust(), NOW_MS)
+            .unwrap_err()
+            .code(),
+        "apple_oid_missing"
+    );
+    let wrong_intermediate = mint(
+        &payload,
+        &[
+            GOOD_CHAIN[0],
+            "official-test/testInvalidOIDIntermediate.pem",
+            GOOD_CHAIN[2],
+        ],
+    );
+    let err = jws::verify::<Value>(&wrong_intermediate, &test_trust(), NOW_MS).unwrap_err();
+    assert!(
+        matches!(err.code(), "apple_oid_missing" | "chain_signature_invalid"),
+        "{err}"
+    );
+
+    let two = mint(&payload, &GOOD_CHAIN[..2]);
+    assert_eq!(
+        jws::verify::<Value>(&two, &test_trust(), NOW_MS).unwrap_err(),
+        JwsError::X5cLength(2)
+    );
+
+    // Tampered payload: same header and signature, another product.
+    let parts: Vec<&str> = good.split('.').collect();
+    let forged = URL_SAFE_NO_PAD.encode(
+        json!({ "bundleId": "com.example", "signedDate": 1_700_000_000_000_i64, "price": 1 })
+            .to_string(),
+    );
+    let tampered = format!("{}.{forged}.{}", parts[0], parts[2]);
+    assert_eq!(
+        jws::verify::<Value>(&tampered, &test_trust(), NOW_MS)
+            .unwrap_err()
+            .code(),
+        "signature_invalid"
+    );
+
+    // Signed when the chain had expired (the test certificates end in 2032/2033) or was not
+    // yet valid (they start in 2023).
+    let late = mint(&json!({ "signedDate": 2_100_000_000_000_i64 }), &GOOD_CHAIN);
+    assert_eq!(
+        jws::verify::<Value>(&late, &test_trust(), NOW_MS)
+            .unwrap_err()
+            .code(),
+        "certificate_expired"
+    );
+    let early = mint(&json!({ "signedDate": 1_500_000_000_000_i64 }), &GOOD_CHAIN);
+    assert_eq!(
+        jws::verify::<Value>(&early, &test_trust(), NOW_MS)
+            .unwrap_err()
+            .code(),
+        "certificate_not_yet_valid"
+    );
+
+    // alg other than ES256, including none.
+    let header = URL_SAFE_NO_PAD.encode(json!({ "alg": "none", "x5c": [] }).to_string());
+    let none = format!("{header}.{}.", parts[1]);
+    assert_eq!(
+        jws::verify::<Value>(&none, &test_trust(), NOW_MS)
+            .unwrap_err()
+            .code(),
+        "alg_unsupported"
+    );
+    assert_eq!(
+        jws::verify::<Value>("not-a-jws", &test_trust(), NOW_MS)
+            .unwrap_err()
+            .code(),
+        "malformed"
+    );
+    // A root presented in x5c is never trusted for its bytes alone.
+    let self_made = STANDARD.encode(vector("official-test/testCA.der"));
+    assert!(!self_made.is_empty());
+    assert_eq!(
+        jws::verify::<Value>(&good, &ChainTrust::empty(), NOW_MS)
+            .unwrap_err()
+            .code(),
+        "untrusted_root"
+    );
+}
