@@ -1,5 +1,8 @@
 //! An emulator served in-process on port 0, and a client for its control API.
 
+// Each test binary uses a different part of this harness.
+#![allow(dead_code)]
+
 use std::time::Duration;
 
 use serde_json::Value;
