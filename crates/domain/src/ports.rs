@@ -190,3 +190,75 @@ pub trait WorkLock: Send + Sync {
     /// Releases a lease still held by its token; `false` when it had already been lost.
     async fn release(&self, lease: &Lease) -> Result<bool, LockError>;
 }
+
+/// Who already redeemed a store purchase (the row under `UNIQUE(platform, store transaction id)`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedPurchase {
+    /// The order it paid.
+    pub order_id: OrderId,
+    /// App.
+    pub app_id: AppId,
+    /// The user who redeemed it first.
+    pub user_id: UserId,
+}
+
+/// Which order a verified payment pays.
+#[derive(Debug, Clone)]
+pub enum PaymentTarget {
+    /// An order in state CREATED (moved to PAID only if it still is).
+    ExistingOrder(OrderId),
+    /// A new order, stored directly as PAID.
+    NewOrder(NewOrder),
+}
+
+/// A verified payment to commit: store transaction row, order → PAID and the delivery outbox
+/// event, in one database transaction.
+#[derive(Debug, Clone)]
+pub struct PaymentToRecord {
+    /// The order paid.
+    pub target: PaymentTarget,
+    /// What the store vouched for.
+    pub purchase: VerifiedPurchase,
+    /// App.
+    pub app_id: AppId,
+    /// The redeeming user.
+    pub user_id: UserId,
+    /// Why this order.
+    pub binding_reason: crate::order::BindingReason,
+}
+
+/// What recording a payment did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RecordOutcome {
+    /// Committed: the order is PAID.
+    Recorded(Box<Order>),
+    /// Another request recorded this store purchase first.
+    AlreadyRecorded(RecordedPurchase),
+    /// The existing order stopped being CREATED in the meantime (paid by another purchase);
+    /// nothing was written.
+    OrderNoLongerUnpaid,
+}
+
+/// Payments: the replay fence and the commit of a verified purchase.
+#[async_trait]
+pub trait PaymentLedger: Send + Sync {
+    /// Who redeemed this store purchase, if anyone.
+    async fn find_purchase(
+        &self,
+        platform: Platform,
+        store_transaction_id: &str,
+    ) -> Result<Option<RecordedPurchase>, StorageError>;
+
+    /// The user's oldest order still CREATED for this product on this store.
+    async fn oldest_unpaid_order(
+        &self,
+        app: &AppId,
+        user: &UserId,
+        product: &crate::ids::ProductId,
+        platform: Platform,
+    ) -> Result<Option<Order>, StorageError>;
+
+    /// Commits a payment atomically (see [`PaymentToRecord`]).
+    async fn record_payment(&self, payment: PaymentToRecord)
+    -> Result<RecordOutcome, StorageError>;
+}

@@ -1,3 +1,4 @@
 //! Use cases: one module per operation, each with its command, outcome and error type.
 
 pub mod create_order;
+pub mod verify_purchase;

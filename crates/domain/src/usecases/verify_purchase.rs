@@ -1,0 +1,855 @@
+//! VerifyPurchase: ask the store whether a purchase is real and paid, apply the app's policy
+//! (sandbox, replay), bind it to one of our orders, and commit PAID — so that nothing external
+//! happens before the commit and the client learns whether to finish the store transaction.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::catalog::{AppPolicy, Catalog};
+use crate::ids::{AppId, OrderId, ProductId, UserId};
+use crate::order::{
+    BindingReason, Environment, NewOrder, Order, OrderState, Platform, RejectReason,
+};
+use crate::ports::{
+    OrderRepository, PaymentLedger, PaymentTarget, PaymentToRecord, PurchaseVerifier,
+    RecordOutcome, StorageError, StoreError, VerifyContext,
+};
+use crate::purchase::{PurchaseProof, PurchaseStatus, VerifiedPurchase};
+
+/// A VerifyPurchase request.
+#[derive(Debug, Clone)]
+pub struct VerifyPurchase {
+    /// App.
+    pub app_id: AppId,
+    /// The player redeeming the purchase.
+    pub user_id: UserId,
+    /// Our order the caller believes this pays, if it knows.
+    pub order_id: Option<OrderId>,
+    /// The store's proof.
+    pub proof: PurchaseProof,
+}
+
+/// A purchase accepted and recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verified {
+    /// The paid order.
+    pub order: Order,
+    /// The client may finish/consume the store transaction now (the payment is committed).
+    pub finish_transaction: bool,
+    /// This store purchase had been recorded before (a retry): nothing new was written.
+    pub already_recorded: bool,
+    /// A sandbox or test purchase (never revenue).
+    pub sandbox: bool,
+    /// How the purchase was bound to the order.
+    pub binding_reason: BindingReason,
+}
+
+/// Why VerifyPurchase did not record a payment.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// The app is not configured.
+    #[error("unknown app {0}")]
+    UnknownApp(AppId),
+    /// No verifier is configured for this store and app.
+    #[error("{0} purchases are not configured for this deployment")]
+    StoreNotConfigured(Platform),
+    /// The purchase is refused for good (or until the store changes its mind, for PENDING).
+    #[error("{reason} ({code}): {detail}")]
+    Rejected {
+        /// Machine-readable reason.
+        reason: RejectReason,
+        /// Finer machine-readable cause.
+        code: &'static str,
+        /// Human detail, without secrets.
+        detail: String,
+    },
+    /// The store could not answer; retry later.
+    #[error("store unavailable: {detail}")]
+    StoreUnavailable {
+        /// Human detail.
+        detail: String,
+        /// The store's advice.
+        retry_after: Option<std::time::Duration>,
+    },
+    /// Our credentials or keys for the store are wrong.
+    #[error("store misconfigured: {0}")]
+    StoreMisconfigured(String),
+    /// Storage failed; nothing was committed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl VerifyError {
+    fn rejected(reason: RejectReason, code: &'static str, detail: impl Into<String>) -> Self {
+        VerifyError::Rejected {
+            reason,
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    /// Whether the client may finish the store transaction after this error.
+    pub fn finish_transaction(&self) -> bool {
+        match self {
+            VerifyError::Rejected { reason, .. } => reason.finishes_transaction(),
+            _ => false,
+        }
+    }
+}
+
+impl From<StoreError> for VerifyError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Rejected {
+                reason,
+                code,
+                detail,
+            } => VerifyError::Rejected {
+                reason,
+                code,
+                detail,
+            },
+            StoreError::Unavailable {
+                detail,
+                retry_after,
+            } => VerifyError::StoreUnavailable {
+                detail,
+                retry_after,
+            },
+            StoreError::Misconfigured(detail) => VerifyError::StoreMisconfigured(detail),
+        }
+    }
+}
+
+/// The verification use case, over a store of orders and payments.
+pub struct PurchaseVerification<S> {
+    catalog: Arc<Catalog>,
+    verifiers: HashMap<Platform, Arc<dyn PurchaseVerifier>>,
+    store: S,
+}
+
+impl<S> std::fmt::Debug for PurchaseVerification<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PurchaseVerification")
+            .field("platforms", &self.verifiers.keys())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: OrderRepository + PaymentLedger> PurchaseVerification<S> {
+    /// Wires the use case.
+    pub fn new(catalog: Arc<Catalog>, verifiers: Vec<Arc<dyn PurchaseVerifier>>, store: S) -> Self {
+        let verifiers = verifiers.into_iter().map(|v| (v.platform(), v)).collect();
+        Self {
+            catalog,
+            verifiers,
+            store,
+        }
+    }
+
+    /// Verifies and records one purchase.
+    #[tracing::instrument(name = "verify_purchase", skip_all, fields(app_id = %cmd.app_id, platform = %cmd.proof.platform(), order_id), err(Display))]
+    pub async fn verify(&self, cmd: VerifyPurchase) -> Result<Verified, VerifyError> {
+        let platform = cmd.proof.platform();
+        let app = self
+            .catalog
+            .app(&cmd.app_id)
+            .ok_or_else(|| VerifyError::UnknownApp(cmd.app_id.clone()))?;
+        let verifier = self
+            .verifiers
+            .get(&platform)
+            .ok_or(VerifyError::StoreNotConfigured(platform))?;
+        let named_product = match &cmd.proof {
+            PurchaseProof::Google { product_id, .. } | PurchaseProof::Huawei { product_id, .. } => {
+                Some(product_id)
+            }
+            _ => None,
+        };
+        let named_policy = match named_product {
+            Some(product) => Some(
+                app.product(product)
+                    .ok_or_else(|| unknown_product(product))?,
+            ),
+            None => None,
+        };
+        let ctx = VerifyContext {
+            app_id: &cmd.app_id,
+            product: named_policy,
+        };
+        let purchase = verifier.verify(ctx, &cmd.proof).await;
+        let purchase = match purchase {
+            Ok(purchase) => purchase,
+            Err(e) => {
+                let e = VerifyError::from(e);
+                count_result(platform, &e);
+                return Err(e);
+            }
+        };
+        let result = self.accept(app, &cmd, purchase).await;
+        match &result {
+            Ok(v) => {
+                tracing::Span::current().record("order_id", tracing::field::display(v.order.id));
+                let outcome = if v.already_recorded {
+                    "already_recorded"
+                } else {
+                    "recorded"
+                };
+                metrics::counter!("iap_verifications_total", "store" => platform.as_str(), "result" => outcome).increment(1);
+            }
+            Err(e) => count_result(platform, e),
+        }
+        result
+    }
+
+    async fn accept(
+        &self,
+        app: &AppPolicy,
+        cmd: &VerifyPurchase,
+        purchase: VerifiedPurchase,
+    ) -> Result<Verified, VerifyError> {
+        let policy = app
+            .product(&purchase.product_id)
+            .ok_or_else(|| unknown_product(&purchase.product_id))?;
+        match &purchase.status {
+            PurchaseStatus::Purchased => {}
+            PurchaseStatus::Pending => {
+                return Err(VerifyError::rejected(
+                    RejectReason::Pending,
+                    "payment_pending",
+                    "the payment is not complete yet",
+                ));
+            }
+            PurchaseStatus::Cancelled => {
+                return Err(VerifyError::rejected(
+                    RejectReason::NotPaid,
+                    "cancelled",
+                    "the purchase was cancelled before payment",
+                ));
+            }
+            PurchaseStatus::Refunded { .. } => {
+                return Err(VerifyError::rejected(
+                    RejectReason::Refunded,
+                    "refunded",
+                    "the purchase was refunded or revoked",
+                ));
+            }
+        }
+        let sandbox = purchase.environment == Environment::Sandbox;
+        if sandbox && !app.sandbox.allows(&cmd.user_id) {
+            return Err(VerifyError::rejected(
+                RejectReason::SandboxNotAllowed,
+                "sandbox_not_allowed",
+                "sandbox purchases are not accepted for this user",
+            ));
+        }
+
+        // The replay fence: a store purchase pays one order, for the first user who redeemed it.
+        if let Some(done) = self
+            .store
+            .find_purchase(purchase.platform, &purchase.store_transaction_id)
+            .await?
+        {
+            return self.replay(cmd, done.user_id, done.order_id, sandbox).await;
+        }
+
+        let (target, binding_reason) = self.bind(cmd, &purchase, policy.kind).await?;
+        let payment = PaymentToRecord {
+            target,
+            purchase,
+            app_id: cmd.app_id.clone(),
+            user_id: cmd.user_id.clone(),
+            binding_reason,
+        };
+        match self.store.record_payment(payment.clone()).await? {
+            RecordOutcome::Recorded(order) => Ok(Verified {
+                order: *order,
+                finish_transaction: true,
+                already_recorded: false,
+                sandbox,
+                binding_reason,
+            }),
+            RecordOutcome::AlreadyRecorded(done) => {
+                self.replay(cmd, done.user_id, done.order_id, sandbox).await
+            }
+            RecordOutcome::OrderNoLongerUnpaid => {
+                // Paid by another purchase between our read and our write: this payment gets
+                // an order of its own rather than being lost.
+                let retry = PaymentToRecord {
+                    target: PaymentTarget::NewOrder(new_order(cmd, &payment.purchase, policy.kind)),
+                    binding_reason: BindingReason::BoundOrderAlreadyPaid,
+                    ..payment
+                };
+                match self.store.record_payment(retry).await? {
+                    RecordOutcome::Recorded(order) => Ok(Verified {
+                        order: *order,
+                        finish_transaction: true,
+                        already_recorded: false,
+                        sandbox,
+                        binding_reason: BindingReason::BoundOrderAlreadyPaid,
+                    }),
+                    RecordOutcome::AlreadyRecorded(done) => {
+                        self.replay(cmd, done.user_id, done.order_id, sandbox).await
+                    }
+                    RecordOutcome::OrderNoLongerUnpaid => Err(VerifyError::Storage(
+                        StorageError::Other("a new order cannot be already paid".into()),
+                    )),
+                }
+            }
+        }
+    }
+
+    /// The same user retrying gets the existing order back; anyone else is refused.
+    async fn replay(
+        &self,
+        cmd: &VerifyPurchase,
+        owner: UserId,
+        order_id: OrderId,
+        sandbox: bool,
+    ) -> Result<Verified, VerifyError> {
+        if owner != cmd.user_id {
+            return Err(VerifyError::rejected(
+                RejectReason::ReplayedForOtherUser,
+                "replayed_for_other_user",
+                "this store purchase was already redeemed by another user",
+            ));
+        }
+        let order = self.store.get_order(order_id).await?.ok_or_else(|| {
+            StorageError::Corrupt(format!("store purchase points at missing order {order_id}"))
+        })?;
+        let binding_reason = order.binding_reason.unwrap_or(BindingReason::CallerOrderId);
+        Ok(Verified {
+            order,
+            finish_transaction: true,
+            already_recorded: true,
+            sandbox,
+            binding_reason,
+        })
+    }
+
+    /// Chooses the order: the id the purchase carries, the caller's, the oldest matching unpaid
+    /// one, else a new one.
+    async fn bind(
+        &self,
+        cmd: &VerifyPurchase,
+        purchase: &VerifiedPurchase,
+        kind: crate::order::ProductKind,
+    ) -> Result<(PaymentTarget, BindingReason), VerifyError> {
+        let carried = purchase
+            .carried_order_id
+            .as_deref()
+            .and_then(|id| OrderId::parse(id).ok());
+        for (candidate, reason) in [
+            (carried, BindingReason::PurchaseCarriedOrderId),
+            (cmd.order_id, BindingReason::CallerOrderId),
+        ] {
+            let Some(id) = candidate else { continue };
+            let Some(order) = self.store.get_order(id).await? else {
+                continue;
+            };
+            if order.app_id != cmd.app_id
+                || order.user_id != cmd.user_id
+                || order.platform != purchase.platform
+            {
+                return Err(VerifyError::rejected(
+                    RejectReason::OrderMismatch,
+                    "order_of_another_user_or_store",
+                    format!("order {id} belongs to another user, app or store"),
+                ));
+            }
+            if order.product_id != purchase.product_id {
+                return Err(VerifyError::rejected(
+                    RejectReason::ProductMismatch,
+                    "order_product_mismatch",
+                    format!(
+                        "order {id} is for {}, the purchase for {}",
+                        order.product_id, purchase.product_id
+                    ),
+                ));
+            }
+            if order.state == OrderState::Created {
+                return Ok((PaymentTarget::ExistingOrder(id), reason));
+            }
+            return Ok((
+                PaymentTarget::NewOrder(new_order(cmd, purchase, kind)),
+                BindingReason::BoundOrderAlreadyPaid,
+            ));
+        }
+        let unpaid = self
+            .store
+            .oldest_unpaid_order(
+                &cmd.app_id,
+                &cmd.user_id,
+                &purchase.product_id,
+                purchase.platform,
+            )
+            .await?;
+        if let Some(order) = unpaid {
+            return Ok((
+                PaymentTarget::ExistingOrder(order.id),
+                BindingReason::MatchedUnpaidOrder,
+            ));
+        }
+        Ok((
+            PaymentTarget::NewOrder(new_order(cmd, purchase, kind)),
+            BindingReason::CreatedAtVerification,
+        ))
+    }
+}
+
+fn unknown_product(product: &ProductId) -> VerifyError {
+    VerifyError::rejected(
+        RejectReason::UnknownProduct,
+        "unknown_product",
+        format!("product {product} is not in the catalog"),
+    )
+}
+
+fn new_order(
+    cmd: &VerifyPurchase,
+    purchase: &VerifiedPurchase,
+    kind: crate::order::ProductKind,
+) -> NewOrder {
+    NewOrder {
+        id: OrderId::new(),
+        app_id: cmd.app_id.clone(),
+        user_id: cmd.user_id.clone(),
+        product_id: purchase.product_id.clone(),
+        platform: purchase.platform,
+        quantity: purchase.quantity.max(1),
+        product_kind: kind,
+        expected_price: None,
+        metadata: Default::default(),
+        idempotency_key: None,
+        manual: false,
+    }
+}
+
+fn count_result(platform: Platform, err: &VerifyError) {
+    let result = match err {
+        VerifyError::Rejected { reason, .. } => reason.as_str(),
+        VerifyError::StoreUnavailable { .. } => "STORE_UNAVAILABLE",
+        VerifyError::StoreMisconfigured(_) | VerifyError::StoreNotConfigured(_) => {
+            "STORE_MISCONFIGURED"
+        }
+        VerifyError::UnknownApp(_) => "UNKNOWN_APP",
+        VerifyError::Storage(_) => "STORAGE_ERROR",
+    };
+    metrics::counter!("iap_verifications_total", "store" => platform.as_str(), "result" => result)
+        .increment(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+    use chrono::Utc;
+
+    use super::*;
+    use crate::catalog::{ProductPolicy, SandboxPolicy};
+    use crate::order::ProductKind;
+    use crate::ports::{CreateOutcome, RecordedPurchase};
+
+    /// Orders and payments in memory, with the same conditional-update rules as the database.
+    #[derive(Default)]
+    struct Memory {
+        orders: Mutex<Vec<Order>>,
+        purchases: Mutex<Vec<(Platform, String, RecordedPurchase)>>,
+    }
+
+    #[async_trait]
+    impl OrderRepository for Memory {
+        async fn create_order(&self, order: NewOrder) -> Result<CreateOutcome, StorageError> {
+            let order = order.into_order(Utc::now());
+            self.orders.lock().unwrap().push(order.clone());
+            Ok(CreateOutcome::Created(order))
+        }
+        async fn get_order(&self, id: OrderId) -> Result<Option<Order>, StorageError> {
+            Ok(self
+                .orders
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|o| o.id == id)
+                .cloned())
+        }
+        async fn count_unpaid_orders(&self, _: &AppId, _: &UserId) -> Result<u64, StorageError> {
+            Ok(0)
+        }
+    }
+
+    #[async_trait]
+    impl PaymentLedger for Memory {
+        async fn find_purchase(
+            &self,
+            platform: Platform,
+            id: &str,
+        ) -> Result<Option<RecordedPurchase>, StorageError> {
+            let purchases = self.purchases.lock().unwrap();
+            Ok(purchases
+                .iter()
+                .find(|(p, i, _)| *p == platform && i == id)
+                .map(|(_, _, r)| r.clone()))
+        }
+        async fn oldest_unpaid_order(
+            &self,
+            app: &AppId,
+            user: &UserId,
+            product: &ProductId,
+            platform: Platform,
+        ) -> Result<Option<Order>, StorageError> {
+            let orders = self.orders.lock().unwrap();
+            Ok(orders
+                .iter()
+                .find(|o| {
+                    o.state == OrderState::Created
+                        && &o.app_id == app
+                        && &o.user_id == user
+                        && &o.product_id == product
+                        && o.platform == platform
+                })
+                .cloned())
+        }
+        async fn record_payment(&self, p: PaymentToRecord) -> Result<RecordOutcome, StorageError> {
+            let mut purchases = self.purchases.lock().unwrap();
+            let key = (p.purchase.platform, p.purchase.store_transaction_id.clone());
+            if let Some((_, _, done)) = purchases
+                .iter()
+                .find(|(pl, id, _)| (*pl, id.clone()) == key)
+            {
+                return Ok(RecordOutcome::AlreadyRecorded(done.clone()));
+            }
+            let mut orders = self.orders.lock().unwrap();
+            let order = match p.target {
+                PaymentTarget::ExistingOrder(id) => {
+                    let Some(order) = orders
+                        .iter_mut()
+                        .find(|o| o.id == id && o.state == OrderState::Created)
+                    else {
+                        return Ok(RecordOutcome::OrderNoLongerUnpaid);
+                    };
+                    order
+                }
+                PaymentTarget::NewOrder(new) => {
+                    orders.push(new.into_order(Utc::now()));
+                    orders.last_mut().unwrap()
+                }
+            };
+            order.state = OrderState::Paid;
+            order.binding_reason = Some(p.binding_reason);
+            order.store_transaction_id = Some(p.purchase.store_transaction_id.clone());
+            purchases.push((
+                key.0,
+                key.1,
+                RecordedPurchase {
+                    order_id: order.id,
+                    app_id: p.app_id,
+                    user_id: p.user_id,
+                },
+            ));
+            Ok(RecordOutcome::Recorded(Box::new(order.clone())))
+        }
+    }
+
+    struct Fixed(Mutex<Result<VerifiedPurchase, StoreError>>);
+
+    #[async_trait]
+    impl PurchaseVerifier for Fixed {
+        fn platform(&self) -> Platform {
+            Platform::Google
+        }
+        async fn verify(
+            &self,
+            _: VerifyContext<'_>,
+            _: &PurchaseProof,
+        ) -> Result<VerifiedPurchase, StoreError> {
+            match &*self.0.lock().unwrap() {
+                Ok(p) => Ok(p.clone()),
+                Err(StoreError::Unavailable {
+                    detail,
+                    retry_after,
+                }) => Err(StoreError::Unavailable {
+                    detail: detail.clone(),
+                    retry_after: *retry_after,
+                }),
+                Err(e) => Err(StoreError::Misconfigured(e.to_string())),
+            }
+        }
+    }
+
+    fn app() -> AppId {
+        AppId::parse("com.example.game").unwrap()
+    }
+    fn user(name: &str) -> UserId {
+        UserId::parse(name).unwrap()
+    }
+    fn gems() -> ProductId {
+        ProductId::parse("gems_100").unwrap()
+    }
+
+    fn catalog() -> Arc<Catalog> {
+        let policy = ProductPolicy {
+            kind: ProductKind::Consumable,
+            max_quantity: 10,
+            subscription_group: None,
+        };
+        Arc::new(Catalog::new([AppPolicy {
+            app_id: app(),
+            products: [(gems(), policy)].into(),
+            sandbox: SandboxPolicy {
+                allow_all: false,
+                allowed_users: HashSet::from([user("qa")]),
+            },
+            flag_repeat_trials: true,
+            max_open_orders_per_user: 0,
+        }]))
+    }
+
+    fn purchase(token: &str, carried: Option<OrderId>) -> VerifiedPurchase {
+        VerifiedPurchase {
+            platform: Platform::Google,
+            environment: Environment::Production,
+            store_transaction_id: token.to_owned(),
+            original_transaction_id: None,
+            purchase_token: Some(token.to_owned()),
+            store_order_id: Some("GPA.1".into()),
+            product_id: gems(),
+            quantity: 1,
+            status: PurchaseStatus::Purchased,
+            purchased_at: None,
+            expires_at: None,
+            carried_order_id: carried.map(|id| id.to_string()),
+            store_account_id: None,
+            is_trial: false,
+            price: None,
+            kind: None,
+            linked_purchase_token: None,
+            acknowledged: None,
+            consumed: None,
+            subscription_status: None,
+            subscription_group: None,
+            raw: serde_json::Value::Null,
+        }
+    }
+
+    struct Harness {
+        usecase: PurchaseVerification<Arc<Memory>>,
+        memory: Arc<Memory>,
+        verifier: Arc<Fixed>,
+    }
+
+    #[async_trait]
+    impl OrderRepository for Arc<Memory> {
+        async fn create_order(&self, order: NewOrder) -> Result<CreateOutcome, StorageError> {
+            (**self).create_order(order).await
+        }
+        async fn get_order(&self, id: OrderId) -> Result<Option<Order>, StorageError> {
+            (**self).get_order(id).await
+        }
+        async fn count_unpaid_orders(&self, a: &AppId, u: &UserId) -> Result<u64, StorageError> {
+            (**self).count_unpaid_orders(a, u).await
+        }
+    }
+
+    #[async_trait]
+    impl PaymentLedger for Arc<Memory> {
+        async fn find_purchase(
+            &self,
+            p: Platform,
+            id: &str,
+        ) -> Result<Option<RecordedPurchase>, StorageError> {
+            (**self).find_purchase(p, id).await
+        }
+        async fn oldest_unpaid_order(
+            &self,
+            a: &AppId,
+            u: &UserId,
+            pr: &ProductId,
+            p: Platform,
+        ) -> Result<Option<Order>, StorageError> {
+            (**self).oldest_unpaid_order(a, u, pr, p).await
+        }
+        async fn record_payment(&self, p: PaymentToRecord) -> Result<RecordOutcome, StorageError> {
+            (**self).record_payment(p).await
+        }
+    }
+
+    fn harness() -> Harness {
+        let memory = Arc::new(Memory::default());
+        let verifier = Arc::new(Fixed(Mutex::new(Ok(purchase("tok-1", None)))));
+        let usecase = PurchaseVerification::new(catalog(), vec![verifier.clone()], memory.clone());
+        Harness {
+            usecase,
+            memory,
+            verifier,
+        }
+    }
+
+    impl Harness {
+        fn store_says(&self, result: Result<VerifiedPurchase, StoreError>) {
+            *self.verifier.0.lock().unwrap() = result;
+        }
+        async fn open_order(&self, who: &str) -> OrderId {
+            let new = NewOrder {
+                id: OrderId::new(),
+                app_id: app(),
+                user_id: user(who),
+                product_id: gems(),
+                platform: Platform::Google,
+                quantity: 1,
+                product_kind: ProductKind::Consumable,
+                expected_price: None,
+                metadata: Default::default(),
+                idempotency_key: None,
+                manual: false,
+            };
+            let id = new.id;
+            self.memory.create_order(new).await.unwrap();
+            id
+        }
+        async fn verify(
+            &self,
+            who: &str,
+            order_id: Option<OrderId>,
+        ) -> Result<Verified, VerifyError> {
+            let proof = PurchaseProof::Google {
+                purchase_token: "t".into(),
+                product_id: gems(),
+                signed_data: None,
+            };
+            self.usecase
+                .verify(VerifyPurchase {
+                    app_id: app(),
+                    user_id: user(who),
+                    order_id,
+                    proof,
+                })
+                .await
+        }
+    }
+
+    fn reason(result: Result<Verified, VerifyError>) -> (RejectReason, bool) {
+        match result {
+            Err(e @ VerifyError::Rejected { .. }) => {
+                let finish = e.finish_transaction();
+                let VerifyError::Rejected { reason, .. } = e else {
+                    unreachable!()
+                };
+                (reason, finish)
+            }
+            other => panic!("expected a rejection, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn carried_order_id_binds_and_replays_are_idempotent_for_the_same_user_only() {
+        let h = harness();
+        let order = h.open_order("alice").await;
+        h.store_says(Ok(purchase("tok-1", Some(order))));
+        let first = h.verify("alice", None).await.unwrap();
+        assert_eq!(first.order.id, order);
+        assert_eq!(first.order.state, OrderState::Paid);
+        assert_eq!(first.binding_reason, BindingReason::PurchaseCarriedOrderId);
+        assert!(first.finish_transaction && !first.already_recorded);
+
+        let again = h.verify("alice", None).await.unwrap();
+        assert_eq!(again.order.id, order);
+        assert!(again.already_recorded);
+
+        assert_eq!(
+            reason(h.verify("mallory", None).await),
+            (RejectReason::ReplayedForOtherUser, true)
+        );
+    }
+
+    #[tokio::test]
+    async fn without_a_carried_id_the_oldest_unpaid_order_is_matched_else_one_is_created() {
+        let h = harness();
+        let older = h.open_order("bob").await;
+        let _newer = h.open_order("bob").await;
+        let matched = h.verify("bob", None).await.unwrap();
+        assert_eq!(
+            (matched.order.id, matched.binding_reason),
+            (older, BindingReason::MatchedUnpaidOrder)
+        );
+
+        h.store_says(Ok(purchase("tok-2", None)));
+        let h2 = harness();
+        h2.store_says(Ok(purchase("tok-2", None)));
+        let created = h2.verify("carol", None).await.unwrap();
+        assert_eq!(created.binding_reason, BindingReason::CreatedAtVerification);
+        assert_eq!(created.order.state, OrderState::Paid);
+    }
+
+    #[tokio::test]
+    async fn an_order_already_paid_gets_the_new_payment_its_own_order() {
+        let h = harness();
+        let order = h.open_order("dave").await;
+        h.store_says(Ok(purchase("tok-a", Some(order))));
+        h.verify("dave", None).await.unwrap();
+        // A second, different purchase carrying the same order id (the client reused it).
+        h.store_says(Ok(purchase("tok-b", Some(order))));
+        let second = h.verify("dave", None).await.unwrap();
+        assert_ne!(second.order.id, order);
+        assert_eq!(second.binding_reason, BindingReason::BoundOrderAlreadyPaid);
+    }
+
+    #[tokio::test]
+    async fn policy_refusals_and_store_outages() {
+        let h = harness();
+        let theirs = h.open_order("erin").await;
+        assert_eq!(
+            reason(h.verify("frank", Some(theirs)).await).0,
+            RejectReason::OrderMismatch
+        );
+
+        let mut pending = purchase("tok-p", None);
+        pending.status = PurchaseStatus::Pending;
+        h.store_says(Ok(pending));
+        assert_eq!(
+            reason(h.verify("frank", None).await),
+            (RejectReason::Pending, false),
+            "pending keeps the transaction open"
+        );
+
+        let mut sandbox = purchase("tok-s", None);
+        sandbox.environment = Environment::Sandbox;
+        h.store_says(Ok(sandbox));
+        assert_eq!(
+            reason(h.verify("frank", None).await).0,
+            RejectReason::SandboxNotAllowed
+        );
+        let qa = h.verify("qa", None).await.unwrap();
+        assert!(qa.sandbox);
+
+        let mut refunded = purchase("tok-r", None);
+        refunded.status = PurchaseStatus::Refunded {
+            at: None,
+            reason: None,
+        };
+        h.store_says(Ok(refunded));
+        assert_eq!(
+            reason(h.verify("frank", None).await).0,
+            RejectReason::Refunded
+        );
+
+        let mut other_product = purchase("tok-o", None);
+        other_product.product_id = ProductId::parse("sword").unwrap();
+        h.store_says(Ok(other_product));
+        assert_eq!(
+            reason(h.verify("frank", None).await).0,
+            RejectReason::UnknownProduct
+        );
+
+        h.store_says(Err(StoreError::unavailable("timeout")));
+        let err = h.verify("frank", None).await.unwrap_err();
+        assert!(matches!(err, VerifyError::StoreUnavailable { .. }));
+        assert!(!err.finish_transaction());
+        assert_eq!(
+            h.memory.purchases.lock().unwrap().len(),
+            1,
+            "only the QA purchase was recorded"
+        );
+    }
+}
