@@ -7,6 +7,7 @@ mod convert;
 pub mod entity;
 mod error;
 mod orders;
+mod payments;
 
 use std::time::Duration;
 

@@ -1,0 +1,254 @@
+//! PaymentLedger: the replay fence (`UNIQUE(platform, store_transaction_id)`) and the commit of a
+//! verified payment — store transaction row, order → PAID, outbox event — in one transaction.
+//! Nothing is written when any part fails, and the affected-row counts decide every race.
+
+use async_trait::async_trait;
+use chrono::{DateTime, SubsecRound, Utc};
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ActiveValue, ColumnTrait, DatabaseTransaction, EntityTrait, IntoActiveModel, QueryFilter,
+    QueryOrder, TransactionTrait,
+};
+
+use iap_domain::ports::{
+    PaymentLedger, PaymentTarget, PaymentToRecord, RecordOutcome, RecordedPurchase, StorageError,
+};
+use iap_domain::purchase::{PurchaseStatus, VerifiedPurchase};
+use iap_domain::{AppId, Order, OrderId, OrderState, Platform, ProductId, UserId};
+
+use crate::convert::{order_from_row, order_to_row};
+use crate::entity::{orders, outbox, store_transactions};
+use crate::{Storage, classify};
+
+fn recorded(row: store_transactions::Model) -> Result<RecordedPurchase, StorageError> {
+    let corrupt =
+        |e: iap_domain::IdError| StorageError::Corrupt(format!("store_transactions: {e}"));
+    Ok(RecordedPurchase {
+        order_id: OrderId::parse(&row.order_id).map_err(corrupt)?,
+        app_id: AppId::parse(row.app_id).map_err(corrupt)?,
+        user_id: UserId::parse(row.user_id).map_err(corrupt)?,
+    })
+}
+
+fn purchase_row(
+    p: &PaymentToRecord,
+    order: &Order,
+    now: DateTime<Utc>,
+) -> store_transactions::Model {
+    let v: &VerifiedPurchase = &p.purchase;
+    let (status, revoked_at, revocation_reason) = match &v.status {
+        PurchaseStatus::Purchased => ("purchased", None, None),
+        PurchaseStatus::Pending => ("pending", None, None),
+        PurchaseStatus::Cancelled => ("cancelled", None, None),
+        PurchaseStatus::Refunded { at, reason } => ("refunded", *at, reason.clone()),
+    };
+    store_transactions::Model {
+        id: uuid::Uuid::now_v7().to_string(),
+        platform: v.platform.as_str().to_owned(),
+        store_transaction_id: v.store_transaction_id.clone(),
+        original_transaction_id: v.original_transaction_id.clone(),
+        purchase_token: v.purchase_token.clone(),
+        store_order_id: v.store_order_id.clone(),
+        app_id: p.app_id.to_string(),
+        user_id: p.user_id.to_string(),
+        order_id: order.id.to_string(),
+        product_id: v.product_id.to_string(),
+        product_kind: order.product_kind.as_str().to_owned(),
+        quantity: i32::try_from(v.quantity).unwrap_or(i32::MAX),
+        environment: v.environment.as_str().to_owned(),
+        status: status.to_owned(),
+        purchased_at: v.purchased_at,
+        expires_at: v.expires_at,
+        revoked_at,
+        revocation_reason,
+        price_currency: v.price.as_ref().map(|m| m.currency.clone()),
+        price_amount_micros: v.price.as_ref().map(|m| m.amount_micros),
+        is_trial: v.is_trial,
+        store_account_id: v.store_account_id.clone(),
+        linked_purchase_token: v.linked_purchase_token.clone(),
+        raw_payload: v.raw.clone(),
+        verified_at: now,
+        updated_at: now,
+    }
+}
+
+impl Storage {
+    async fn record_in(
+        &self,
+        txn: &DatabaseTransaction,
+        p: &PaymentToRecord,
+    ) -> Result<RecordOutcome, StorageError> {
+        let now = Utc::now().trunc_subsecs(6);
+        // 1. The order becomes PAID: a conditional update on an existing order, or a new row.
+        let order = match &p.target {
+            PaymentTarget::ExistingOrder(id) => {
+                let updated = orders::Entity::update_many()
+                    .col_expr(
+                        orders::Column::State,
+                        Expr::value(OrderState::Paid.as_str()),
+                    )
+                    .col_expr(
+                        orders::Column::Environment,
+                        Expr::value(p.purchase.environment.as_str()),
+                    )
+                    .col_expr(
+                        orders::Column::StoreTransactionId,
+                        Expr::value(p.purchase.store_transaction_id.clone()),
+                    )
+                    .col_expr(
+                        orders::Column::BindingReason,
+                        Expr::value(p.binding_reason.as_str()),
+                    )
+                    .col_expr(orders::Column::PaidAt, Expr::value(now))
+                    .col_expr(orders::Column::UpdatedAt, Expr::value(now))
+                    .col_expr(orders::Column::NextAttemptAt, Expr::value(now))
+                    .filter(orders::Column::Id.eq(id.to_string()))
+                    .filter(orders::Column::State.eq(OrderState::Created.as_str()))
+                    .exec(txn)
+                    .await
+                    .map_err(classify)?;
+                if updated.rows_affected != 1 {
+                    return Ok(RecordOutcome::OrderNoLongerUnpaid);
+                }
+                let row = orders::Entity::find_by_id(id.to_string())
+                    .one(txn)
+                    .await
+                    .map_err(classify)?
+                    .ok_or_else(|| {
+                        StorageError::Other("paid order vanished inside its transaction".into())
+                    })?;
+                order_from_row(row)?
+            }
+            PaymentTarget::NewOrder(new) => {
+                let mut order = new.clone().into_order(now);
+                order.state = OrderState::Paid;
+                order.environment = Some(p.purchase.environment);
+                order.store_transaction_id = Some(p.purchase.store_transaction_id.clone());
+                order.binding_reason = Some(p.binding_reason);
+                order.paid_at = Some(now);
+                order.next_attempt_at = Some(now);
+                orders::Entity::insert(order_to_row(&order).into_active_model())
+                    .exec_without_returning(txn)
+                    .await
+                    .map_err(classify)?;
+                order
+            }
+        };
+
+        // 2. The replay fence: the first insert of this store purchase wins.
+        let inserted =
+            store_transactions::Entity::insert(purchase_row(p, &order, now).into_active_model())
+                .on_conflict(
+                    OnConflict::columns([
+                        store_transactions::Column::Platform,
+                        store_transactions::Column::StoreTransactionId,
+                    ])
+                    .do_nothing()
+                    .to_owned(),
+                )
+                .exec_without_returning(txn)
+                .await
+                .map_err(classify)?;
+        if inserted != 1 {
+            let existing = self
+                .find_in(txn, p.purchase.platform, &p.purchase.store_transaction_id)
+                .await?;
+            let existing =
+                existing.ok_or_else(|| StorageError::Other("conflict without a row".into()))?;
+            return Ok(RecordOutcome::AlreadyRecorded(existing));
+        }
+
+        // 3. The event that drives delivery (fast path or sweeper) and the order's history.
+        let detail = serde_json::json!({
+            "store_transaction_id": p.purchase.store_transaction_id,
+            "binding_reason": p.binding_reason.as_str(),
+            "environment": p.purchase.environment.as_str(),
+        });
+        let event = outbox::ActiveModel {
+            id: ActiveValue::Set(uuid::Uuid::now_v7().to_string()),
+            order_id: ActiveValue::Set(order.id.to_string()),
+            kind: ActiveValue::Set("order.paid".to_owned()),
+            detail: ActiveValue::Set(detail.to_string()),
+            actor: ActiveValue::Set("verifier".to_owned()),
+            created_at: ActiveValue::Set(now),
+            published_at: ActiveValue::Set(None),
+        };
+        outbox::Entity::insert(event)
+            .exec_without_returning(txn)
+            .await
+            .map_err(classify)?;
+        Ok(RecordOutcome::Recorded(Box::new(order)))
+    }
+
+    async fn find_in<C: sea_orm::ConnectionTrait>(
+        &self,
+        conn: &C,
+        platform: Platform,
+        id: &str,
+    ) -> Result<Option<RecordedPurchase>, StorageError> {
+        store_transactions::Entity::find()
+            .filter(store_transactions::Column::Platform.eq(platform.as_str()))
+            .filter(store_transactions::Column::StoreTransactionId.eq(id))
+            .one(conn)
+            .await
+            .map_err(classify)?
+            .map(recorded)
+            .transpose()
+    }
+}
+
+#[async_trait]
+impl PaymentLedger for Storage {
+    async fn find_purchase(
+        &self,
+        platform: Platform,
+        id: &str,
+    ) -> Result<Option<RecordedPurchase>, StorageError> {
+        self.find_in(self.connection(), platform, id).await
+    }
+
+    async fn oldest_unpaid_order(
+        &self,
+        app: &AppId,
+        user: &UserId,
+        product: &ProductId,
+        platform: Platform,
+    ) -> Result<Option<Order>, StorageError> {
+        orders::Entity::find()
+            .filter(orders::Column::AppId.eq(app.as_str()))
+            .filter(orders::Column::UserId.eq(user.as_str()))
+            .filter(orders::Column::ProductId.eq(product.as_str()))
+            .filter(orders::Column::Platform.eq(platform.as_str()))
+            .filter(orders::Column::State.eq(OrderState::Created.as_str()))
+            .order_by_asc(orders::Column::CreatedAt)
+            .order_by_asc(orders::Column::Id)
+            .one(self.connection())
+            .await
+            .map_err(classify)?
+            .map(order_from_row)
+            .transpose()
+    }
+
+    async fn record_payment(
+        &self,
+        payment: PaymentToRecord,
+    ) -> Result<RecordOutcome, StorageError> {
+        let txn = self.connection().begin().await.map_err(classify)?;
+        let outcome = self.record_in(&txn, &payment).await;
+        match outcome {
+            Ok(RecordOutcome::Recorded(order)) => {
+                txn.commit().await.map_err(classify)?;
+                Ok(RecordOutcome::Recorded(order))
+            }
+            // Nothing of a refused payment may stay: the transaction is rolled back.
+            Ok(other) => {
+                txn.rollback().await.map_err(classify)?;
+                Ok(other)
+            }
+            Err(e) => {
+                let _ = txn.rollback().await;
+                Err(e)
+            }
+        }
+    }
+}

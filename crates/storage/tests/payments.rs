@@ -1,0 +1,249 @@
+//! The payment ledger on PostgreSQL (fresh database per test) and SQLite: one commit per store
+//! purchase, nothing half-written, races decided by the database.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use iap_domain::ports::{
+    CreateOutcome, OrderRepository, PaymentLedger, PaymentTarget, PaymentToRecord, RecordOutcome,
+};
+use iap_domain::purchase::{PurchaseStatus, VerifiedPurchase};
+use iap_domain::{
+    AppId, BindingReason, Environment, NewOrder, OrderId, OrderState, Platform, ProductId,
+    ProductKind, UserId,
+};
+use iap_storage::{PoolOptions, Storage};
+use iap_test_support::TestDatabase;
+use sea_orm::{ConnectionTrait, Statement};
+
+fn new_order(user: &str) -> NewOrder {
+    NewOrder {
+        id: OrderId::new(),
+        app_id: AppId::parse("com.example.game").unwrap(),
+        user_id: UserId::parse(user).unwrap(),
+        product_id: ProductId::parse("gems_100").unwrap(),
+        platform: Platform::Google,
+        quantity: 1,
+        product_kind: ProductKind::Consumable,
+        expected_price: None,
+        metadata: BTreeMap::new(),
+        idempotency_key: None,
+        manual: false,
+    }
+}
+
+fn purchase(token: &str) -> VerifiedPurchase {
+    VerifiedPurchase {
+        platform: Platform::Google,
+        environment: Environment::Production,
+        store_transaction_id: token.to_owned(),
+        original_transaction_id: None,
+        purchase_token: Some(token.to_owned()),
+        store_order_id: Some("GPA.1234-5678-9012-34567".into()),
+        product_id: ProductId::parse("gems_100").unwrap(),
+        quantity: 1,
+        status: PurchaseStatus::Purchased,
+        purchased_at: None,
+        expires_at: None,
+        carried_order_id: None,
+        store_account_id: None,
+        is_trial: false,
+        price: None,
+        kind: None,
+        linked_purchase_token: None,
+        acknowledged: Some(false),
+        consumed: Some(false),
+        subscription_status: None,
+        subscription_group: None,
+        raw: serde_json::json!({ "purchaseStateContext": { "purchaseState": "PURCHASED" } }),
+    }
+}
+
+fn payment(target: PaymentTarget, token: &str, user: &str) -> PaymentToRecord {
+    PaymentToRecord {
+        target,
+        purchase: purchase(token),
+        app_id: AppId::parse("com.example.game").unwrap(),
+        user_id: UserId::parse(user).unwrap(),
+        binding_reason: BindingReason::CallerOrderId,
+    }
+}
+
+async fn count(storage: &Storage, table: &str) -> i64 {
+    let row = storage
+        .connection()
+        .query_one(Statement::from_string(
+            storage.backend(),
+            format!("SELECT COUNT(*) AS n FROM {table}"),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get("", "n").unwrap()
+}
+
+async fn exercise(storage: &Storage) {
+    storage.migrate().await.unwrap();
+    let CreateOutcome::Created(order) = storage.create_order(new_order("alice")).await.unwrap()
+    else {
+        panic!()
+    };
+    let app = AppId::parse("com.example.game").unwrap();
+    let alice = UserId::parse("alice").unwrap();
+    let gems = ProductId::parse("gems_100").unwrap();
+    assert_eq!(
+        storage
+            .oldest_unpaid_order(&app, &alice, &gems, Platform::Google)
+            .await
+            .unwrap()
+            .map(|o| o.id),
+        Some(order.id)
+    );
+
+    let RecordOutcome::Recorded(paid) = storage
+        .record_payment(payment(
+            PaymentTarget::ExistingOrder(order.id),
+            "tok-1",
+            "alice",
+        ))
+        .await
+        .unwrap()
+    else {
+        panic!("first payment is recorded");
+    };
+    assert_eq!(paid.state, OrderState::Paid);
+    assert_eq!(paid.store_transaction_id.as_deref(), Some("tok-1"));
+    assert!(paid.paid_at.is_some());
+    assert_eq!(storage.get_order(order.id).await.unwrap().unwrap(), *paid);
+    assert!(
+        storage
+            .oldest_unpaid_order(&app, &alice, &gems, Platform::Google)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let recorded = storage
+        .find_purchase(Platform::Google, "tok-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (recorded.order_id, recorded.user_id.as_str()),
+        (order.id, "alice")
+    );
+
+    // The same store purchase again, even for a new order: refused, and the new order rolled back.
+    let again = storage
+        .record_payment(payment(
+            PaymentTarget::NewOrder(new_order("bob")),
+            "tok-1",
+            "bob",
+        ))
+        .await
+        .unwrap();
+    assert!(matches!(again, RecordOutcome::AlreadyRecorded(ref r) if r.order_id == order.id));
+    // Another purchase for the already-paid order: nothing written.
+    let late = storage
+        .record_payment(payment(
+            PaymentTarget::ExistingOrder(order.id),
+            "tok-2",
+            "alice",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(late, RecordOutcome::OrderNoLongerUnpaid);
+    assert!(
+        storage
+            .find_purchase(Platform::Google, "tok-2")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    assert_eq!(
+        count(storage, "orders").await,
+        1,
+        "the refused new order left no row"
+    );
+    assert_eq!(count(storage, "store_transactions").await, 1);
+    assert_eq!(count(storage, "outbox").await, 1, "one order.paid event");
+}
+
+#[tokio::test]
+async fn payments_on_postgres() {
+    let db = TestDatabase::create().await;
+    let storage = Storage::connect(db.url(), &PoolOptions::default())
+        .await
+        .unwrap();
+    exercise(&storage).await;
+}
+
+#[tokio::test]
+async fn payments_on_sqlite() {
+    let dir = std::env::temp_dir().join(format!("iap-payments-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.join("iap.db").display());
+    let storage = Storage::connect(&url, &PoolOptions::default())
+        .await
+        .unwrap();
+    exercise(&storage).await;
+    storage.close().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// 32 concurrent redemptions of one store purchase, half on one order and half creating orders:
+/// exactly one commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_redemptions_commit_once_on_postgres() {
+    let db = TestDatabase::create().await;
+    let storage = Arc::new(
+        Storage::connect(db.url(), &PoolOptions::default())
+            .await
+            .unwrap(),
+    );
+    storage.migrate().await.unwrap();
+    let CreateOutcome::Created(order) = storage.create_order(new_order("carol")).await.unwrap()
+    else {
+        panic!()
+    };
+    let tasks: Vec<_> = (0..32)
+        .map(|i| {
+            let storage = storage.clone();
+            tokio::spawn(async move {
+                let target = if i % 2 == 0 {
+                    PaymentTarget::ExistingOrder(order.id)
+                } else {
+                    PaymentTarget::NewOrder(new_order("carol"))
+                };
+                storage
+                    .record_payment(payment(target, "tok-race", "carol"))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut recorded = 0;
+    for task in tasks {
+        if matches!(task.await.unwrap(), RecordOutcome::Recorded(_)) {
+            recorded += 1;
+        }
+    }
+    assert_eq!(recorded, 1);
+    assert_eq!(count(&storage, "store_transactions").await, 1);
+    assert_eq!(count(&storage, "outbox").await, 1);
+    let paid: i64 = count_where(&storage, "orders", "state = 'PAID'").await;
+    assert_eq!(paid, 1, "exactly one order is paid");
+}
+
+async fn count_where(storage: &Storage, table: &str, condition: &str) -> i64 {
+    let row = storage
+        .connection()
+        .query_one(Statement::from_string(
+            storage.backend(),
+            format!("SELECT COUNT(*) AS n FROM {table} WHERE {condition}"),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get("", "n").unwrap()
+}
