@@ -9,4 +9,7 @@ pub mod jws;
 )]
 pub mod model;
 
+pub mod verifier;
+
 pub use jws::{ChainTrust, JwsError, VerifiedJws};
+pub use verifier::{AppleAppConfig, AppleVerifier};

@@ -209,6 +209,9 @@ pub struct AppSettings {
     /// Most unpaid orders one user may hold (0 = unlimited).
     #[serde(default = "default_max_open_orders")]
     pub max_open_orders_per_user: u32,
+    /// App Store settings (bundle id, trusted roots); absent: no App Store purchases.
+    #[serde(default)]
+    pub apple: Option<iap_platform_apple::AppleAppConfig>,
 }
 
 fn default_true() -> bool {
@@ -359,7 +362,22 @@ impl Settings {
                 ));
             }
         }
-        self.catalog().map(|_| ())
+        self.catalog()?;
+        self.apple_verifier().map(|_| ())
+    }
+
+    /// The App Store verifier for every app with `[apps.<id>.apple]`.
+    pub fn apple_verifier(&self) -> Result<iap_platform_apple::AppleVerifier, ConfigError> {
+        let mut configured = Vec::new();
+        for (key, app) in &self.apps {
+            if let Some(apple) = &app.apple {
+                let id = AppId::parse(key.as_str())
+                    .map_err(|e| ConfigError::value(format!("apps.{key}"), e.to_string()))?;
+                configured.push((id, apple.clone()));
+            }
+        }
+        iap_platform_apple::AppleVerifier::new(configured.iter().map(|(id, c)| (id, c)))
+            .map_err(|e| ConfigError::Invalid(e.to_string()))
     }
 
     /// The database URL, or the error a standalone service reports when it is missing.

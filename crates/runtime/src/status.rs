@@ -10,8 +10,10 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use iap_domain::IdError;
+use iap_domain::RejectReason;
 use iap_domain::ports::StorageError;
 use iap_domain::usecases::create_order::CreateOrderError;
+use iap_domain::usecases::verify_purchase::VerifyError;
 
 /// `ErrorInfo.domain` of every error this system returns.
 pub const ERROR_DOMAIN: &str = "iap.v1";
@@ -119,6 +121,67 @@ impl IntoStatus for CreateOrderError {
                 HashMap::new(),
             ),
             CreateOrderError::Storage(e) => e.into_status(),
+        }
+    }
+}
+
+impl IntoStatus for VerifyError {
+    fn into_status(self) -> Status {
+        let finish = self.finish_transaction();
+        match self {
+            VerifyError::UnknownApp(app) => {
+                not_found("UNKNOWN_APP", format!("app {app} is not configured"))
+            }
+            e @ VerifyError::StoreNotConfigured(_) => with_reason(
+                Code::FailedPrecondition,
+                "STORE_NOT_CONFIGURED",
+                e.to_string(),
+                HashMap::new(),
+            ),
+            VerifyError::Rejected {
+                reason,
+                code,
+                detail,
+            } => {
+                // The client switches on `reason` and finishes the store transaction when
+                // `finish_transaction` says so; `code` is the finer cause for logs and support.
+                let metadata = HashMap::from([
+                    ("code".to_owned(), code.to_owned()),
+                    ("finish_transaction".to_owned(), finish.to_string()),
+                ]);
+                let status_code = if reason == RejectReason::Malformed {
+                    Code::InvalidArgument
+                } else {
+                    Code::FailedPrecondition
+                };
+                with_reason(
+                    status_code,
+                    reason.as_str(),
+                    format!("purchase rejected: {detail}"),
+                    metadata,
+                )
+            }
+            VerifyError::StoreUnavailable {
+                detail,
+                retry_after,
+            } => {
+                tracing::warn!(error = %detail, "store unavailable");
+                unavailable(
+                    "STORE_UNAVAILABLE",
+                    "the store could not be reached; retry later",
+                    retry_after,
+                )
+            }
+            VerifyError::StoreMisconfigured(detail) => {
+                tracing::error!(error = %detail, "store misconfigured");
+                with_reason(
+                    Code::FailedPrecondition,
+                    "STORE_MISCONFIGURED",
+                    detail,
+                    HashMap::new(),
+                )
+            }
+            VerifyError::Storage(e) => e.into_status(),
         }
     }
 }

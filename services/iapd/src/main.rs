@@ -54,6 +54,7 @@ fn demo_app() -> AppSettings {
         },
         flag_repeat_trials: true,
         max_open_orders_per_user: 20,
+        apple: None,
     }
 }
 
@@ -66,7 +67,8 @@ async fn run(mut settings: Settings, shutdown: Shutdown) -> Result<(), StartupEr
     let url = settings.database_url()?.to_owned();
     let storage = iap_runtime::database::open(&settings, &url).await?;
 
-    let verifier = iap_verifier::Verifier::new(storage.clone(), catalog);
+    let stores = iap_verifier::store_verifiers(&settings)?;
+    let verifier = iap_verifier::Verifier::new(storage.clone(), catalog, stores);
     let lock = iap_runtime::lock::LockBackend::from_settings(&settings)?;
     let delivery = iap_delivery::Delivery::new(storage.clone(), lock);
     let scheduler = iap_scheduler::Scheduler::new(storage);

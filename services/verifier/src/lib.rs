@@ -13,7 +13,9 @@ use tokio::net::TcpListener;
 use tonic::service::Routes;
 
 use iap_domain::Catalog;
+use iap_domain::ports::PurchaseVerifier;
 use iap_domain::usecases::create_order::OrderCreator;
+use iap_domain::usecases::verify_purchase::PurchaseVerification;
 use iap_proto::service_names;
 use iap_runtime::http::ReadinessCheck;
 use iap_runtime::process::GrpcEndpoint;
@@ -21,25 +23,37 @@ use iap_runtime::{Settings, Shutdown, StartupError};
 use iap_storage::Storage;
 
 /// The gRPC services this process serves, for health reporting.
-pub const GRPC_SERVICES: &[&str] = &[service_names::ORDER];
+pub const GRPC_SERVICES: &[&str] = &[service_names::ORDER, service_names::VERIFICATION];
 
 /// The verifier's use cases, wired to their adapters.
 #[derive(Debug, Clone)]
 pub struct Verifier {
     storage: Storage,
     orders: Arc<OrderCreator<Storage>>,
+    purchases: Arc<PurchaseVerification<Storage>>,
 }
 
 impl Verifier {
-    /// Wires the use cases over a database and the configured catalog.
-    pub fn new(storage: Storage, catalog: Arc<Catalog>) -> Self {
-        let orders = Arc::new(OrderCreator::new(catalog, storage.clone()));
-        Self { storage, orders }
+    /// Wires the use cases over a database, the configured catalog and the store verifiers.
+    pub fn new(
+        storage: Storage,
+        catalog: Arc<Catalog>,
+        stores: Vec<Arc<dyn PurchaseVerifier>>,
+    ) -> Self {
+        let orders = Arc::new(OrderCreator::new(catalog.clone(), storage.clone()));
+        let purchases = Arc::new(PurchaseVerification::new(catalog, stores, storage.clone()));
+        Self {
+            storage,
+            orders,
+            purchases,
+        }
     }
 
     /// Adds the verifier's gRPC services to `routes` (alone, or beside other roles in iapd).
     pub fn add_grpc_services(&self, routes: Routes) -> Routes {
-        routes.add_service(grpc::order_service(self.clone()))
+        routes
+            .add_service(grpc::order_service(self.clone()))
+            .add_service(grpc::verification_service(self.clone()))
     }
 
     /// The HTTP routes: operations endpoints (and store notifications when they land).
@@ -78,7 +92,8 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), StartupEr
         grpc: iap_runtime::http::bind("gRPC", settings.verifier.grpc_listen).await?,
         http: iap_runtime::http::bind("HTTP", settings.verifier.http_listen).await?,
     };
-    serve(Verifier::new(storage, catalog), listeners, shutdown).await
+    let stores = store_verifiers(&settings)?;
+    serve(Verifier::new(storage, catalog, stores), listeners, shutdown).await
 }
 
 /// Serves a wired verifier on the given listeners until the shutdown.
@@ -99,4 +114,12 @@ pub async fn serve(
         shutdown,
     )
     .await
+}
+
+/// The store verifiers the settings configure.
+pub fn store_verifiers(
+    settings: &Settings,
+) -> Result<Vec<Arc<dyn PurchaseVerifier>>, StartupError> {
+    let apple = settings.apple_verifier()?;
+    Ok(vec![Arc::new(apple)])
 }

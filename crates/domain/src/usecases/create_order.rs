@@ -132,7 +132,7 @@ impl<R: OrderRepository> OrderCreator<R> {
     }
 
     /// Validates against the catalog and limits, then stores the order.
-    #[tracing::instrument(name = "create_order", skip_all, fields(app_id = %cmd.app_id, platform = %cmd.platform, order_id), err(Display))]
+    #[tracing::instrument(name = "create_order", skip_all, fields(app_id = %cmd.app_id, platform = %cmd.platform, order_id), err(level = "info", Display))]
     pub async fn create(&self, cmd: CreateOrder) -> Result<CreatedOrder, CreateOrderError> {
         let app = self
             .catalog

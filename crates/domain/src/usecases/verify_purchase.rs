@@ -148,7 +148,7 @@ impl<S: OrderRepository + PaymentLedger> PurchaseVerification<S> {
     }
 
     /// Verifies and records one purchase.
-    #[tracing::instrument(name = "verify_purchase", skip_all, fields(app_id = %cmd.app_id, platform = %cmd.proof.platform(), order_id), err(Display))]
+    #[tracing::instrument(name = "verify_purchase", skip_all, fields(app_id = %cmd.app_id, platform = %cmd.proof.platform(), order_id), err(level = "info", Display))]
     pub async fn verify(&self, cmd: VerifyPurchase) -> Result<Verified, VerifyError> {
         let platform = cmd.proof.platform();
         let app = self
@@ -233,6 +233,16 @@ impl<S: OrderRepository + PaymentLedger> PurchaseVerification<S> {
                     "the purchase was refunded or revoked",
                 ));
             }
+        }
+        if purchase
+            .expires_at
+            .is_some_and(|end| end <= chrono::Utc::now())
+        {
+            return Err(VerifyError::rejected(
+                RejectReason::Expired,
+                "subscription_expired",
+                "the subscription period has ended",
+            ));
         }
         let sandbox = purchase.environment == Environment::Sandbox;
         if sandbox && !app.sandbox.allows(&cmd.user_id) {

@@ -1,5 +1,7 @@
 //! gRPC handlers: wire → use case → wire. No business rules here.
 
 mod order;
+mod verification;
 
 pub(crate) use order::order_service;
+pub(crate) use verification::verification_service;

@@ -1,5 +1,8 @@
 //! Starts a verifier in-process on port 0 against a fresh PostgreSQL database.
 
+// Each test binary uses a different part of this harness.
+#![allow(dead_code)]
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -21,7 +24,7 @@ pub(crate) struct RunningVerifier {
 }
 
 pub(crate) fn test_settings() -> Settings {
-    let toml = format!(
+    settings_from(&format!(
         r#"
         [apps."{APP}"]
         max_open_orders_per_user = 3
@@ -31,7 +34,10 @@ pub(crate) fn test_settings() -> Settings {
         [apps."{APP}".products.premium_monthly]
         kind = "auto_renewable"
         "#
-    );
+    ))
+}
+
+pub(crate) fn settings_from(toml: &str) -> Settings {
     let dir = std::env::temp_dir().join(format!(
         "iap-verifier-test-{}",
         uuid::Uuid::new_v4().simple()
@@ -45,18 +51,23 @@ pub(crate) fn test_settings() -> Settings {
 }
 
 pub(crate) async fn start() -> RunningVerifier {
+    start_with(test_settings()).await
+}
+
+pub(crate) async fn start_with(settings: Settings) -> RunningVerifier {
     iap_test_support::init_tracing();
     let db = TestDatabase::create().await;
     let storage = Storage::connect(db.url(), &PoolOptions::default())
         .await
         .unwrap();
     storage.migrate().await.unwrap();
-    let catalog = Arc::new(test_settings().catalog().unwrap());
+    let catalog = Arc::new(settings.catalog().unwrap());
     let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (grpc_addr, http_addr) = (grpc.local_addr().unwrap(), http.local_addr().unwrap());
     let shutdown = Shutdown::new();
-    let verifier = iap_verifier::Verifier::new(storage, catalog);
+    let stores = iap_verifier::store_verifiers(&settings).unwrap();
+    let verifier = iap_verifier::Verifier::new(storage, catalog, stores);
     let task = tokio::spawn(iap_verifier::serve(
         verifier,
         iap_verifier::Listeners { grpc, http },

@@ -1,0 +1,111 @@
+//! `iap.v1.VerificationService`.
+
+use tonic::{Request, Response, Status};
+
+use iap_domain::purchase::{PurchaseProof, SignedData};
+use iap_domain::usecases::verify_purchase::VerifyPurchase;
+use iap_domain::{AppId, OrderId, ProductId, UserId};
+use iap_proto::v1 as pb;
+use iap_proto::v1::verification_service_server::{VerificationService, VerificationServiceServer};
+use iap_runtime::status::{IntoStatus, invalid_argument};
+use iap_runtime::wire;
+
+use crate::Verifier;
+
+pub(crate) fn verification_service(verifier: Verifier) -> VerificationServiceServer<Verifier> {
+    VerificationServiceServer::new(verifier)
+}
+
+fn non_empty(s: String) -> Option<String> {
+    Some(s).filter(|s| !s.is_empty())
+}
+
+fn product(s: String) -> Result<ProductId, Status> {
+    ProductId::parse(s).map_err(IntoStatus::into_status)
+}
+
+/// The proof of purchase the request carries.
+fn proof(purchase: Option<pb::verify_purchase_request::Purchase>) -> Result<PurchaseProof, Status> {
+    use pb::apple_purchase::Proof;
+    use pb::verify_purchase_request::Purchase;
+    let missing = |field: &str| invalid_argument(field, "is required");
+    match purchase.ok_or_else(|| missing("purchase"))? {
+        Purchase::Apple(apple) => match apple.proof.ok_or_else(|| missing("apple.proof"))? {
+            Proof::SignedTransaction(jws) if !jws.is_empty() => {
+                Ok(PurchaseProof::AppleSignedTransaction(jws))
+            }
+            Proof::ReceiptData(receipt) if !receipt.is_empty() => Ok(PurchaseProof::AppleReceipt {
+                receipt_data: receipt,
+                product_id: non_empty(apple.product_id).map(product).transpose()?,
+                transaction_id: non_empty(apple.receipt_transaction_id),
+            }),
+            Proof::TransactionId(id) if !id.is_empty() => Ok(PurchaseProof::AppleTransactionId(id)),
+            _ => Err(missing("apple.proof")),
+        },
+        Purchase::Google(google) => {
+            let purchase_token =
+                non_empty(google.purchase_token).ok_or_else(|| missing("google.purchase_token"))?;
+            let signed_data = non_empty(google.original_json).map(|data| SignedData {
+                data,
+                signature: google.signature,
+            });
+            Ok(PurchaseProof::Google {
+                purchase_token,
+                product_id: product(google.product_id)?,
+                signed_data,
+            })
+        }
+        Purchase::Huawei(huawei) => {
+            let purchase_token =
+                non_empty(huawei.purchase_token).ok_or_else(|| missing("huawei.purchase_token"))?;
+            let data = non_empty(huawei.in_app_purchase_data)
+                .ok_or_else(|| missing("huawei.in_app_purchase_data"))?;
+            let signature =
+                non_empty(huawei.signature).ok_or_else(|| missing("huawei.signature"))?;
+            Ok(PurchaseProof::Huawei {
+                purchase_token,
+                product_id: product(huawei.product_id)?,
+                signed_data: SignedData { data, signature },
+                signature_algorithm: non_empty(huawei.signature_algorithm),
+            })
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl VerificationService for Verifier {
+    async fn verify_purchase(
+        &self,
+        request: Request<pb::VerifyPurchaseRequest>,
+    ) -> Result<Response<pb::VerifyPurchaseResponse>, Status> {
+        let r = request.into_inner();
+        let order_id = match non_empty(r.order_id) {
+            Some(id) => Some(
+                OrderId::parse(&id)
+                    .map_err(|_| invalid_argument("order_id", "must be an order id (UUID)"))?,
+            ),
+            None => None,
+        };
+        let command = VerifyPurchase {
+            app_id: AppId::parse(r.app_id).map_err(IntoStatus::into_status)?,
+            user_id: UserId::parse(r.user_id).map_err(IntoStatus::into_status)?,
+            order_id,
+            proof: proof(r.purchase)?,
+        };
+        let verified = self
+            .purchases
+            .verify(command)
+            .await
+            .map_err(IntoStatus::into_status)?;
+        Ok(Response::new(pb::VerifyPurchaseResponse {
+            order: Some(wire::order(&verified.order)),
+            // Delivery has not started when the payment has just been committed.
+            delivery_state: pb::DeliveryState::Pending.into(),
+            finish_transaction: verified.finish_transaction,
+            already_recorded: verified.already_recorded,
+            sandbox: verified.sandbox,
+            binding_reason: wire::binding_reason(verified.binding_reason).into(),
+            repeat_trial: false,
+        }))
+    }
+}
