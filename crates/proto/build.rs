@@ -24,6 +24,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         prost::Message::encode_to_vec(&descriptors),
     )?;
 
+    // Error detail messages: described to reflection only (tonic-types has their code).
+    let details = "google/rpc/error_details.proto";
+    println!("cargo:rerun-if-changed={}", root.join(details).display());
+    let details = protox::compile([details], [&root])?;
+    std::fs::write(
+        out_dir.join("google_rpc_descriptor.bin"),
+        prost::Message::encode_to_vec(&details),
+    )?;
+
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)

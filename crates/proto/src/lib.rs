@@ -11,6 +11,11 @@ pub mod v1 {
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/iap_v1_descriptor.bin"));
 
+/// Encoded `FileDescriptorSet` of the `google.rpc` error details the statuses carry, so
+/// reflection clients can decode them.
+pub const ERROR_DETAILS_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/google_rpc_descriptor.bin"));
+
 /// Service names as reflection and health checks know them.
 pub mod service_names {
     /// `iap.v1.OrderService`

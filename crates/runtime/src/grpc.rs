@@ -34,6 +34,7 @@ pub async fn serve(
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(iap_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(iap_proto::ERROR_DETAILS_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
     let mut routes = routes.add_service(health_service);

@@ -362,6 +362,10 @@ impl AppleStore {
         }
     }
 
+    pub(crate) fn root_der(&self) -> Vec<u8> {
+        self.keys.root_der.clone()
+    }
+
     fn new_transaction_id(&mut self, env: Env) -> String {
         self.next_id += 1;
         let base: u64 = if env == Env::Production {

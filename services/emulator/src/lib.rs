@@ -81,6 +81,12 @@ impl Emulator {
             .with_state(self.shared.clone())
     }
 
+    /// The emulator's App Store root certificate (DER): what a verifier trusts in place of
+    /// Apple Root CA G3 to accept the emulator's signed transactions.
+    pub fn apple_root_der(&self) -> Vec<u8> {
+        state::lock(&self.shared.apple).root_der()
+    }
+
     /// The base URL the emulator advertises.
     pub fn base_url(&self) -> &str {
         &self.shared.base_url

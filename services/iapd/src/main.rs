@@ -4,6 +4,7 @@
 
 use std::process::ExitCode;
 
+use base64::Engine;
 use clap::Parser;
 
 use iap_runtime::settings::{AppSettings, ProductSettings, SandboxSettings};
@@ -34,7 +35,7 @@ fn embedded_defaults() -> Settings {
     settings
 }
 
-fn demo_app() -> AppSettings {
+fn demo_app(emulator_root: Option<&[u8]>) -> AppSettings {
     let product = |kind: &str, max_quantity| ProductSettings {
         kind: kind.to_owned(),
         max_quantity,
@@ -54,14 +55,36 @@ fn demo_app() -> AppSettings {
         },
         flag_repeat_trials: true,
         max_open_orders_per_user: 20,
-        apple: None,
+        // With the embedded emulator, App Store purchases made there verify here.
+        apple: emulator_root.map(|root| iap_platform_apple::AppleAppConfig {
+            bundle_id: DEMO_APP.to_owned(),
+            app_apple_id: None,
+            trust_apple_root: false,
+            extra_roots_base64: vec![base64::engine::general_purpose::STANDARD.encode(root)],
+        }),
     }
 }
 
 async fn run(mut settings: Settings, shutdown: Shutdown) -> Result<(), StartupError> {
+    // The embedded emulator starts first: the demo app trusts its App Store root.
+    let emulator = if settings.emulator.embedded {
+        let listener = iap_runtime::http::bind("the emulator", settings.emulator.listen).await?;
+        let (emulator, router) =
+            iap_emulator::build(&listener, iap_emulator::EmulatorConfig::default())
+                .map_err(|e| StartupError::Server(format!("emulator: {e}")))?;
+        Some((
+            listener,
+            router,
+            emulator.base_url().to_owned(),
+            emulator.apple_root_der(),
+        ))
+    } else {
+        None
+    };
     if settings.apps.is_empty() {
         tracing::info!(app = DEMO_APP, "no apps configured: using the demo catalog");
-        settings.apps.insert(DEMO_APP.to_owned(), demo_app());
+        let root = emulator.as_ref().map(|(_, _, _, root)| root.as_slice());
+        settings.apps.insert(DEMO_APP.to_owned(), demo_app(root));
     }
     let catalog = std::sync::Arc::new(settings.catalog()?);
     let url = settings.database_url()?.to_owned();
@@ -90,30 +113,22 @@ async fn run(mut settings: Settings, shutdown: Shutdown) -> Result<(), StartupEr
         services,
     };
 
-    let emulator = if settings.emulator.embedded {
-        let listener = iap_runtime::http::bind("the emulator", settings.emulator.listen).await?;
-        let (emulator, router) =
-            iap_emulator::build(&listener, iap_emulator::EmulatorConfig::default())
-                .map_err(|e| StartupError::Server(format!("emulator: {e}")))?;
-        Some((listener, router, emulator.base_url().to_owned()))
-    } else {
-        None
-    };
-
     print_banner(
         &iap_runtime::database::redact(&url),
         grpc_addr,
         http_addr,
-        emulator.as_ref().map(|(_, _, url)| url.as_str()),
+        emulator.as_ref().map(|(_, _, url, _)| url.as_str()),
     );
     let jobs = scheduler.run_jobs(shutdown.clone());
     let emulator_server = {
         let shutdown = shutdown.clone();
         async move {
             match emulator {
-                Some((listener, router, _)) => iap_runtime::http::serve(listener, router, shutdown)
-                    .await
-                    .map_err(|e| StartupError::Server(format!("emulator: {e}"))),
+                Some((listener, router, _, _)) => {
+                    iap_runtime::http::serve(listener, router, shutdown)
+                        .await
+                        .map_err(|e| StartupError::Server(format!("emulator: {e}")))
+                }
                 None => Ok(()),
             }
         }
@@ -134,20 +149,31 @@ fn print_banner(
     http: std::net::SocketAddr,
     emulator: Option<&str>,
 ) {
-    let emulator = emulator.map_or_else(String::new, |url| {
-        format!("  emulator  {url}   (App Store / Google Play / Huawei stand-in; control API under /emulator)\n")
-    });
+    let (emulator, buy) = emulator.map_or_else(
+        || (String::new(), String::new()),
+        |url| {
+            (
+                format!("  emulator  {url}   (App Store / Google Play / Huawei stand-in; control API under /emulator)\n"),
+                format!(
+                    "\nBuy it at the emulator's App Store, then verify the signed transaction it returns:\n  \
+                     curl -s -XPOST {url}/emulator/apple/purchases -H 'content-type: application/json' \\\n    \
+                     -d '{{\"bundle_id\":\"{DEMO_APP}\",\"product_id\":\"gems_100\",\"product_type\":\"Consumable\",\"app_account_token\":\"<order_id>\"}}'\n  \
+                     grpcurl -plaintext -d '{{\"app_id\":\"{DEMO_APP}\",\"user_id\":\"player-1\",\"apple\":{{\"signed_transaction\":\"<signed_transaction>\"}}}}' {grpc} iap.v1.VerificationService/VerifyPurchase\n"
+                ),
+            )
+        },
+    );
     // Printed on stdout, not logged: it is the newcomer's next step, whatever the log filter.
     println!(
         "\
 iapd is ready (all roles in one process)
   database  {database}
-  gRPC      {grpc}   (OrderService; health and reflection on, so grpcurl needs no .proto)
+  gRPC      {grpc}   (OrderService, VerificationService; health and reflection on)
   HTTP      http://{http}/metrics   /healthz   /readyz
 {emulator}
 Create an order, then read it back with the order_id it prints:
-  grpcurl -plaintext -d '{{\"app_id\":\"{DEMO_APP}\",\"user_id\":\"player-1\",\"product_id\":\"gems_100\",\"platform\":\"PLATFORM_GOOGLE\"}}' {grpc} iap.v1.OrderService/CreateOrder
+  grpcurl -plaintext -d '{{\"app_id\":\"{DEMO_APP}\",\"user_id\":\"player-1\",\"product_id\":\"gems_100\",\"platform\":\"PLATFORM_APPLE\"}}' {grpc} iap.v1.OrderService/CreateOrder
   grpcurl -plaintext -d '{{\"order_id\":\"<order_id>\"}}' {grpc} iap.v1.OrderService/GetOrder
-Stop with Ctrl-C (in-flight calls finish first)."
+{buy}Stop with Ctrl-C (in-flight calls finish first)."
     );
 }

@@ -9,7 +9,7 @@ use iap_proto::v1 as pb;
 use iap_proto::v1::order_service_client::OrderServiceClient;
 use iap_test_support::process::RunningBinary;
 
-fn start(dir: &std::path::Path) -> (RunningBinary, String) {
+fn start(dir: &std::path::Path) -> (RunningBinary, String, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_iapd"));
     command
         .current_dir(dir)
@@ -20,7 +20,12 @@ fn start(dir: &std::path::Path) -> (RunningBinary, String) {
     let mut process = RunningBinary::spawn(command);
     let line = process.wait_for_line("gRPC ", Duration::from_secs(30));
     let emulator = process.wait_for_line("emulator ", Duration::from_secs(5));
-    assert!(emulator.contains("http://127.0.0.1:"), "{emulator}");
+    let emulator = emulator
+        .split_whitespace()
+        .nth(1)
+        .expect("emulator URL")
+        .to_owned();
+    assert!(emulator.starts_with("http://127.0.0.1:"), "{emulator}");
     let addr = line
         .split_whitespace()
         .nth(1)
@@ -31,7 +36,7 @@ fn start(dir: &std::path::Path) -> (RunningBinary, String) {
         grpcurl.contains(&addr) && grpcurl.contains("iap.v1.OrderService/CreateOrder"),
         "{grpcurl}"
     );
-    (process, addr)
+    (process, addr, emulator)
 }
 
 // Multi-threaded: the blocking wait for the child's exit must not stall the client's
@@ -41,13 +46,13 @@ async fn embedded_default_serves_orders_from_a_sqlite_file() {
     let dir = std::env::temp_dir().join(format!("iapd-test-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
 
-    let (process, addr) = start(&dir);
+    let (process, addr, emulator) = start(&dir);
     let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()
         .await
         .unwrap();
-    let mut client = OrderServiceClient::new(channel);
+    let mut client = OrderServiceClient::new(channel.clone());
     let created = client
         .create_order(pb::CreateOrderRequest {
             app_id: "com.example.game".into(),
@@ -61,6 +66,41 @@ async fn embedded_default_serves_orders_from_a_sqlite_file() {
         .unwrap()
         .into_inner();
     let order_id = created.order.unwrap().order_id;
+
+    // Bought at the embedded emulator's App Store, verified: the demo app trusts its root.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let bought: serde_json::Value = reqwest::Client::new()
+        .post(format!("{emulator}/emulator/apple/purchases"))
+        .json(
+            &serde_json::json!({ "bundle_id": "com.example.game", "product_id": "gems_100",
+            "product_type": "Consumable", "app_account_token": order_id }),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut verification =
+        iap_proto::v1::verification_service_client::VerificationServiceClient::new(channel.clone());
+    let verified = verification
+        .verify_purchase(pb::VerifyPurchaseRequest {
+            app_id: "com.example.game".into(),
+            user_id: "player-1".into(),
+            order_id: String::new(),
+            purchase: Some(pb::verify_purchase_request::Purchase::Apple(
+                pb::ApplePurchase {
+                    proof: Some(pb::apple_purchase::Proof::SignedTransaction(
+                        bought["signed_transaction"].as_str().unwrap().into(),
+                    )),
+                    ..Default::default()
+                },
+            )),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(verified.order.unwrap().state(), pb::OrderState::Paid);
     let stopping = std::time::Instant::now();
     let (status, output) = process.terminate();
     assert!(status.success(), "exit {status:?}:\n{}", output.join("\n"));
@@ -75,7 +115,7 @@ async fn embedded_default_serves_orders_from_a_sqlite_file() {
     );
 
     // Restarted on the same file, the order is still there.
-    let (process, addr) = start(&dir);
+    let (process, addr, _) = start(&dir);
     let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()
@@ -88,7 +128,13 @@ async fn embedded_default_serves_orders_from_a_sqlite_file() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(fetched.order.unwrap().order_id, order_id);
+    let fetched = fetched.order.unwrap();
+    assert_eq!(fetched.order_id, order_id);
+    assert_eq!(
+        fetched.state(),
+        pb::OrderState::Paid,
+        "the payment survived the restart"
+    );
     let (status, _) = process.terminate();
     assert!(status.success());
     let _ = std::fs::remove_dir_all(dir);
