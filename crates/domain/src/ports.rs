@@ -111,6 +111,12 @@ pub trait PurchaseVerifier: Send + Sync {
     /// The store this verifier talks to.
     fn platform(&self) -> Platform;
 
+    /// Whether this deployment has settings for `app` on this store.
+    fn serves(&self, app: &AppId) -> bool {
+        let _ = app;
+        true
+    }
+
     /// Verifies one proof for one app.
     async fn verify(
         &self,

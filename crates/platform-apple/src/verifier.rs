@@ -195,6 +195,10 @@ impl PurchaseVerifier for AppleVerifier {
         Platform::Apple
     }
 
+    fn serves(&self, app: &AppId) -> bool {
+        self.apps.contains_key(app)
+    }
+
     async fn verify(
         &self,
         ctx: VerifyContext<'_>,

@@ -1,1 +1,10 @@
-//! Google Play: service-account OAuth, Play Developer API v3 and purchase signatures.
+//! Google Play: a service-account token source, a small Android Publisher v3 client, and the
+//! domain's `PurchaseVerifier` (productsv2 for one-time products, subscriptionsv2 for
+//! subscriptions, optional local SHA1withRSA check of the purchase JSON as a fast reject).
+
+pub mod api;
+pub mod auth;
+pub mod signature;
+pub mod verifier;
+
+pub use verifier::{GoogleAppConfig, GoogleVerifier};

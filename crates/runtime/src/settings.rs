@@ -212,6 +212,10 @@ pub struct AppSettings {
     /// App Store settings (bundle id, trusted roots); absent: no App Store purchases.
     #[serde(default)]
     pub apple: Option<iap_platform_apple::AppleAppConfig>,
+    /// Google Play settings (package, service account, licence key); absent: no Google Play
+    /// purchases.
+    #[serde(default)]
+    pub google: Option<iap_platform_google::GoogleAppConfig>,
 }
 
 fn default_true() -> bool {
@@ -363,7 +367,8 @@ impl Settings {
             }
         }
         self.catalog()?;
-        self.apple_verifier().map(|_| ())
+        self.apple_verifier()?;
+        self.google_verifier().map(|_| ())
     }
 
     /// The App Store verifier for every app with `[apps.<id>.apple]`.
@@ -377,6 +382,20 @@ impl Settings {
             }
         }
         iap_platform_apple::AppleVerifier::new(configured.iter().map(|(id, c)| (id, c)))
+            .map_err(|e| ConfigError::Invalid(e.to_string()))
+    }
+
+    /// The Google Play verifier for every app with `[apps.<id>.google]`.
+    pub fn google_verifier(&self) -> Result<iap_platform_google::GoogleVerifier, ConfigError> {
+        let mut configured = Vec::new();
+        for (key, app) in &self.apps {
+            if let Some(google) = &app.google {
+                let id = AppId::parse(key.as_str())
+                    .map_err(|e| ConfigError::value(format!("apps.{key}"), e.to_string()))?;
+                configured.push((id, google.clone()));
+            }
+        }
+        iap_platform_google::GoogleVerifier::new(configured.iter().map(|(id, c)| (id, c)))
             .map_err(|e| ConfigError::Invalid(e.to_string()))
     }
 

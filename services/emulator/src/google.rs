@@ -843,17 +843,29 @@ fn void(google: &mut GoogleStore, token: &str, source: u8, revoke: bool) -> Opti
 // ---- control API ----
 
 async fn service_account(State(shared): State<Arc<Shared>>) -> Json<Value> {
-    let google = lock(&shared.google);
-    Json(json!({
-        "type": "service_account",
-        "project_id": "iap-emulator",
-        "private_key_id": google.service_account_key_id,
-        "private_key": google.service_account.private_pkcs8_pem(),
-        "client_email": CLIENT_EMAIL,
-        "client_id": "100000000000000000001",
-        "auth_uri": "https://accounts.google.com/o/oauth2/auth",
-        "token_uri": google.token_uri,
-    }))
+    Json(lock(&shared.google).service_account_json())
+}
+
+impl GoogleStore {
+    /// The service-account key file the token endpoint accepts.
+    pub(crate) fn service_account_json(&self) -> Value {
+        let google = self;
+        json!({
+            "type": "service_account",
+            "project_id": "iap-emulator",
+            "private_key_id": google.service_account_key_id,
+            "private_key": google.service_account.private_pkcs8_pem(),
+            "client_email": CLIENT_EMAIL,
+            "client_id": "100000000000000000001",
+            "auth_uri": "https://accounts.google.com/o/oauth2/auth",
+            "token_uri": google.token_uri,
+        })
+    }
+
+    /// A package's licence key, base64 DER SPKI.
+    pub(crate) fn license_key_base64(&mut self, package: &str) -> String {
+        self.license_key(package).public_spki_base64()
+    }
 }
 
 async fn license_key(

@@ -87,6 +87,18 @@ impl Emulator {
         state::lock(&self.shared.apple).root_der()
     }
 
+    /// A Google service-account key file (JSON) the emulator's token endpoint accepts.
+    pub fn google_service_account_json(&self) -> String {
+        state::lock(&self.shared.google)
+            .service_account_json()
+            .to_string()
+    }
+
+    /// The Play Console licence key (base64 DER SPKI) of a package.
+    pub fn google_license_key(&self, package: &str) -> String {
+        state::lock(&self.shared.google).license_key_base64(package)
+    }
+
     /// The base URL the emulator advertises.
     pub fn base_url(&self) -> &str {
         &self.shared.base_url

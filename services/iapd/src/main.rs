@@ -35,7 +35,15 @@ fn embedded_defaults() -> Settings {
     settings
 }
 
-fn demo_app(emulator_root: Option<&[u8]>) -> AppSettings {
+/// What the demo app needs from the embedded emulator to trust its stores.
+struct EmulatedStores {
+    apple_root: Vec<u8>,
+    google_account: String,
+    google_license_key: String,
+    base_url: String,
+}
+
+fn demo_app(emulator: Option<&EmulatedStores>) -> AppSettings {
     let product = |kind: &str, max_quantity| ProductSettings {
         kind: kind.to_owned(),
         max_quantity,
@@ -56,11 +64,19 @@ fn demo_app(emulator_root: Option<&[u8]>) -> AppSettings {
         flag_repeat_trials: true,
         max_open_orders_per_user: 20,
         // With the embedded emulator, App Store purchases made there verify here.
-        apple: emulator_root.map(|root| iap_platform_apple::AppleAppConfig {
+        apple: emulator.map(|stores| iap_platform_apple::AppleAppConfig {
             bundle_id: DEMO_APP.to_owned(),
             app_apple_id: None,
             trust_apple_root: false,
-            extra_roots_base64: vec![base64::engine::general_purpose::STANDARD.encode(root)],
+            extra_roots_base64: vec![
+                base64::engine::general_purpose::STANDARD.encode(&stores.apple_root),
+            ],
+        }),
+        google: emulator.map(|stores| iap_platform_google::GoogleAppConfig {
+            package_name: DEMO_APP.to_owned(),
+            service_account_json: stores.google_account.clone(),
+            license_key_base64: Some(stores.google_license_key.clone()),
+            api_root_url: format!("{}/google/", stores.base_url),
         }),
     }
 }
@@ -72,19 +88,20 @@ async fn run(mut settings: Settings, shutdown: Shutdown) -> Result<(), StartupEr
         let (emulator, router) =
             iap_emulator::build(&listener, iap_emulator::EmulatorConfig::default())
                 .map_err(|e| StartupError::Server(format!("emulator: {e}")))?;
-        Some((
-            listener,
-            router,
-            emulator.base_url().to_owned(),
-            emulator.apple_root_der(),
-        ))
+        let stores = EmulatedStores {
+            apple_root: emulator.apple_root_der(),
+            google_account: emulator.google_service_account_json(),
+            google_license_key: emulator.google_license_key(DEMO_APP),
+            base_url: emulator.base_url().to_owned(),
+        };
+        Some((listener, router, emulator.base_url().to_owned(), stores))
     } else {
         None
     };
     if settings.apps.is_empty() {
         tracing::info!(app = DEMO_APP, "no apps configured: using the demo catalog");
-        let root = emulator.as_ref().map(|(_, _, _, root)| root.as_slice());
-        settings.apps.insert(DEMO_APP.to_owned(), demo_app(root));
+        let stores = emulator.as_ref().map(|(_, _, _, stores)| stores);
+        settings.apps.insert(DEMO_APP.to_owned(), demo_app(stores));
     }
     let catalog = std::sync::Arc::new(settings.catalog()?);
     let url = settings.database_url()?.to_owned();

@@ -121,5 +121,6 @@ pub fn store_verifiers(
     settings: &Settings,
 ) -> Result<Vec<Arc<dyn PurchaseVerifier>>, StartupError> {
     let apple = settings.apple_verifier()?;
-    Ok(vec![Arc::new(apple)])
+    let google = settings.google_verifier()?;
+    Ok(vec![Arc::new(apple), Arc::new(google)])
 }

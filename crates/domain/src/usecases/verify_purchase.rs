@@ -158,6 +158,7 @@ impl<S: OrderRepository + PaymentLedger> PurchaseVerification<S> {
         let verifier = self
             .verifiers
             .get(&platform)
+            .filter(|v| v.serves(&cmd.app_id))
             .ok_or(VerifyError::StoreNotConfigured(platform))?;
         let named_product = match &cmd.proof {
             PurchaseProof::Google { product_id, .. } | PurchaseProof::Huawei { product_id, .. } => {

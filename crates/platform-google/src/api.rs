@@ -1,0 +1,267 @@
+//! A small Android Publisher v3 client: the purchase reads and confirmations this system needs,
+//! with Google's error bodies mapped to the domain's store errors and one token refresh on 401.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+use iap_domain::RejectReason;
+use iap_domain::ports::StoreError;
+
+use crate::auth::{AuthError, TokenSource};
+
+/// The Android Publisher API at `root` (`https://androidpublisher.googleapis.com/` in
+/// production, `{emulator}/google/` in tests).
+#[derive(Debug, Clone)]
+pub struct AndroidPublisher {
+    http: reqwest::Client,
+    root: String,
+    tokens: Arc<TokenSource>,
+}
+
+impl AndroidPublisher {
+    /// A client for `root` authenticated by `tokens`.
+    pub fn new(http: reqwest::Client, root: &str, tokens: Arc<TokenSource>) -> Self {
+        let root = if root.ends_with('/') {
+            root.to_owned()
+        } else {
+            format!("{root}/")
+        };
+        Self { http, root, tokens }
+    }
+
+    fn purchases_url(&self, package: &str, rest: &str) -> String {
+        format!(
+            "{}androidpublisher/v3/applications/{package}/purchases/{rest}",
+            self.root
+        )
+    }
+
+    /// `purchases.productsv2.getproductpurchasev2`.
+    pub async fn product_v2(&self, package: &str, token: &str) -> Result<Value, StoreError> {
+        self.call(
+            Method::GET,
+            &self.purchases_url(package, &format!("productsv2/tokens/{token}")),
+            "productsv2.get",
+        )
+        .await
+    }
+
+    /// `purchases.subscriptionsv2.get`.
+    pub async fn subscription_v2(&self, package: &str, token: &str) -> Result<Value, StoreError> {
+        self.call(
+            Method::GET,
+            &self.purchases_url(package, &format!("subscriptionsv2/tokens/{token}")),
+            "subscriptionsv2.get",
+        )
+        .await
+    }
+
+    /// `purchases.products.consume`.
+    pub async fn consume(
+        &self,
+        package: &str,
+        product: &str,
+        token: &str,
+    ) -> Result<Value, StoreError> {
+        let url = self.purchases_url(
+            package,
+            &format!("products/{product}/tokens/{token}:consume"),
+        );
+        self.call(Method::POST, &url, "products.consume").await
+    }
+
+    /// `purchases.products.acknowledge`.
+    pub async fn acknowledge_product(
+        &self,
+        package: &str,
+        product: &str,
+        token: &str,
+    ) -> Result<Value, StoreError> {
+        let url = self.purchases_url(
+            package,
+            &format!("products/{product}/tokens/{token}:acknowledge"),
+        );
+        self.call(Method::POST, &url, "products.acknowledge").await
+    }
+
+    /// `purchases.subscriptions.acknowledge`.
+    pub async fn acknowledge_subscription(
+        &self,
+        package: &str,
+        product: &str,
+        token: &str,
+    ) -> Result<Value, StoreError> {
+        let url = self.purchases_url(
+            package,
+            &format!("subscriptions/{product}/tokens/{token}:acknowledge"),
+        );
+        self.call(Method::POST, &url, "subscriptions.acknowledge")
+            .await
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        url: &str,
+        endpoint: &'static str,
+    ) -> Result<Value, StoreError> {
+        let started = Instant::now();
+        let mut refreshed = false;
+        let result = loop {
+            let token = self.tokens.token().await.map_err(auth_error)?;
+            let mut request = self
+                .http
+                .request(method.clone(), url)
+                .bearer_auth(token)
+                .timeout(Duration::from_secs(10));
+            if method == Method::POST {
+                request = request.json(&serde_json::json!({}));
+            }
+            let response = match request.send().await {
+                Ok(response) => response,
+                Err(e) => {
+                    break Err(StoreError::unavailable(format!(
+                        "Google Play unreachable: {}",
+                        e.without_url()
+                    )));
+                }
+            };
+            let status = response.status();
+            if status == StatusCode::UNAUTHORIZED && !refreshed {
+                // A revoked or expired token: one fresh token, then the answer stands.
+                self.tokens.invalidate().await;
+                refreshed = true;
+                continue;
+            }
+            let retry_after = response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .map(Duration::from_secs);
+            let text = response.text().await.unwrap_or_default();
+            break classify(status, &text, retry_after);
+        };
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(StoreError::Rejected { .. }) => "rejected",
+            Err(StoreError::Unavailable { .. }) => "unavailable",
+            Err(StoreError::Misconfigured(_)) => "misconfigured",
+        };
+        metrics::counter!("iap_store_requests_total", "store" => "google", "endpoint" => endpoint, "outcome" => outcome).increment(1);
+        metrics::histogram!("iap_store_request_seconds", "store" => "google", "endpoint" => endpoint)
+            .record(started.elapsed().as_secs_f64());
+        result
+    }
+}
+
+fn auth_error(e: AuthError) -> StoreError {
+    match e {
+        AuthError::Unreachable(detail) => StoreError::unavailable(detail),
+        other => StoreError::Misconfigured(other.to_string()),
+    }
+}
+
+/// Google's answer, as the domain sees it.
+fn classify(
+    status: StatusCode,
+    body: &str,
+    retry_after: Option<Duration>,
+) -> Result<Value, StoreError> {
+    if status.is_success() {
+        return Ok(if body.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(body).unwrap_or(Value::Null)
+        });
+    }
+    let parsed: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    let reason = parsed["error"]["errors"][0]["reason"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    let message = parsed["error"]["message"]
+        .as_str()
+        .unwrap_or("")
+        .chars()
+        .take(200)
+        .collect::<String>();
+    let detail = format!(
+        "Google Play answered HTTP {}: {reason} {message}",
+        status.as_u16()
+    );
+    Err(match status.as_u16() {
+        410 => StoreError::rejected(
+            RejectReason::NotFoundAtStore,
+            "token_no_longer_valid",
+            detail,
+        ),
+        404 => StoreError::rejected(RejectReason::NotFoundAtStore, "not_found", detail),
+        400 if reason == "invalidPurchaseState" => {
+            StoreError::rejected(RejectReason::NotPaid, "invalid_purchase_state", detail)
+        }
+        400 => StoreError::rejected(RejectReason::NotFoundAtStore, "invalid_token", detail),
+        401 | 403 => StoreError::Misconfigured(detail),
+        409 | 429 => {
+            if status.as_u16() == 429 {
+                metrics::counter!("iap_store_rate_limited_total", "store" => "google").increment(1);
+            }
+            StoreError::Unavailable {
+                detail,
+                retry_after,
+            }
+        }
+        _ => StoreError::Unavailable {
+            detail,
+            retry_after,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn google_errors_map_to_domain_errors() {
+        let body =
+            r#"{"error":{"code":400,"message":"x","errors":[{"reason":"invalidPurchaseState"}]}}"#;
+        assert!(matches!(
+            classify(StatusCode::BAD_REQUEST, body, None),
+            Err(StoreError::Rejected {
+                code: "invalid_purchase_state",
+                ..
+            })
+        ));
+        assert!(matches!(
+            classify(StatusCode::GONE, "", None),
+            Err(StoreError::Rejected {
+                reason: RejectReason::NotFoundAtStore,
+                ..
+            })
+        ));
+        assert!(matches!(
+            classify(StatusCode::CONFLICT, "", None),
+            Err(StoreError::Unavailable { .. })
+        ));
+        assert!(matches!(
+            classify(StatusCode::FORBIDDEN, "", None),
+            Err(StoreError::Misconfigured(_))
+        ));
+        let limited = classify(
+            StatusCode::TOO_MANY_REQUESTS,
+            "",
+            Some(Duration::from_secs(3)),
+        );
+        assert!(
+            matches!(limited, Err(StoreError::Unavailable { retry_after: Some(d), .. }) if d == Duration::from_secs(3))
+        );
+        assert_eq!(
+            classify(StatusCode::NO_CONTENT, "", None).unwrap(),
+            Value::Null
+        );
+    }
+}

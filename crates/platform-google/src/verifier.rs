@@ -1,0 +1,378 @@
+//! `GoogleVerifier`: the domain's `PurchaseVerifier` for Google Play. The optional local
+//! signature check rejects forgeries without a network call; the Android Publisher API is then
+//! the authority on payment state (productsv2 for one-time products, subscriptionsv2 for
+//! subscriptions), as Google asks backends to do.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::Value;
+
+use iap_domain::ports::{PurchaseVerifier, StoreError, VerifyContext};
+use iap_domain::purchase::{
+    PurchaseProof, PurchaseStatus, SignedData, SubscriptionStatus, VerifiedPurchase,
+};
+use iap_domain::{AppId, Environment, Money, Platform, ProductId, ProductKind, RejectReason};
+
+use crate::api::AndroidPublisher;
+use crate::auth::{ServiceAccountKey, TokenSource};
+use crate::signature::LicenseKey;
+
+/// Google's production API root.
+pub const PRODUCTION_API_ROOT: &str = "https://androidpublisher.googleapis.com/";
+
+/// `[apps.<app_id>.google]`: one app's Google Play settings.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GoogleAppConfig {
+    /// The app's package name.
+    pub package_name: String,
+    /// The service-account key file's JSON (Play Console → API access), inline.
+    pub service_account_json: String,
+    /// The Play Console licence key (Monetization setup → Licensing), base64; enables the local
+    /// signature check of `original_json`.
+    #[serde(default)]
+    pub license_key_base64: Option<String>,
+    /// Android Publisher API root; the emulator's `{base}/google/` in tests.
+    #[serde(default = "production_root")]
+    pub api_root_url: String,
+}
+
+fn production_root() -> String {
+    PRODUCTION_API_ROOT.to_owned()
+}
+
+#[derive(Debug, Clone)]
+struct GoogleApp {
+    package: String,
+    api: AndroidPublisher,
+    license_key: Option<LicenseKey>,
+}
+
+/// The Google Play verifier for every configured app.
+#[derive(Debug, Clone, Default)]
+pub struct GoogleVerifier {
+    apps: HashMap<AppId, GoogleApp>,
+}
+
+/// A configuration value that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("apps.{app}.google: {problem}")]
+pub struct ConfigError {
+    app: String,
+    problem: String,
+}
+
+impl GoogleVerifier {
+    /// Builds the verifier from each app's settings.
+    pub fn new<'a>(
+        apps: impl IntoIterator<Item = (&'a AppId, &'a GoogleAppConfig)>,
+    ) -> Result<Self, ConfigError> {
+        // reqwest is built without a bundled TLS provider; the process uses ring's (a no-op if
+        // one is installed already).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .build()
+            .map_err(|e| ConfigError {
+                app: "*".into(),
+                problem: format!("HTTP client: {e}"),
+            })?;
+        let mut built = HashMap::new();
+        for (app_id, config) in apps {
+            let error = |problem: String| ConfigError {
+                app: app_id.to_string(),
+                problem,
+            };
+            let key: ServiceAccountKey = serde_json::from_str(&config.service_account_json)
+                .map_err(|e| {
+                    error(format!(
+                        "service_account_json is not a service-account key file: {e}"
+                    ))
+                })?;
+            let license_key = config
+                .license_key_base64
+                .as_deref()
+                .map(LicenseKey::from_base64)
+                .transpose()
+                .map_err(|e| error(format!("license_key_base64: {e}")))?;
+            let tokens = Arc::new(TokenSource::new(key, http.clone()));
+            let api = AndroidPublisher::new(http.clone(), &config.api_root_url, tokens);
+            built.insert(
+                app_id.clone(),
+                GoogleApp {
+                    package: config.package_name.clone(),
+                    api,
+                    license_key,
+                },
+            );
+        }
+        Ok(Self { apps: built })
+    }
+
+    /// The API client of an app (for confirmation and the scheduler).
+    pub fn api(&self, app: &AppId) -> Option<(&str, &AndroidPublisher)> {
+        self.apps.get(app).map(|a| (a.package.as_str(), &a.api))
+    }
+}
+
+fn rejected(reason: RejectReason, code: &'static str, detail: impl Into<String>) -> StoreError {
+    StoreError::rejected(reason, code, detail)
+}
+
+/// The local fast reject: the JSON must be signed by the licence key and name this token and
+/// product of this package.
+fn check_signed_data(
+    app: &GoogleApp,
+    signed: &SignedData,
+    token: &str,
+    product: &ProductId,
+) -> Result<(), StoreError> {
+    let forged = app
+        .license_key
+        .as_ref()
+        .is_some_and(|key| !key.verifies(&signed.data, &signed.signature));
+    if forged {
+        return Err(rejected(
+            RejectReason::SignatureInvalid,
+            "signature_invalid",
+            "the purchase JSON is not signed by the licence key",
+        ));
+    }
+    let json: Value = serde_json::from_str(&signed.data).map_err(|_| {
+        rejected(
+            RejectReason::Malformed,
+            "original_json_malformed",
+            "original_json is not JSON",
+        )
+    })?;
+    if json["packageName"]
+        .as_str()
+        .is_some_and(|p| p != app.package)
+    {
+        return Err(rejected(
+            RejectReason::BundleMismatch,
+            "package_mismatch",
+            "the purchase is for another package",
+        ));
+    }
+    let json_token = json["purchaseToken"]
+        .as_str()
+        .or_else(|| json["token"].as_str());
+    if json_token.is_some_and(|t| t != token) {
+        return Err(rejected(
+            RejectReason::Malformed,
+            "token_mismatch",
+            "original_json names another purchase token",
+        ));
+    }
+    let json_product = json["productId"]
+        .as_str()
+        .or_else(|| json["productIds"][0].as_str());
+    if json_product.is_some_and(|p| p != product.as_str()) {
+        return Err(rejected(
+            RejectReason::ProductMismatch,
+            "product_mismatch",
+            "original_json names another product",
+        ));
+    }
+    Ok(())
+}
+
+fn time(value: &Value) -> Option<DateTime<Utc>> {
+    value
+        .as_str()
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.with_timezone(&Utc))
+}
+
+fn string(value: &Value) -> Option<String> {
+    value.as_str().filter(|s| !s.is_empty()).map(str::to_owned)
+}
+
+fn product_purchase(
+    token: &str,
+    product: &ProductId,
+    v2: Value,
+) -> Result<VerifiedPurchase, StoreError> {
+    let line = v2["productLineItem"]
+        .as_array()
+        .and_then(|items| items.iter().find(|i| i["productId"] == product.as_str()))
+        .ok_or_else(|| {
+            rejected(
+                RejectReason::ProductMismatch,
+                "product_mismatch",
+                "the purchase is for another product",
+            )
+        })?;
+    let status = match v2["purchaseStateContext"]["purchaseState"].as_str() {
+        Some("PURCHASED") => PurchaseStatus::Purchased,
+        Some("PENDING") => PurchaseStatus::Pending,
+        _ => PurchaseStatus::Cancelled,
+    };
+    let offer = &line["productOfferDetails"];
+    let quantity = offer["quantity"]
+        .as_u64()
+        .and_then(|q| u32::try_from(q).ok())
+        .unwrap_or(1)
+        .max(1);
+    Ok(VerifiedPurchase {
+        platform: Platform::Google,
+        environment: if v2.get("testPurchaseContext").is_some() {
+            Environment::Sandbox
+        } else {
+            Environment::Production
+        },
+        store_transaction_id: token.to_owned(),
+        original_transaction_id: None,
+        purchase_token: Some(token.to_owned()),
+        store_order_id: string(&v2["orderId"]),
+        product_id: product.clone(),
+        quantity,
+        status,
+        purchased_at: time(&v2["purchaseCompletionTime"]),
+        expires_at: None,
+        carried_order_id: string(&v2["obfuscatedExternalProfileId"]),
+        store_account_id: string(&v2["obfuscatedExternalAccountId"]),
+        is_trial: false,
+        price: None,
+        kind: None,
+        linked_purchase_token: None,
+        acknowledged: Some(v2["acknowledgementState"] == "ACKNOWLEDGEMENT_STATE_ACKNOWLEDGED"),
+        consumed: Some(offer["consumptionState"] == "CONSUMPTION_STATE_CONSUMED"),
+        subscription_status: None,
+        subscription_group: None,
+        raw: v2,
+    })
+}
+
+fn subscription_purchase(
+    token: &str,
+    product: &ProductId,
+    v2: Value,
+) -> Result<VerifiedPurchase, StoreError> {
+    let line = v2["lineItems"]
+        .as_array()
+        .and_then(|items| items.iter().find(|i| i["productId"] == product.as_str()))
+        .ok_or_else(|| {
+            rejected(
+                RejectReason::ProductMismatch,
+                "product_mismatch",
+                "the subscription is for another product",
+            )
+        })?;
+    let state = v2["subscriptionState"].as_str().unwrap_or("");
+    let (status, subscription_status) = match state {
+        "SUBSCRIPTION_STATE_PENDING" => (PurchaseStatus::Pending, None),
+        "SUBSCRIPTION_STATE_PENDING_PURCHASE_CANCELED" => (PurchaseStatus::Cancelled, None),
+        "SUBSCRIPTION_STATE_IN_GRACE_PERIOD" => (
+            PurchaseStatus::Purchased,
+            Some(SubscriptionStatus::InGracePeriod),
+        ),
+        "SUBSCRIPTION_STATE_ON_HOLD" => {
+            (PurchaseStatus::Purchased, Some(SubscriptionStatus::OnHold))
+        }
+        "SUBSCRIPTION_STATE_PAUSED" => {
+            (PurchaseStatus::Purchased, Some(SubscriptionStatus::Paused))
+        }
+        "SUBSCRIPTION_STATE_EXPIRED" => {
+            (PurchaseStatus::Purchased, Some(SubscriptionStatus::Expired))
+        }
+        _ => (PurchaseStatus::Purchased, Some(SubscriptionStatus::Active)),
+    };
+    // Each renewal is its own order: the order id, not the token, is the replay key.
+    let order_id =
+        string(&line["latestSuccessfulOrderId"]).or_else(|| string(&v2["latestOrderId"]));
+    let price = {
+        let price = &line["autoRenewingPlan"]["recurringPrice"];
+        let units = price["units"].as_str().and_then(|u| u.parse::<i64>().ok());
+        match (string(&price["currencyCode"]), units) {
+            (Some(currency), Some(units)) => Some(Money {
+                currency,
+                amount_micros: units * 1_000_000 + price["nanos"].as_i64().unwrap_or(0) / 1000,
+            }),
+            _ => None,
+        }
+    };
+    let ids = &v2["externalAccountIdentifiers"];
+    Ok(VerifiedPurchase {
+        platform: Platform::Google,
+        environment: if v2.get("testPurchase").is_some() {
+            Environment::Sandbox
+        } else {
+            Environment::Production
+        },
+        store_transaction_id: order_id.clone().unwrap_or_else(|| token.to_owned()),
+        original_transaction_id: None,
+        purchase_token: Some(token.to_owned()),
+        store_order_id: order_id,
+        product_id: product.clone(),
+        quantity: 1,
+        status,
+        purchased_at: time(&v2["startTime"]),
+        expires_at: time(&line["expiryTime"]),
+        carried_order_id: string(&ids["obfuscatedExternalProfileId"]),
+        store_account_id: string(&ids["obfuscatedExternalAccountId"]),
+        is_trial: line["offerPhase"].get("freeTrial").is_some(),
+        price,
+        kind: Some(ProductKind::AutoRenewable),
+        linked_purchase_token: string(&v2["linkedPurchaseToken"]),
+        acknowledged: Some(v2["acknowledgementState"] == "ACKNOWLEDGEMENT_STATE_ACKNOWLEDGED"),
+        consumed: None,
+        subscription_status,
+        subscription_group: None,
+        raw: v2,
+    })
+}
+
+#[async_trait]
+impl PurchaseVerifier for GoogleVerifier {
+    fn platform(&self) -> Platform {
+        Platform::Google
+    }
+
+    fn serves(&self, app: &AppId) -> bool {
+        self.apps.contains_key(app)
+    }
+
+    async fn verify(
+        &self,
+        ctx: VerifyContext<'_>,
+        proof: &PurchaseProof,
+    ) -> Result<VerifiedPurchase, StoreError> {
+        let PurchaseProof::Google {
+            purchase_token,
+            product_id,
+            signed_data,
+        } = proof
+        else {
+            return Err(rejected(
+                RejectReason::Malformed,
+                "wrong_store",
+                "not a Google Play proof",
+            ));
+        };
+        let app = self.apps.get(ctx.app_id).ok_or_else(|| {
+            StoreError::Misconfigured(format!("no Google Play settings for app {}", ctx.app_id))
+        })?;
+        if let Some(signed) = signed_data {
+            check_signed_data(app, signed, purchase_token, product_id)?;
+        }
+        let subscription = ctx
+            .product
+            .is_some_and(|p| p.kind == ProductKind::AutoRenewable);
+        if subscription {
+            let v2 = app
+                .api
+                .subscription_v2(&app.package, purchase_token)
+                .await?;
+            subscription_purchase(purchase_token, product_id, v2)
+        } else {
+            let v2 = app.api.product_v2(&app.package, purchase_token).await?;
+            product_purchase(purchase_token, product_id, v2)
+        }
+    }
+}
