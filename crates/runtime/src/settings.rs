@@ -216,6 +216,9 @@ pub struct AppSettings {
     /// purchases.
     #[serde(default)]
     pub google: Option<iap_platform_google::GoogleAppConfig>,
+    /// Huawei IAP settings (app id, client secret, IAP public key); absent: no Huawei purchases.
+    #[serde(default)]
+    pub huawei: Option<iap_platform_huawei::HuaweiAppConfig>,
 }
 
 fn default_true() -> bool {
@@ -368,7 +371,8 @@ impl Settings {
         }
         self.catalog()?;
         self.apple_verifier()?;
-        self.google_verifier().map(|_| ())
+        self.google_verifier()?;
+        self.huawei_verifier().map(|_| ())
     }
 
     /// The App Store verifier for every app with `[apps.<id>.apple]`.
@@ -396,6 +400,20 @@ impl Settings {
             }
         }
         iap_platform_google::GoogleVerifier::new(configured.iter().map(|(id, c)| (id, c)))
+            .map_err(|e| ConfigError::Invalid(e.to_string()))
+    }
+
+    /// The Huawei verifier for every app with `[apps.<id>.huawei]`.
+    pub fn huawei_verifier(&self) -> Result<iap_platform_huawei::HuaweiVerifier, ConfigError> {
+        let mut configured = Vec::new();
+        for (key, app) in &self.apps {
+            if let Some(huawei) = &app.huawei {
+                let id = AppId::parse(key.as_str())
+                    .map_err(|e| ConfigError::value(format!("apps.{key}"), e.to_string()))?;
+                configured.push((id, huawei.clone()));
+            }
+        }
+        iap_platform_huawei::HuaweiVerifier::new(configured.iter().map(|(id, c)| (id, c)))
             .map_err(|e| ConfigError::Invalid(e.to_string()))
     }
 

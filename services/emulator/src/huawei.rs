@@ -88,6 +88,12 @@ impl HuaweiStore {
             .clone()
     }
 
+    /// An app's client secret and public key (generated on first use).
+    pub(crate) fn credentials(&mut self, app_id: &str) -> (String, String) {
+        let app = self.app(app_id);
+        (app.client_secret, app.key.public_spki_base64())
+    }
+
     fn purchase_by_subscription(&mut self, subscription_id: &str) -> Option<&mut Purchase> {
         self.purchases.values_mut().find(|p| {
             p.subscription

@@ -99,6 +99,11 @@ impl Emulator {
         state::lock(&self.shared.google).license_key_base64(package)
     }
 
+    /// A Huawei app's OAuth client secret and IAP public key (base64 DER SPKI).
+    pub fn huawei_credentials(&self, app_id: &str) -> (String, String) {
+        state::lock(&self.shared.huawei).credentials(app_id)
+    }
+
     /// The base URL the emulator advertises.
     pub fn base_url(&self) -> &str {
         &self.shared.base_url

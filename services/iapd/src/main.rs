@@ -21,6 +21,8 @@ struct Args {
 
 /// The demo app every embedded default carries when no app is configured.
 const DEMO_APP: &str = "com.example.game";
+/// Its AppGallery Connect app id at the embedded emulator.
+const DEMO_HUAWEI_APP_ID: &str = "100000001";
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -40,6 +42,7 @@ struct EmulatedStores {
     apple_root: Vec<u8>,
     google_account: String,
     google_license_key: String,
+    huawei: (String, String),
     base_url: String,
 }
 
@@ -78,6 +81,15 @@ fn demo_app(emulator: Option<&EmulatedStores>) -> AppSettings {
             license_key_base64: Some(stores.google_license_key.clone()),
             api_root_url: format!("{}/google/", stores.base_url),
         }),
+        huawei: emulator.map(|stores| iap_platform_huawei::HuaweiAppConfig {
+            app_id: DEMO_HUAWEI_APP_ID.to_owned(),
+            client_secret: stores.huawei.0.clone(),
+            public_key_base64: stores.huawei.1.clone(),
+            prefer_pss: true,
+            token_url: format!("{}/huawei/oauth2/v3/token", stores.base_url),
+            orders_root_url: format!("{}/huawei/orders", stores.base_url),
+            subscriptions_root_url: format!("{}/huawei/subscr", stores.base_url),
+        }),
     }
 }
 
@@ -92,6 +104,7 @@ async fn run(mut settings: Settings, shutdown: Shutdown) -> Result<(), StartupEr
             apple_root: emulator.apple_root_der(),
             google_account: emulator.google_service_account_json(),
             google_license_key: emulator.google_license_key(DEMO_APP),
+            huawei: emulator.huawei_credentials(DEMO_HUAWEI_APP_ID),
             base_url: emulator.base_url().to_owned(),
         };
         Some((listener, router, emulator.base_url().to_owned(), stores))

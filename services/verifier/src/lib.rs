@@ -122,5 +122,6 @@ pub fn store_verifiers(
 ) -> Result<Vec<Arc<dyn PurchaseVerifier>>, StartupError> {
     let apple = settings.apple_verifier()?;
     let google = settings.google_verifier()?;
-    Ok(vec![Arc::new(apple), Arc::new(google)])
+    let huawei = settings.huawei_verifier()?;
+    Ok(vec![Arc::new(apple), Arc::new(google), Arc::new(huawei)])
 }

@@ -1,0 +1,369 @@
+//! `HuaweiVerifier`: the domain's `PurchaseVerifier` for Huawei IAP. The client's
+//! `InAppPurchaseData` must be signed by the app's key (a local fast reject); the Order service
+//! (one-time products) or the Subscription service (subscriptions) then gives the state, in data
+//! that is itself signature-checked before use.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use serde_json::Value;
+
+use iap_domain::ports::{PurchaseVerifier, StoreError, VerifyContext};
+use iap_domain::purchase::{PurchaseProof, PurchaseStatus, SignedData, VerifiedPurchase};
+use iap_domain::{AppId, Environment, Money, Platform, ProductId, ProductKind, RejectReason};
+
+use crate::api::{self, HuaweiApi, response_code};
+use crate::signature::{IapPublicKey, PSS};
+
+/// `[apps.<app_id>.huawei]`: one app's Huawei IAP settings.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HuaweiAppConfig {
+    /// AppGallery Connect app id (the OAuth client id).
+    pub app_id: String,
+    /// The app's OAuth client secret.
+    pub client_secret: String,
+    /// The IAP public key (base64 DER SPKI, RSA-3072).
+    pub public_key_base64: String,
+    /// Ask the stores for PSS signatures on server answers.
+    #[serde(default)]
+    pub prefer_pss: bool,
+    /// OAuth token endpoint.
+    #[serde(default = "token_url")]
+    pub token_url: String,
+    /// Order service site root.
+    #[serde(default = "orders_root")]
+    pub orders_root_url: String,
+    /// Subscription service site root.
+    #[serde(default = "subscriptions_root")]
+    pub subscriptions_root_url: String,
+}
+
+fn token_url() -> String {
+    api::TOKEN_URL.to_owned()
+}
+fn orders_root() -> String {
+    api::ORDERS_ROOT.to_owned()
+}
+fn subscriptions_root() -> String {
+    api::SUBSCRIPTIONS_ROOT.to_owned()
+}
+
+#[derive(Debug, Clone)]
+struct HuaweiApp {
+    key: IapPublicKey,
+    api: Arc<HuaweiApi>,
+    prefer_pss: bool,
+}
+
+/// The Huawei verifier for every configured app.
+#[derive(Debug, Clone, Default)]
+pub struct HuaweiVerifier {
+    apps: HashMap<AppId, HuaweiApp>,
+}
+
+/// A configuration value that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("apps.{app}.huawei: {problem}")]
+pub struct ConfigError {
+    app: String,
+    problem: String,
+}
+
+impl HuaweiVerifier {
+    /// Builds the verifier from each app's settings.
+    pub fn new<'a>(
+        apps: impl IntoIterator<Item = (&'a AppId, &'a HuaweiAppConfig)>,
+    ) -> Result<Self, ConfigError> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .build()
+            .map_err(|e| ConfigError {
+                app: "*".into(),
+                problem: format!("HTTP client: {e}"),
+            })?;
+        let mut built = HashMap::new();
+        for (app_id, c) in apps {
+            let key =
+                IapPublicKey::from_base64(&c.public_key_base64).map_err(|problem| ConfigError {
+                    app: app_id.to_string(),
+                    problem: format!("public_key_base64: {problem}"),
+                })?;
+            let api = HuaweiApi::new(
+                http.clone(),
+                c.app_id.clone(),
+                c.client_secret.clone(),
+                c.token_url.clone(),
+                c.orders_root_url.clone(),
+                c.subscriptions_root_url.clone(),
+            );
+            built.insert(
+                app_id.clone(),
+                HuaweiApp {
+                    key,
+                    api: Arc::new(api),
+                    prefer_pss: c.prefer_pss,
+                },
+            );
+        }
+        Ok(Self { apps: built })
+    }
+
+    /// The services of an app (for confirmation and the scheduler).
+    pub fn api(&self, app: &AppId) -> Option<Arc<HuaweiApi>> {
+        self.apps.get(app).map(|a| a.api.clone())
+    }
+}
+
+fn rejected(reason: RejectReason, code: &'static str, detail: impl Into<String>) -> StoreError {
+    StoreError::rejected(reason, code, detail)
+}
+
+/// Signature-checks signed data and parses it.
+fn signed_json(
+    app: &HuaweiApp,
+    data: &str,
+    signature: &str,
+    algorithm: Option<&str>,
+) -> Result<Value, StoreError> {
+    if !app.key.verifies(data, signature, algorithm) {
+        return Err(rejected(
+            RejectReason::SignatureInvalid,
+            "signature_invalid",
+            "InAppPurchaseData is not signed by the app's key",
+        ));
+    }
+    serde_json::from_str(data).map_err(|_| {
+        rejected(
+            RejectReason::Malformed,
+            "purchase_data_malformed",
+            "InAppPurchaseData is not JSON",
+        )
+    })
+}
+
+fn string(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn number(v: &Value) -> Option<i64> {
+    v.as_i64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+}
+
+/// Maps a `responseCode` other than 0 (platforms/huawei.md §3).
+fn refusal(code: &str, message: &str) -> StoreError {
+    let detail = format!(
+        "Huawei answered responseCode {code}: {}",
+        message.chars().take(200).collect::<String>()
+    );
+    match code {
+        "5" => rejected(RejectReason::Malformed, "invalid_parameter", detail),
+        "6" => StoreError::Misconfigured(detail),
+        "8" | "12" => rejected(
+            RejectReason::NotFoundAtStore,
+            "unknown_purchase_token",
+            detail,
+        ),
+        "11" => rejected(RejectReason::NotPaid, "account_abnormal", detail),
+        _ => StoreError::unavailable(detail),
+    }
+}
+
+fn to_verified(
+    token: &str,
+    product: &ProductId,
+    data: Value,
+    consumed_known: Option<bool>,
+) -> Result<VerifiedPurchase, StoreError> {
+    let status = match number(&data["purchaseState"]) {
+        Some(0) => PurchaseStatus::Purchased,
+        Some(3) => PurchaseStatus::Pending,
+        Some(2) => PurchaseStatus::Refunded {
+            at: None,
+            reason: None,
+        },
+        _ => PurchaseStatus::Cancelled,
+    };
+    let kind = match number(&data["kind"]) {
+        Some(0) => Some(ProductKind::Consumable),
+        Some(1) => Some(ProductKind::NonConsumable),
+        Some(2) => Some(ProductKind::AutoRenewable),
+        Some(3) => Some(ProductKind::NonRenewing),
+        _ => None,
+    };
+    let order_id = string(&data["orderId"]).ok_or_else(|| {
+        rejected(
+            RejectReason::Malformed,
+            "field_missing",
+            "InAppPurchaseData has no orderId",
+        )
+    })?;
+    // price is the real price × 100; Money carries micros.
+    let price = match (string(&data["currency"]), number(&data["price"])) {
+        (Some(currency), Some(hundredths)) => Some(Money {
+            currency,
+            amount_micros: hundredths.saturating_mul(10_000),
+        }),
+        _ => None,
+    };
+    let millis = |v: &Value| number(v).and_then(chrono::DateTime::from_timestamp_millis);
+    Ok(VerifiedPurchase {
+        platform: Platform::Huawei,
+        environment: if number(&data["purchaseType"]) == Some(0) {
+            Environment::Sandbox
+        } else {
+            Environment::Production
+        },
+        store_transaction_id: order_id.clone(),
+        original_transaction_id: string(&data["subscriptionId"]),
+        purchase_token: Some(token.to_owned()),
+        store_order_id: Some(order_id),
+        product_id: product.clone(),
+        quantity: number(&data["quantity"])
+            .and_then(|q| u32::try_from(q).ok())
+            .unwrap_or(1)
+            .max(1),
+        status,
+        purchased_at: millis(&data["purchaseTime"]),
+        expires_at: millis(&data["expirationDate"]),
+        carried_order_id: string(&data["developerPayload"]),
+        store_account_id: None,
+        is_trial: number(&data["trialFlag"]) == Some(1),
+        price,
+        kind,
+        linked_purchase_token: None,
+        acknowledged: None,
+        consumed: consumed_known.or_else(|| number(&data["consumptionState"]).map(|c| c == 1)),
+        subscription_status: None,
+        subscription_group: string(&data["productGroup"]),
+        raw: data,
+    })
+}
+
+impl HuaweiVerifier {
+    async fn verify_signed(
+        &self,
+        app: &HuaweiApp,
+        token: &str,
+        product: &ProductId,
+        signed: &SignedData,
+        algorithm: Option<&str>,
+    ) -> Result<VerifiedPurchase, StoreError> {
+        let client_data = signed_json(app, &signed.data, &signed.signature, algorithm)?;
+        if client_data["purchaseToken"].as_str() != Some(token) {
+            return Err(rejected(
+                RejectReason::Malformed,
+                "token_mismatch",
+                "InAppPurchaseData names another purchase token",
+            ));
+        }
+        if client_data["productId"].as_str() != Some(product.as_str()) {
+            return Err(rejected(
+                RejectReason::ProductMismatch,
+                "product_mismatch",
+                "InAppPurchaseData names another product",
+            ));
+        }
+        // The store is the authority: the Subscription service for subscriptions, the Order
+        // service for the rest. Its data is signature-checked too.
+        let (reply, data_field) = if number(&client_data["kind"]) == Some(2) {
+            let subscription_id = string(&client_data["subscriptionId"]).ok_or_else(|| {
+                rejected(
+                    RejectReason::Malformed,
+                    "field_missing",
+                    "subscription without subscriptionId",
+                )
+            })?;
+            (
+                app.api
+                    .subscription(&subscription_id, token, app.prefer_pss)
+                    .await?,
+                "inappPurchaseData",
+            )
+        } else {
+            (
+                app.api
+                    .verify_order(token, product.as_str(), app.prefer_pss)
+                    .await?,
+                "purchaseTokenData",
+            )
+        };
+        match response_code(&reply).as_str() {
+            "0" => {}
+            // Verified and confirmed before (a retry after delivery): the signed client data
+            // stands for the purchase, consumed.
+            "9" => return to_verified(token, product, client_data, Some(true)),
+            code => {
+                return Err(refusal(
+                    code,
+                    reply["responseMessage"].as_str().unwrap_or(""),
+                ));
+            }
+        }
+        let data = reply[data_field].as_str().unwrap_or("");
+        let signature = reply["dataSignature"].as_str().unwrap_or("");
+        let algorithm =
+            reply["signatureAlgorithm"]
+                .as_str()
+                .or(if app.prefer_pss { Some(PSS) } else { None });
+        let store_data = signed_json(app, data, signature, algorithm)?;
+        if store_data["productId"].as_str() != Some(product.as_str()) {
+            return Err(rejected(
+                RejectReason::ProductMismatch,
+                "product_mismatch",
+                "the store's data names another product",
+            ));
+        }
+        to_verified(token, product, store_data, None)
+    }
+}
+
+#[async_trait]
+impl PurchaseVerifier for HuaweiVerifier {
+    fn platform(&self) -> Platform {
+        Platform::Huawei
+    }
+
+    fn serves(&self, app: &AppId) -> bool {
+        self.apps.contains_key(app)
+    }
+
+    async fn verify(
+        &self,
+        ctx: VerifyContext<'_>,
+        proof: &PurchaseProof,
+    ) -> Result<VerifiedPurchase, StoreError> {
+        let PurchaseProof::Huawei {
+            purchase_token,
+            product_id,
+            signed_data,
+            signature_algorithm,
+        } = proof
+        else {
+            return Err(rejected(
+                RejectReason::Malformed,
+                "wrong_store",
+                "not a Huawei proof",
+            ));
+        };
+        let app = self.apps.get(ctx.app_id).ok_or_else(|| {
+            StoreError::Misconfigured(format!("no Huawei settings for app {}", ctx.app_id))
+        })?;
+        self.verify_signed(
+            app,
+            purchase_token,
+            product_id,
+            signed_data,
+            signature_algorithm.as_deref(),
+        )
+        .await
+    }
+}
