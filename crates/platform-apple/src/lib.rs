@@ -8,6 +8,7 @@ pub mod jws;
     reason = "fields carry Apple's documented names; see platforms/apple.md"
 )]
 pub mod model;
+pub mod receipt;
 
 pub mod verifier;
 

@@ -14,6 +14,7 @@ use iap_domain::{AppId, Money, Platform, ProductId, RejectReason};
 
 use crate::jws::{self, ChainTrust};
 use crate::model::TransactionPayload;
+use crate::receipt::{ReceiptClient, pick_transaction};
 
 /// `[apps.<app_id>.apple]`: one app's App Store settings.
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
@@ -32,6 +33,23 @@ pub struct AppleAppConfig {
     /// test root).
     #[serde(default)]
     pub extra_roots_base64: Vec<String>,
+    /// The app's shared secret for verifyReceipt (needed for subscription receipts).
+    #[serde(default)]
+    pub shared_secret: Option<String>,
+    /// verifyReceipt production endpoint.
+    #[serde(default = "production_url")]
+    pub verify_receipt_production_url: String,
+    /// verifyReceipt sandbox endpoint.
+    #[serde(default = "sandbox_url")]
+    pub verify_receipt_sandbox_url: String,
+}
+
+fn production_url() -> String {
+    crate::receipt::PRODUCTION_URL.to_owned()
+}
+
+fn sandbox_url() -> String {
+    crate::receipt::SANDBOX_URL.to_owned()
 }
 
 fn yes() -> bool {
@@ -42,6 +60,8 @@ fn yes() -> bool {
 struct AppleApp {
     bundle_id: String,
     trust: ChainTrust,
+    receipts: ReceiptClient,
+    shared_secret: Option<String>,
 }
 
 /// The App Store verifier for every configured app.
@@ -64,6 +84,14 @@ impl AppleVerifier {
         apps: impl IntoIterator<Item = (&'a AppId, &'a AppleAppConfig)>,
     ) -> Result<Self, ConfigError> {
         use base64::Engine;
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .build()
+            .map_err(|e| ConfigError {
+                app: "*".into(),
+                problem: format!("HTTP client: {e}"),
+            })?;
         let mut built = HashMap::new();
         for (app_id, config) in apps {
             let error = |problem: String| ConfigError {
@@ -84,11 +112,18 @@ impl AppleVerifier {
             if config.bundle_id.trim().is_empty() {
                 return Err(error("bundle_id is required".into()));
             }
+            let receipts = ReceiptClient::new(
+                http.clone(),
+                config.verify_receipt_production_url.clone(),
+                config.verify_receipt_sandbox_url.clone(),
+            );
             built.insert(
                 app_id.clone(),
                 AppleApp {
                     bundle_id: config.bundle_id.clone(),
                     trust,
+                    receipts,
+                    shared_secret: config.shared_secret.clone(),
                 },
             );
         }
@@ -185,6 +220,95 @@ impl AppleVerifier {
     }
 }
 
+impl AppleVerifier {
+    async fn verify_receipt(
+        &self,
+        app: &AppleApp,
+        receipt: &str,
+        product: Option<&ProductId>,
+        transaction_id: Option<&str>,
+    ) -> Result<VerifiedPurchase, StoreError> {
+        let reply = app
+            .receipts
+            .verify(receipt, app.shared_secret.as_deref())
+            .await?;
+        if reply["receipt"]["bundle_id"] != app.bundle_id.as_str() {
+            return Err(StoreError::rejected(
+                RejectReason::BundleMismatch,
+                "bundle_mismatch",
+                "the receipt is for another bundle",
+            ));
+        }
+        let environment = match reply["environment"].as_str() {
+            Some("Production") => iap_domain::Environment::Production,
+            _ => iap_domain::Environment::Sandbox,
+        };
+        let entry = pick_transaction(&reply, transaction_id, product.map(ProductId::as_str))
+            .ok_or_else(|| {
+                StoreError::rejected(
+                    RejectReason::NotFoundAtStore,
+                    "transaction_not_in_receipt",
+                    "the receipt holds no matching transaction",
+                )
+            })?;
+        let text = |field: &str| {
+            entry[field]
+                .as_str()
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+        };
+        let millis = |field: &str| {
+            text(field)
+                .and_then(|s| s.parse::<i64>().ok())
+                .and_then(chrono_from_ms)
+        };
+        let transaction = text("transaction_id").ok_or_else(|| {
+            StoreError::rejected(
+                RejectReason::Malformed,
+                "field_missing",
+                "receipt entry without transaction_id",
+            )
+        })?;
+        let product_id = ProductId::parse(text("product_id").unwrap_or_default()).map_err(|e| {
+            StoreError::rejected(RejectReason::Malformed, "field_invalid", e.to_string())
+        })?;
+        let status = match millis("cancellation_date_ms") {
+            Some(at) => PurchaseStatus::Refunded {
+                at: Some(at),
+                reason: text("cancellation_reason"),
+            },
+            None => PurchaseStatus::Purchased,
+        };
+        Ok(VerifiedPurchase {
+            platform: Platform::Apple,
+            environment,
+            store_transaction_id: transaction,
+            original_transaction_id: text("original_transaction_id"),
+            purchase_token: None,
+            store_order_id: None,
+            product_id,
+            quantity: text("quantity")
+                .and_then(|q| q.parse().ok())
+                .unwrap_or(1)
+                .max(1),
+            status,
+            purchased_at: millis("purchase_date_ms"),
+            expires_at: millis("expires_date_ms"),
+            carried_order_id: text("app_account_token").map(|t| t.to_ascii_lowercase()),
+            store_account_id: text("app_account_token").map(|t| t.to_ascii_lowercase()),
+            is_trial: text("is_trial_period").as_deref() == Some("true"),
+            price: None,
+            kind: None,
+            linked_purchase_token: None,
+            acknowledged: None,
+            consumed: None,
+            subscription_status: None,
+            subscription_group: text("subscription_group_identifier"),
+            raw: entry.clone(),
+        })
+    }
+}
+
 fn chrono_from_ms(ms: i64) -> Option<chrono::DateTime<chrono::Utc>> {
     chrono::DateTime::from_timestamp_millis(ms)
 }
@@ -211,8 +335,11 @@ impl PurchaseVerifier for AppleVerifier {
             PurchaseProof::AppleSignedTransaction(jws) => {
                 self.verify_signed(app, jws, chrono::Utc::now().timestamp_millis())
             }
-            PurchaseProof::AppleReceipt { .. } | PurchaseProof::AppleTransactionId(_) => Err(StoreError::Misconfigured(
-                "legacy receipts and transaction-id lookups need the verifyReceipt / App Store Server API clients, not available in this build".into(),
+            PurchaseProof::AppleReceipt { receipt_data, product_id, transaction_id } => {
+                self.verify_receipt(app, receipt_data, product_id.as_ref(), transaction_id.as_deref()).await
+            }
+            PurchaseProof::AppleTransactionId(_) => Err(StoreError::Misconfigured(
+                "transaction-id lookups need the App Store Server API client, not available in this build".into(),
             )),
             _ => Err(StoreError::rejected(RejectReason::Malformed, "wrong_store", "not an App Store proof")),
         }

@@ -66,3 +66,134 @@ async fn emulator_signed_data_verifies_under_the_emulator_root_only() {
     .unwrap_err();
     assert_eq!(err.code(), "untrusted_root");
 }
+
+/// Legacy receipts through verifyReceipt: production first, the sandbox redirect, the shared
+/// secret, the right transaction picked among several, retries through transient failures.
+#[tokio::test]
+async fn legacy_receipts_go_through_verify_receipt() {
+    use iap_domain::ports::{PurchaseVerifier, StoreError, VerifyContext};
+    use iap_domain::purchase::PurchaseProof;
+    use iap_platform_apple::{AppleAppConfig, AppleVerifier};
+
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(iap_emulator::serve(
+        listener,
+        iap_emulator::EmulatorConfig::default(),
+        std::future::pending(),
+    ));
+    let http = reqwest::Client::new();
+    let secret: serde_json::Value = http
+        .get(format!(
+            "{base}/emulator/apple/apps/com.example.game/shared-secret"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let config = |shared_secret: Option<String>| AppleAppConfig {
+        bundle_id: "com.example.game".into(),
+        app_apple_id: None,
+        trust_apple_root: true,
+        extra_roots_base64: Vec::new(),
+        shared_secret,
+        verify_receipt_production_url: format!("{base}/apple/production/verifyReceipt"),
+        verify_receipt_sandbox_url: format!("{base}/apple/sandbox/verifyReceipt"),
+    };
+    let app = iap_domain::AppId::parse("game").unwrap();
+    let good = config(secret["shared_secret"].as_str().map(str::to_owned));
+    let verifier = AppleVerifier::new([(&app, &good)]).unwrap();
+    let buy = |product: &str, product_type: &str| {
+        let body = json!({ "bundle_id": "com.example.game", "product_id": product, "product_type": product_type,
+                           "app_account_token": "0192f7a4-55e4-7c1e-9f3e-3a1d1c2b4e5f" });
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            http.post(format!("{base}/emulator/apple/purchases"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let first = buy("gems_100", "Consumable").await;
+    let second = buy("no_ads", "Non-Consumable").await;
+    let ctx = VerifyContext {
+        app_id: &app,
+        product: None,
+    };
+    let receipt =
+        |made: &serde_json::Value, id: Option<&serde_json::Value>| PurchaseProof::AppleReceipt {
+            receipt_data: made["receipt_data"].as_str().unwrap().into(),
+            product_id: None,
+            transaction_id: id.and_then(|v| v.as_str()).map(str::to_owned),
+        };
+
+    // The second receipt holds both purchases: the transaction id picks one.
+    let verified = verifier
+        .verify(
+            ctx.clone(),
+            &receipt(&second, Some(&first["transaction_id"])),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        verified.store_transaction_id,
+        first["transaction_id"].as_str().unwrap()
+    );
+    assert_eq!(
+        verified.environment,
+        iap_domain::Environment::Sandbox,
+        "redirected on 21007"
+    );
+    assert_eq!(
+        verified.carried_order_id.as_deref(),
+        Some("0192f7a4-55e4-7c1e-9f3e-3a1d1c2b4e5f")
+    );
+    let ambiguous = verifier.verify(ctx.clone(), &receipt(&second, None)).await;
+    assert!(matches!(
+        ambiguous,
+        Err(StoreError::Rejected {
+            code: "transaction_not_in_receipt",
+            ..
+        })
+    ));
+
+    // Transient failures are retried.
+    http.post(format!("{base}/emulator/faults"))
+        .json(&json!({ "path_prefix": "/apple/sandbox/verifyReceipt", "kind": "http503", "count": 2 }))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        verifier
+            .verify(
+                ctx.clone(),
+                &receipt(&first, Some(&first["transaction_id"]))
+            )
+            .await
+            .is_ok()
+    );
+
+    // Subscription receipts need the right shared secret.
+    let sub = buy("premium_monthly", "Auto-Renewable Subscription").await;
+    let proof = receipt(&sub, Some(&sub["transaction_id"]));
+    assert!(
+        verifier
+            .verify(ctx.clone(), &proof)
+            .await
+            .unwrap()
+            .expires_at
+            .is_some()
+    );
+    let wrong = AppleVerifier::new([(&app, &config(Some("wrong".into())))]).unwrap();
+    assert!(matches!(
+        wrong.verify(ctx, &proof).await,
+        Err(StoreError::Misconfigured(_))
+    ));
+}

@@ -383,7 +383,7 @@ impl AppleStore {
         self.transactions.iter().find(|t| t.transaction_id == id)
     }
 
-    fn shared_secret(&mut self, bundle: &str) -> String {
+    pub(crate) fn shared_secret(&mut self, bundle: &str) -> String {
         self.shared_secrets
             .entry(bundle.to_owned())
             .or_insert_with(|| hex_token(16))

@@ -104,6 +104,11 @@ impl Emulator {
         state::lock(&self.shared.huawei).credentials(app_id)
     }
 
+    /// The verifyReceipt shared secret of a bundle.
+    pub fn apple_shared_secret(&self, bundle: &str) -> String {
+        state::lock(&self.shared.apple).shared_secret(bundle)
+    }
+
     /// The base URL the emulator advertises.
     pub fn base_url(&self) -> &str {
         &self.shared.base_url

@@ -40,6 +40,7 @@ fn embedded_defaults() -> Settings {
 /// What the demo app needs from the embedded emulator to trust its stores.
 struct EmulatedStores {
     apple_root: Vec<u8>,
+    apple_shared_secret: String,
     google_account: String,
     google_license_key: String,
     huawei: (String, String),
@@ -74,6 +75,12 @@ fn demo_app(emulator: Option<&EmulatedStores>) -> AppSettings {
             extra_roots_base64: vec![
                 base64::engine::general_purpose::STANDARD.encode(&stores.apple_root),
             ],
+            shared_secret: Some(stores.apple_shared_secret.clone()),
+            verify_receipt_production_url: format!(
+                "{}/apple/production/verifyReceipt",
+                stores.base_url
+            ),
+            verify_receipt_sandbox_url: format!("{}/apple/sandbox/verifyReceipt", stores.base_url),
         }),
         google: emulator.map(|stores| iap_platform_google::GoogleAppConfig {
             package_name: DEMO_APP.to_owned(),
@@ -102,6 +109,7 @@ async fn run(mut settings: Settings, shutdown: Shutdown) -> Result<(), StartupEr
                 .map_err(|e| StartupError::Server(format!("emulator: {e}")))?;
         let stores = EmulatedStores {
             apple_root: emulator.apple_root_der(),
+            apple_shared_secret: emulator.apple_shared_secret(DEMO_APP),
             google_account: emulator.google_service_account_json(),
             google_license_key: emulator.google_license_key(DEMO_APP),
             huawei: emulator.huawei_credentials(DEMO_HUAWEI_APP_ID),
