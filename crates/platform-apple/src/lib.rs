@@ -9,6 +9,7 @@ pub mod jws;
 )]
 pub mod model;
 pub mod receipt;
+pub mod server_api;
 
 pub mod verifier;
 

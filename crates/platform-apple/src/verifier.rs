@@ -42,6 +42,23 @@ pub struct AppleAppConfig {
     /// verifyReceipt sandbox endpoint.
     #[serde(default = "sandbox_url")]
     pub verify_receipt_sandbox_url: String,
+    /// The in-app purchase key, for purchases named only by transaction id.
+    #[serde(default)]
+    pub api: Option<crate::server_api::ApiCredentials>,
+    /// App Store Server API production root.
+    #[serde(default = "api_production_url")]
+    pub api_production_url: String,
+    /// App Store Server API sandbox root.
+    #[serde(default = "api_sandbox_url")]
+    pub api_sandbox_url: String,
+}
+
+fn api_production_url() -> String {
+    crate::server_api::PRODUCTION_URL.to_owned()
+}
+
+fn api_sandbox_url() -> String {
+    crate::server_api::SANDBOX_URL.to_owned()
 }
 
 fn production_url() -> String {
@@ -62,6 +79,7 @@ struct AppleApp {
     trust: ChainTrust,
     receipts: ReceiptClient,
     shared_secret: Option<String>,
+    api: Option<std::sync::Arc<crate::server_api::ServerApi>>,
 }
 
 /// The App Store verifier for every configured app.
@@ -117,6 +135,15 @@ impl AppleVerifier {
                 config.verify_receipt_production_url.clone(),
                 config.verify_receipt_sandbox_url.clone(),
             );
+            let api = config.api.clone().map(|credentials| {
+                std::sync::Arc::new(crate::server_api::ServerApi::new(
+                    http.clone(),
+                    credentials,
+                    config.bundle_id.clone(),
+                    config.api_production_url.clone(),
+                    config.api_sandbox_url.clone(),
+                ))
+            });
             built.insert(
                 app_id.clone(),
                 AppleApp {
@@ -124,6 +151,7 @@ impl AppleVerifier {
                     trust,
                     receipts,
                     shared_secret: config.shared_secret.clone(),
+                    api,
                 },
             );
         }
@@ -335,13 +363,33 @@ impl PurchaseVerifier for AppleVerifier {
             PurchaseProof::AppleSignedTransaction(jws) => {
                 self.verify_signed(app, jws, chrono::Utc::now().timestamp_millis())
             }
-            PurchaseProof::AppleReceipt { receipt_data, product_id, transaction_id } => {
-                self.verify_receipt(app, receipt_data, product_id.as_ref(), transaction_id.as_deref()).await
+            PurchaseProof::AppleReceipt {
+                receipt_data,
+                product_id,
+                transaction_id,
+            } => {
+                self.verify_receipt(
+                    app,
+                    receipt_data,
+                    product_id.as_ref(),
+                    transaction_id.as_deref(),
+                )
+                .await
             }
-            PurchaseProof::AppleTransactionId(_) => Err(StoreError::Misconfigured(
-                "transaction-id lookups need the App Store Server API client, not available in this build".into(),
+            PurchaseProof::AppleTransactionId(id) => {
+                let api = app.api.as_ref().ok_or_else(|| {
+                    StoreError::Misconfigured(
+                        "a transaction id alone needs [apps.<id>.apple.api] credentials".into(),
+                    )
+                })?;
+                let jws = api.signed_transaction(id).await?;
+                self.verify_signed(app, &jws, chrono::Utc::now().timestamp_millis())
+            }
+            _ => Err(StoreError::rejected(
+                RejectReason::Malformed,
+                "wrong_store",
+                "not an App Store proof",
             )),
-            _ => Err(StoreError::rejected(RejectReason::Malformed, "wrong_store", "not an App Store proof")),
         }
     }
 }

@@ -102,6 +102,9 @@ async fn legacy_receipts_go_through_verify_receipt() {
         shared_secret,
         verify_receipt_production_url: format!("{base}/apple/production/verifyReceipt"),
         verify_receipt_sandbox_url: format!("{base}/apple/sandbox/verifyReceipt"),
+        api: None,
+        api_production_url: format!("{base}/apple/production"),
+        api_sandbox_url: format!("{base}/apple/sandbox"),
     };
     let app = iap_domain::AppId::parse("game").unwrap();
     let good = config(secret["shared_secret"].as_str().map(str::to_owned));
@@ -196,4 +199,116 @@ async fn legacy_receipts_go_through_verify_receipt() {
         wrong.verify(ctx, &proof).await,
         Err(StoreError::Misconfigured(_))
     ));
+}
+
+/// A purchase named only by its transaction id is fetched from the App Store Server API
+/// (production, then sandbox) and verified like any signed transaction.
+#[tokio::test]
+async fn transaction_ids_are_looked_up_with_the_server_api() {
+    use base64::Engine;
+    use iap_domain::ports::{PurchaseVerifier, StoreError, VerifyContext};
+    use iap_domain::purchase::PurchaseProof;
+    use iap_platform_apple::server_api::ApiCredentials;
+    use iap_platform_apple::{AppleAppConfig, AppleVerifier};
+
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(iap_emulator::serve(
+        listener,
+        iap_emulator::EmulatorConfig::default(),
+        std::future::pending(),
+    ));
+    let http = reqwest::Client::new();
+    let key: serde_json::Value = http
+        .get(format!("{base}/emulator/apple/api-key"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let root = http
+        .get(format!("{base}/emulator/apple/root.der"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let config = AppleAppConfig {
+        bundle_id: "com.example.game".into(),
+        app_apple_id: None,
+        trust_apple_root: false,
+        extra_roots_base64: vec![base64::engine::general_purpose::STANDARD.encode(root)],
+        shared_secret: None,
+        verify_receipt_production_url: format!("{base}/apple/production/verifyReceipt"),
+        verify_receipt_sandbox_url: format!("{base}/apple/sandbox/verifyReceipt"),
+        api: Some(ApiCredentials {
+            issuer_id: key["issuer_id"].as_str().unwrap().into(),
+            key_id: key["key_id"].as_str().unwrap().into(),
+            private_key_pem: key["private_key_pem"].as_str().unwrap().into(),
+        }),
+        api_production_url: format!("{base}/apple/production"),
+        api_sandbox_url: format!("{base}/apple/sandbox"),
+    };
+    let app = iap_domain::AppId::parse("game").unwrap();
+    let verifier = AppleVerifier::new([(&app, &config)]).unwrap();
+    let made: serde_json::Value = http
+        .post(format!("{base}/emulator/apple/purchases"))
+        .json(&json!({ "bundle_id": "com.example.game", "product_id": "gems_100", "product_type": "Consumable" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = made["transaction_id"].as_str().unwrap().to_owned();
+    let ctx = VerifyContext {
+        app_id: &app,
+        product: None,
+    };
+    let verified = verifier
+        .verify(ctx.clone(), &PurchaseProof::AppleTransactionId(id.clone()))
+        .await
+        .unwrap();
+    assert_eq!(verified.store_transaction_id, id);
+    assert_eq!(
+        verified.environment,
+        iap_domain::Environment::Sandbox,
+        "found in sandbox after production's 4040010"
+    );
+
+    let unknown = verifier
+        .verify(ctx.clone(), &PurchaseProof::AppleTransactionId("1".into()))
+        .await;
+    assert!(
+        matches!(
+            unknown,
+            Err(StoreError::Rejected {
+                code: "transaction_not_found",
+                ..
+            })
+        ),
+        "{unknown:?}"
+    );
+
+    http.post(format!("{base}/emulator/faults"))
+        .json(&json!({ "path_prefix": "/apple/production/inApps", "kind": "http429" }))
+        .send()
+        .await
+        .unwrap();
+    let limited = verifier
+        .verify(ctx, &PurchaseProof::AppleTransactionId(id))
+        .await;
+    assert!(
+        matches!(
+            limited,
+            Err(StoreError::Unavailable {
+                retry_after: Some(_),
+                ..
+            })
+        ),
+        "{limited:?}"
+    );
 }

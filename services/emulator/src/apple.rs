@@ -362,6 +362,14 @@ impl AppleStore {
         }
     }
 
+    pub(crate) fn api_key(&self) -> (String, String, String) {
+        (
+            self.keys.api_issuer_id.clone(),
+            self.keys.api_key_id.clone(),
+            self.keys.api_private_key_pem.clone(),
+        )
+    }
+
     pub(crate) fn root_der(&self) -> Vec<u8> {
         self.keys.root_der.clone()
     }

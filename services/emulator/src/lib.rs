@@ -104,6 +104,11 @@ impl Emulator {
         state::lock(&self.shared.huawei).credentials(app_id)
     }
 
+    /// The App Store Server API key the emulator accepts: issuer id, key id, PKCS#8 PEM.
+    pub fn apple_api_key(&self) -> (String, String, String) {
+        state::lock(&self.shared.apple).api_key()
+    }
+
     /// The verifyReceipt shared secret of a bundle.
     pub fn apple_shared_secret(&self, bundle: &str) -> String {
         state::lock(&self.shared.apple).shared_secret(bundle)

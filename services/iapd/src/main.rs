@@ -41,6 +41,7 @@ fn embedded_defaults() -> Settings {
 struct EmulatedStores {
     apple_root: Vec<u8>,
     apple_shared_secret: String,
+    apple_api_key: (String, String, String),
     google_account: String,
     google_license_key: String,
     huawei: (String, String),
@@ -81,6 +82,13 @@ fn demo_app(emulator: Option<&EmulatedStores>) -> AppSettings {
                 stores.base_url
             ),
             verify_receipt_sandbox_url: format!("{}/apple/sandbox/verifyReceipt", stores.base_url),
+            api: Some(iap_platform_apple::server_api::ApiCredentials {
+                issuer_id: stores.apple_api_key.0.clone(),
+                key_id: stores.apple_api_key.1.clone(),
+                private_key_pem: stores.apple_api_key.2.clone(),
+            }),
+            api_production_url: format!("{}/apple/production", stores.base_url),
+            api_sandbox_url: format!("{}/apple/sandbox", stores.base_url),
         }),
         google: emulator.map(|stores| iap_platform_google::GoogleAppConfig {
             package_name: DEMO_APP.to_owned(),
@@ -110,6 +118,7 @@ async fn run(mut settings: Settings, shutdown: Shutdown) -> Result<(), StartupEr
         let stores = EmulatedStores {
             apple_root: emulator.apple_root_der(),
             apple_shared_secret: emulator.apple_shared_secret(DEMO_APP),
+            apple_api_key: emulator.apple_api_key(),
             google_account: emulator.google_service_account_json(),
             google_license_key: emulator.google_license_key(DEMO_APP),
             huawei: emulator.huawei_credentials(DEMO_HUAWEI_APP_ID),
