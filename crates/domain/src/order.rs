@@ -224,9 +224,15 @@ text_enum!(
 impl RejectReason {
     /// Whether a client may finish the store transaction after this rejection: true when no
     /// retry could ever succeed. A pending payment may still complete, and a store that does not
-    /// know the purchase yet may learn it, so those keep the transaction open.
+    /// know the purchase yet may learn it, so those keep the transaction open. A price that
+    /// differs from the order's is also left open: the purchase stays visible to operators, and
+    /// Google and Huawei refund a purchase that is never acknowledged, so the player is not
+    /// charged for something the game refused.
     pub fn finishes_transaction(self) -> bool {
-        !matches!(self, RejectReason::Pending | RejectReason::NotFoundAtStore)
+        !matches!(
+            self,
+            RejectReason::Pending | RejectReason::NotFoundAtStore | RejectReason::PriceMismatch
+        )
     }
 }
 

@@ -206,6 +206,9 @@ pub struct RecordedPurchase {
     pub app_id: AppId,
     /// The user who redeemed it first.
     pub user_id: UserId,
+    /// It was a free trial taken after an earlier one by the same user or store account in the
+    /// same subscription group.
+    pub repeat_trial: bool,
 }
 
 /// Which order a verified payment pays.
@@ -231,13 +234,22 @@ pub struct PaymentToRecord {
     pub user_id: UserId,
     /// Why this order.
     pub binding_reason: crate::order::BindingReason,
+    /// For a free trial: the subscription group its use is recorded under (per user and per
+    /// store account), so a later trial in the same group is recognised as a repeat.
+    pub trial_group: Option<String>,
 }
 
 /// What recording a payment did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RecordOutcome {
     /// Committed: the order is PAID.
-    Recorded(Box<Order>),
+    Recorded {
+        /// The paid order.
+        order: Box<Order>,
+        /// The payment is a free trial and the user or store account had one before in the
+        /// same subscription group.
+        repeat_trial: bool,
+    },
     /// Another request recorded this store purchase first.
     AlreadyRecorded(RecordedPurchase),
     /// The existing order stopped being CREATED in the meantime (paid by another purchase);

@@ -214,11 +214,28 @@ fn product_purchase(
         _ => PurchaseStatus::Cancelled,
     };
     let offer = &line["productOfferDetails"];
-    let quantity = offer["quantity"]
+    let mut quantity = offer["quantity"]
         .as_u64()
         .and_then(|q| u32::try_from(q).ok())
         .unwrap_or(1)
         .max(1);
+    // A refund does not change `purchaseState`: Google lowers `refundableQuantity` (and lists
+    // the purchase among voided purchases). Nothing left means nothing to grant; a partial
+    // refund before redemption leaves only the rest to grant.
+    let mut status = status;
+    if let Some(left) = offer["refundableQuantity"]
+        .as_u64()
+        .and_then(|q| u32::try_from(q).ok())
+    {
+        if left == 0 && status == PurchaseStatus::Purchased {
+            status = PurchaseStatus::Refunded {
+                at: None,
+                reason: Some("refundable_quantity_zero".to_owned()),
+            };
+        } else if left > 0 {
+            quantity = quantity.min(left);
+        }
+    }
     Ok(VerifiedPurchase {
         platform: Platform::Google,
         environment: if v2.get("testPurchaseContext").is_some() {

@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveValue, ColumnTrait, DatabaseTransaction, EntityTrait, IntoActiveModel, QueryFilter,
-    QueryOrder, TransactionTrait,
+    ActiveValue, ColumnTrait, Condition, DatabaseTransaction, EntityTrait, IntoActiveModel,
+    PaginatorTrait, QueryFilter, QueryOrder, TransactionTrait,
 };
 
 use iap_domain::ports::{
@@ -17,16 +17,20 @@ use iap_domain::purchase::{PurchaseStatus, VerifiedPurchase};
 use iap_domain::{AppId, Order, OrderId, OrderState, Platform, ProductId, UserId};
 
 use crate::convert::{order_from_row, order_to_row};
-use crate::entity::{orders, outbox, store_transactions};
+use crate::entity::{orders, outbox, store_transactions, trial_usage};
 use crate::{Storage, classify};
 
-fn recorded(row: store_transactions::Model) -> Result<RecordedPurchase, StorageError> {
+fn recorded(
+    row: store_transactions::Model,
+    repeat_trial: bool,
+) -> Result<RecordedPurchase, StorageError> {
     let corrupt =
         |e: iap_domain::IdError| StorageError::Corrupt(format!("store_transactions: {e}"));
     Ok(RecordedPurchase {
         order_id: OrderId::parse(&row.order_id).map_err(corrupt)?,
         app_id: AppId::parse(row.app_id).map_err(corrupt)?,
         user_id: UserId::parse(row.user_id).map_err(corrupt)?,
+        repeat_trial,
     })
 }
 
@@ -177,7 +181,65 @@ impl Storage {
             .exec_without_returning(txn)
             .await
             .map_err(classify)?;
-        Ok(RecordOutcome::Recorded(Box::new(order)))
+
+        // 4. A free trial is remembered per user and per store account, in the same commit.
+        let mut repeat_trial = false;
+        if let Some(group) = &p.trial_group {
+            let usage = trial_usage::ActiveModel {
+                id: ActiveValue::Set(uuid::Uuid::now_v7().to_string()),
+                app_id: ActiveValue::Set(p.app_id.to_string()),
+                platform: ActiveValue::Set(p.purchase.platform.as_str().to_owned()),
+                user_id: ActiveValue::Set(p.user_id.to_string()),
+                store_account_id: ActiveValue::Set(p.purchase.store_account_id.clone()),
+                subscription_group: ActiveValue::Set(group.clone()),
+                store_transaction_id: ActiveValue::Set(p.purchase.store_transaction_id.clone()),
+                created_at: ActiveValue::Set(now),
+            };
+            trial_usage::Entity::insert(usage)
+                .exec_without_returning(txn)
+                .await
+                .map_err(classify)?;
+            repeat_trial = self
+                .repeat_trial_in(txn, p.purchase.platform, &p.purchase.store_transaction_id)
+                .await?;
+        }
+        Ok(RecordOutcome::Recorded {
+            order: Box::new(order),
+            repeat_trial,
+        })
+    }
+
+    /// Whether the trial paid by this store purchase came after another trial of the same
+    /// subscription group by the same user or the same store account. Trial rows are ordered by
+    /// their time-ordered (UUIDv7) ids, so a retry gets the same answer as the first call.
+    async fn repeat_trial_in<C: sea_orm::ConnectionTrait>(
+        &self,
+        conn: &C,
+        platform: Platform,
+        store_transaction_id: &str,
+    ) -> Result<bool, StorageError> {
+        let Some(this) = trial_usage::Entity::find()
+            .filter(trial_usage::Column::Platform.eq(platform.as_str()))
+            .filter(trial_usage::Column::StoreTransactionId.eq(store_transaction_id))
+            .one(conn)
+            .await
+            .map_err(classify)?
+        else {
+            return Ok(false);
+        };
+        let mut same_taker = Condition::any().add(trial_usage::Column::UserId.eq(&this.user_id));
+        if let Some(account) = &this.store_account_id {
+            same_taker = same_taker.add(trial_usage::Column::StoreAccountId.eq(account));
+        }
+        let earlier = trial_usage::Entity::find()
+            .filter(trial_usage::Column::AppId.eq(&this.app_id))
+            .filter(trial_usage::Column::SubscriptionGroup.eq(&this.subscription_group))
+            .filter(trial_usage::Column::Id.lt(&this.id))
+            .filter(same_taker)
+            .count(conn)
+            .await
+            .map_err(classify)?;
+        Ok(earlier > 0)
     }
 
     async fn find_in<C: sea_orm::ConnectionTrait>(
@@ -186,14 +248,15 @@ impl Storage {
         platform: Platform,
         id: &str,
     ) -> Result<Option<RecordedPurchase>, StorageError> {
-        store_transactions::Entity::find()
+        let row = store_transactions::Entity::find()
             .filter(store_transactions::Column::Platform.eq(platform.as_str()))
             .filter(store_transactions::Column::StoreTransactionId.eq(id))
             .one(conn)
             .await
-            .map_err(classify)?
-            .map(recorded)
-            .transpose()
+            .map_err(classify)?;
+        let Some(row) = row else { return Ok(None) };
+        let repeat_trial = row.is_trial && self.repeat_trial_in(conn, platform, id).await?;
+        recorded(row, repeat_trial).map(Some)
     }
 }
 
@@ -236,9 +299,9 @@ impl PaymentLedger for Storage {
         let txn = self.connection().begin().await.map_err(classify)?;
         let outcome = self.record_in(&txn, &payment).await;
         match outcome {
-            Ok(RecordOutcome::Recorded(order)) => {
+            Ok(recorded @ RecordOutcome::Recorded { .. }) => {
                 txn.commit().await.map_err(classify)?;
-                Ok(RecordOutcome::Recorded(order))
+                Ok(recorded)
             }
             // Nothing of a refused payment may stay: the transaction is rolled back.
             Ok(other) => {

@@ -66,6 +66,26 @@ fn payment(target: PaymentTarget, token: &str, user: &str) -> PaymentToRecord {
         app_id: AppId::parse("com.example.game").unwrap(),
         user_id: UserId::parse(user).unwrap(),
         binding_reason: BindingReason::CallerOrderId,
+        trial_group: None,
+    }
+}
+
+fn trial(token: &str, user: &str, account: &str) -> PaymentToRecord {
+    let mut p = payment(PaymentTarget::NewOrder(new_order(user)), token, user);
+    p.purchase.is_trial = true;
+    p.purchase.store_account_id = Some(account.to_owned());
+    p.trial_group = Some("vip".to_owned());
+    p
+}
+
+async fn record_trial(storage: &Storage, token: &str, user: &str, account: &str) -> bool {
+    match storage
+        .record_payment(trial(token, user, account))
+        .await
+        .unwrap()
+    {
+        RecordOutcome::Recorded { repeat_trial, .. } => repeat_trial,
+        other => panic!("trial {token} not recorded: {other:?}"),
     }
 }
 
@@ -100,7 +120,7 @@ async fn exercise(storage: &Storage) {
         Some(order.id)
     );
 
-    let RecordOutcome::Recorded(paid) = storage
+    let RecordOutcome::Recorded { order: paid, .. } = storage
         .record_payment(payment(
             PaymentTarget::ExistingOrder(order.id),
             "tok-1",
@@ -167,6 +187,33 @@ async fn exercise(storage: &Storage) {
     );
     assert_eq!(count(storage, "store_transactions").await, 1);
     assert_eq!(count(storage, "outbox").await, 1, "one order.paid event");
+
+    // Free trials: remembered per user and per store account, in the same commit.
+    assert!(!record_trial(storage, "trial-1", "dave", "acct-1").await);
+    assert!(
+        record_trial(storage, "trial-2", "dave", "acct-2").await,
+        "same user"
+    );
+    assert!(
+        record_trial(storage, "trial-3", "erin", "acct-1").await,
+        "same account"
+    );
+    assert!(!record_trial(storage, "trial-4", "frank", "acct-9").await);
+    let replayed = storage
+        .find_purchase(Platform::Google, "trial-3")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(replayed.repeat_trial, "a retry keeps the first answer");
+    assert!(
+        !storage
+            .find_purchase(Platform::Google, "trial-1")
+            .await
+            .unwrap()
+            .unwrap()
+            .repeat_trial
+    );
+    assert_eq!(count(storage, "trial_usage").await, 4);
 }
 
 #[tokio::test]
@@ -224,7 +271,7 @@ async fn concurrent_redemptions_commit_once_on_postgres() {
         .collect();
     let mut recorded = 0;
     for task in tasks {
-        if matches!(task.await.unwrap(), RecordOutcome::Recorded(_)) {
+        if matches!(task.await.unwrap(), RecordOutcome::Recorded { .. }) {
             recorded += 1;
         }
     }

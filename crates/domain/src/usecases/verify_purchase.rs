@@ -12,7 +12,7 @@ use crate::order::{
 };
 use crate::ports::{
     OrderRepository, PaymentLedger, PaymentTarget, PaymentToRecord, PurchaseVerifier,
-    RecordOutcome, StorageError, StoreError, VerifyContext,
+    RecordOutcome, RecordedPurchase, StorageError, StoreError, VerifyContext,
 };
 use crate::purchase::{PurchaseProof, PurchaseStatus, VerifiedPurchase};
 
@@ -42,6 +42,10 @@ pub struct Verified {
     pub sandbox: bool,
     /// How the purchase was bound to the order.
     pub binding_reason: BindingReason,
+    /// A free trial taken again by the same user or store account in the same subscription
+    /// group (only when the app flags repeated trials). Granted anyway: the store charges for
+    /// the period after the trial, so refusing would lose a paid order.
+    pub repeat_trial: bool,
 }
 
 /// Why VerifyPurchase did not record a payment.
@@ -260,28 +264,26 @@ impl<S: OrderRepository + PaymentLedger> PurchaseVerification<S> {
             .find_purchase(purchase.platform, &purchase.store_transaction_id)
             .await?
         {
-            return self.replay(cmd, done.user_id, done.order_id, sandbox).await;
+            return self.replay(app, cmd, done, sandbox).await;
         }
 
         let (target, binding_reason) = self.bind(cmd, &purchase, policy.kind).await?;
+        let trial_group = purchase.is_trial.then(|| {
+            policy
+                .subscription_group
+                .clone()
+                .or_else(|| purchase.subscription_group.clone())
+                .unwrap_or_else(|| purchase.product_id.to_string())
+        });
         let payment = PaymentToRecord {
             target,
             purchase,
             app_id: cmd.app_id.clone(),
             user_id: cmd.user_id.clone(),
             binding_reason,
+            trial_group,
         };
-        match self.store.record_payment(payment.clone()).await? {
-            RecordOutcome::Recorded(order) => Ok(Verified {
-                order: *order,
-                finish_transaction: true,
-                already_recorded: false,
-                sandbox,
-                binding_reason,
-            }),
-            RecordOutcome::AlreadyRecorded(done) => {
-                self.replay(cmd, done.user_id, done.order_id, sandbox).await
-            }
+        let outcome = match self.store.record_payment(payment.clone()).await? {
             RecordOutcome::OrderNoLongerUnpaid => {
                 // Paid by another purchase between our read and our write: this payment gets
                 // an order of its own rather than being lost.
@@ -290,34 +292,46 @@ impl<S: OrderRepository + PaymentLedger> PurchaseVerification<S> {
                     binding_reason: BindingReason::BoundOrderAlreadyPaid,
                     ..payment
                 };
-                match self.store.record_payment(retry).await? {
-                    RecordOutcome::Recorded(order) => Ok(Verified {
-                        order: *order,
-                        finish_transaction: true,
-                        already_recorded: false,
-                        sandbox,
-                        binding_reason: BindingReason::BoundOrderAlreadyPaid,
-                    }),
-                    RecordOutcome::AlreadyRecorded(done) => {
-                        self.replay(cmd, done.user_id, done.order_id, sandbox).await
-                    }
-                    RecordOutcome::OrderNoLongerUnpaid => Err(VerifyError::Storage(
-                        StorageError::Other("a new order cannot be already paid".into()),
-                    )),
-                }
+                self.store.record_payment(retry).await?
             }
+            outcome => outcome,
+        };
+        match outcome {
+            RecordOutcome::Recorded {
+                order,
+                repeat_trial,
+            } => {
+                let repeat_trial = repeat_trial && app.flag_repeat_trials;
+                if repeat_trial {
+                    metrics::counter!("iap_repeat_trials_total", "store" => order.platform.as_str())
+                        .increment(1);
+                }
+                Ok(Verified {
+                    binding_reason: order.binding_reason.unwrap_or(binding_reason),
+                    order: *order,
+                    finish_transaction: true,
+                    already_recorded: false,
+                    sandbox,
+                    repeat_trial,
+                })
+            }
+            RecordOutcome::AlreadyRecorded(done) => self.replay(app, cmd, done, sandbox).await,
+            RecordOutcome::OrderNoLongerUnpaid => Err(VerifyError::Storage(StorageError::Other(
+                "a new order cannot be already paid".into(),
+            ))),
         }
     }
 
     /// The same user retrying gets the existing order back; anyone else is refused.
     async fn replay(
         &self,
+        app: &AppPolicy,
         cmd: &VerifyPurchase,
-        owner: UserId,
-        order_id: OrderId,
+        done: RecordedPurchase,
         sandbox: bool,
     ) -> Result<Verified, VerifyError> {
-        if owner != cmd.user_id {
+        let order_id = done.order_id;
+        if done.user_id != cmd.user_id {
             return Err(VerifyError::rejected(
                 RejectReason::ReplayedForOtherUser,
                 "replayed_for_other_user",
@@ -334,6 +348,7 @@ impl<S: OrderRepository + PaymentLedger> PurchaseVerification<S> {
             already_recorded: true,
             sandbox,
             binding_reason,
+            repeat_trial: done.repeat_trial && app.flag_repeat_trials,
         })
     }
 
@@ -377,6 +392,7 @@ impl<S: OrderRepository + PaymentLedger> PurchaseVerification<S> {
                     ),
                 ));
             }
+            check_price(&order, purchase)?;
             if order.state == OrderState::Created {
                 return Ok((PaymentTarget::ExistingOrder(id), reason));
             }
@@ -394,7 +410,8 @@ impl<S: OrderRepository + PaymentLedger> PurchaseVerification<S> {
                 purchase.platform,
             )
             .await?;
-        if let Some(order) = unpaid {
+        // Only a compatible order is matched: one expecting another price is left alone.
+        if let Some(order) = unpaid.filter(|o| check_price(o, purchase).is_ok()) {
             return Ok((
                 PaymentTarget::ExistingOrder(order.id),
                 BindingReason::MatchedUnpaidOrder,
@@ -405,6 +422,27 @@ impl<S: OrderRepository + PaymentLedger> PurchaseVerification<S> {
             BindingReason::CreatedAtVerification,
         ))
     }
+}
+
+/// The price the store charged must be the one the order expected, when both are known
+/// (Huawei reports it on every purchase; the game sets it at CreateOrder).
+fn check_price(order: &Order, purchase: &VerifiedPurchase) -> Result<(), VerifyError> {
+    let (Some(expected), Some(paid)) = (&order.expected_price, &purchase.price) else {
+        return Ok(());
+    };
+    if expected.currency.eq_ignore_ascii_case(&paid.currency)
+        && expected.amount_micros == paid.amount_micros
+    {
+        return Ok(());
+    }
+    Err(VerifyError::rejected(
+        RejectReason::PriceMismatch,
+        "price_mismatch",
+        format!(
+            "order {} expects {} micros {}, the store charged {} micros {}",
+            order.id, expected.amount_micros, expected.currency, paid.amount_micros, paid.currency
+        ),
+    ))
 }
 
 fn unknown_product(product: &ProductId) -> VerifyError {
@@ -467,6 +505,8 @@ mod tests {
     struct Memory {
         orders: Mutex<Vec<Order>>,
         purchases: Mutex<Vec<(Platform, String, RecordedPurchase)>>,
+        /// (group, user, store account) of every trial taken.
+        trials: Mutex<Vec<(String, UserId, Option<String>)>>,
     }
 
     #[async_trait]
@@ -550,6 +590,15 @@ mod tests {
             order.state = OrderState::Paid;
             order.binding_reason = Some(p.binding_reason);
             order.store_transaction_id = Some(p.purchase.store_transaction_id.clone());
+            let mut repeat_trial = false;
+            if let Some(group) = p.trial_group {
+                let account = p.purchase.store_account_id.clone();
+                let mut trials = self.trials.lock().unwrap();
+                repeat_trial = trials.iter().any(|(g, u, a)| {
+                    *g == group && (*u == p.user_id || (a.is_some() && *a == account))
+                });
+                trials.push((group, p.user_id.clone(), account));
+            }
             purchases.push((
                 key.0,
                 key.1,
@@ -557,9 +606,13 @@ mod tests {
                     order_id: order.id,
                     app_id: p.app_id,
                     user_id: p.user_id,
+                    repeat_trial,
                 },
             ));
-            Ok(RecordOutcome::Recorded(Box::new(order.clone())))
+            Ok(RecordOutcome::Recorded {
+                order: Box::new(order.clone()),
+                repeat_trial,
+            })
         }
     }
 
@@ -862,5 +915,71 @@ mod tests {
             1,
             "only the QA purchase was recorded"
         );
+    }
+
+    #[tokio::test]
+    async fn a_second_free_trial_by_user_or_store_account_is_flagged_but_granted() {
+        let h = harness();
+        let trial = |token: &str, account: &str| VerifiedPurchase {
+            is_trial: true,
+            store_account_id: Some(account.to_owned()),
+            ..purchase(token, None)
+        };
+        h.store_says(Ok(trial("trial-1", "acct-A")));
+        let first = h.verify("alice", None).await.unwrap();
+        assert!(!first.repeat_trial, "the first trial is not a repeat");
+
+        // The same user on another store account.
+        h.store_says(Ok(trial("trial-2", "acct-B")));
+        let by_user = h.verify("alice", None).await.unwrap();
+        assert!(by_user.repeat_trial);
+        assert_eq!(by_user.order.state, OrderState::Paid);
+
+        // Another user on the first store account.
+        h.store_says(Ok(trial("trial-3", "acct-A")));
+        assert!(h.verify("bob", None).await.unwrap().repeat_trial);
+
+        // A fresh user and account; and a retry keeps the first answer.
+        h.store_says(Ok(trial("trial-4", "acct-C")));
+        assert!(!h.verify("carol", None).await.unwrap().repeat_trial);
+        h.store_says(Ok(trial("trial-2", "acct-B")));
+        let retry = h.verify("alice", None).await.unwrap();
+        assert!(retry.already_recorded && retry.repeat_trial);
+    }
+
+    #[tokio::test]
+    async fn a_price_other_than_the_order_expected_is_refused_and_left_open() {
+        let h = harness();
+        let order = h.open_order("alice").await;
+        let expect = |micros| crate::order::Money {
+            currency: "EUR".into(),
+            amount_micros: micros,
+        };
+        for o in h.memory.orders.lock().unwrap().iter_mut() {
+            o.expected_price = Some(expect(990_000));
+        }
+        let charged = |micros| VerifiedPurchase {
+            price: Some(expect(micros)),
+            ..purchase("tok-price", Some(order))
+        };
+        h.store_says(Ok(charged(10_000)));
+        assert_eq!(
+            reason(h.verify("alice", None).await),
+            (RejectReason::PriceMismatch, false)
+        );
+        // Not bound by id: the mismatching order is not matched, the payment gets its own.
+        h.store_says(Ok(VerifiedPurchase {
+            carried_order_id: None,
+            ..charged(10_000)
+        }));
+        let own = h.verify("alice", None).await.unwrap();
+        assert_ne!(own.order.id, order);
+        assert_eq!(own.binding_reason, BindingReason::CreatedAtVerification);
+
+        h.store_says(Ok(VerifiedPurchase {
+            store_transaction_id: "tok-right".into(),
+            ..charged(990_000)
+        }));
+        assert_eq!(h.verify("alice", None).await.unwrap().order.id, order);
     }
 }

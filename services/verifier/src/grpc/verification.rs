@@ -105,7 +105,7 @@ impl VerificationService for Verifier {
             already_recorded: verified.already_recorded,
             sandbox: verified.sandbox,
             binding_reason: wire::binding_reason(verified.binding_reason).into(),
-            repeat_trial: false,
+            repeat_trial: verified.repeat_trial,
         }))
     }
 }
