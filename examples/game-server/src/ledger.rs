@@ -255,12 +255,18 @@ impl Ledger {
             path: path.to_owned(),
             source,
         };
+        let existed = path.exists();
         let mut file = OpenOptions::new()
             .read(true)
             .append(true)
             .create(true)
             .open(path)
             .map_err(io_error)?;
+        if !existed {
+            // A new file's directory entry is durable only once the directory is synced;
+            // without this a crash could lose the whole ledger after acknowledged grants.
+            sync_parent_dir(path).map_err(io_error)?;
+        }
 
         let mut state = State {
             next_seq: 1,
@@ -712,6 +718,21 @@ fn optional_field_difference(
         .zip(asked)
         .find(|((_, known), asked)| !asked.is_empty() && known != asked)
         .map(|((field, _), _)| field)
+}
+
+#[cfg(unix)]
+fn sync_parent_dir(path: &Path) -> io::Result<()> {
+    let parent = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    File::open(parent)?.sync_all()
+}
+
+#[cfg(not(unix))]
+fn sync_parent_dir(_path: &Path) -> io::Result<()> {
+    // Directories cannot be opened for syncing here; the file system's own ordering applies.
+    Ok(())
 }
 
 fn now_ms() -> i64 {
