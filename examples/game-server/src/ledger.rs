@@ -556,14 +556,12 @@ impl State {
                 if self.grant_index.contains_key(&entry.grant_id) {
                     return Err(format!("grant_id {:?} recorded twice", entry.grant_id));
                 }
-                self.next_seq = self.next_seq.max(entry.seq + 1);
                 self.apply_grant(entry);
             }
             Record::Revoke(entry) => {
                 if self.revoke_index.contains_key(&entry.revoke_id) {
                     return Err(format!("revoke_id {:?} recorded twice", entry.revoke_id));
                 }
-                self.next_seq = self.next_seq.max(entry.seq + 1);
                 self.apply_revoke(entry);
             }
         }
