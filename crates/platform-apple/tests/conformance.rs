@@ -243,3 +243,58 @@ fn each_defect_has_its_own_reason() {
         "untrusted_root"
     );
 }
+
+/// The verifier, not only the JWS layer: an environment Apple does not define is refused with
+/// ENVIRONMENT_MISMATCH, a foreign bundle with BUNDLE_MISMATCH, and a good one is accepted.
+#[tokio::test]
+async fn the_verifier_checks_bundle_and_environment_after_the_chain() {
+    use iap_domain::ports::{PurchaseVerifier, StoreError, VerifyContext};
+    use iap_domain::purchase::PurchaseProof;
+    use iap_domain::{AppId, RejectReason};
+
+    let app = AppId::parse("com.example").unwrap();
+    let config: iap_platform_apple::AppleAppConfig = serde_json::from_value(json!({
+        "bundle_id": "com.example",
+        "trust_apple_root": false,
+        "extra_roots_base64": [STANDARD.encode(vector("official-test/testCA.der"))],
+    }))
+    .unwrap();
+    let verifier = iap_platform_apple::AppleVerifier::new([(&app, &config)]).unwrap();
+    let transaction = |bundle: &str, environment: &str| {
+        mint(
+            &json!({ "bundleId": bundle, "environment": environment,
+                "signedDate": 1_700_000_000_000_i64, "transactionId": "2000000000000001",
+                "originalTransactionId": "2000000000000001", "productId": "gems_100",
+                "type": "Consumable", "quantity": 1, "purchaseDate": 1_700_000_000_000_i64 }),
+            &GOOD_CHAIN,
+        )
+    };
+    let verify = |jws: String| {
+        let verifier = &verifier;
+        let app = &app;
+        async move {
+            let ctx = VerifyContext {
+                app_id: app,
+                product: None,
+            };
+            verifier
+                .verify(ctx, &PurchaseProof::AppleSignedTransaction(jws))
+                .await
+        }
+    };
+    let reason = |result: Result<_, StoreError>| match result {
+        Err(StoreError::Rejected { reason, code, .. }) => (reason, code),
+        other => panic!("expected a rejection, got {other:?}"),
+    };
+
+    let ok = verify(transaction("com.example", "Sandbox")).await.unwrap();
+    assert_eq!(ok.store_transaction_id, "2000000000000001");
+    assert_eq!(
+        reason(verify(transaction("com.example", "Staging")).await),
+        (RejectReason::EnvironmentMismatch, "environment_unknown")
+    );
+    assert_eq!(
+        reason(verify(transaction("com.other", "Sandbox")).await).0,
+        RejectReason::BundleMismatch
+    );
+}
