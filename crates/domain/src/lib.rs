@@ -4,7 +4,36 @@
 //! This crate must not depend on tonic, sea-orm, redis, reqwest or any other transport or storage
 //! crate; a test below checks the manifest.
 
+/// A crash point for the crash matrix, compiled only with the `failpoints` feature. Configured
+/// through `FAILPOINTS` or `fail::cfg`: `return(abort)` kills the process on the spot (no
+/// unwinding, no cleanup, like `kill -9`), `return` or `return(error)` makes the step fail as a
+/// database blip would, `panic` unwinds. Without the feature it is nothing at all.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! crash_point {
+    ($name:literal) => {
+        #[cfg(feature = "failpoints")]
+        {
+            $crate::fail::fail_point!($name, |action: Option<String>| {
+                if action.as_deref() == Some("abort") {
+                    std::process::abort();
+                }
+                Err($crate::ports::StorageError::Unavailable(format!(
+                    "injected failure at {}",
+                    $name
+                ))
+                .into())
+            });
+        }
+    };
+}
+
+#[cfg(feature = "failpoints")]
+#[doc(hidden)]
+pub use fail;
+
 pub mod catalog;
+pub mod delivery;
 pub mod ids;
 pub mod order;
 pub mod ports;
@@ -14,8 +43,8 @@ pub mod usecases;
 pub use catalog::{AppPolicy, Catalog, ProductPolicy, SandboxPolicy};
 pub use ids::{AppId, IdError, OrderId, ProductId, UserId};
 pub use order::{
-    BindingReason, Environment, Money, NewOrder, Order, OrderState, Platform, ProductKind,
-    RejectReason,
+    BindingReason, DeliveryState, Environment, Money, NewOrder, Order, OrderState, Platform,
+    ProductKind, RejectReason,
 };
 
 #[cfg(test)]

@@ -221,6 +221,24 @@ text_enum!(
     }
 );
 
+text_enum!(
+    /// Where the grant of an order stands (the `deliveries` row).
+    DeliveryState {
+        /// Nothing claimed yet.
+        Pending => "PENDING",
+        /// A worker claimed the order and calls the game server.
+        Granting => "GRANTING",
+        /// The game server acknowledged; the store is not confirmed yet.
+        Granted => "GRANTED",
+        /// Granted and confirmed at the store (or nothing to confirm).
+        Confirmed => "CONFIRMED",
+        /// Attempts exhausted; an operator must redeliver.
+        Dead => "DEAD",
+        /// The items were taken back.
+        Revoked => "REVOKED",
+    }
+);
+
 impl RejectReason {
     /// Whether a client may finish the store transaction after this rejection: true when no
     /// retry could ever succeed. A pending payment may still complete, and a store that does not

@@ -126,7 +126,7 @@ pub trait PurchaseVerifier: Send + Sync {
 }
 
 /// A delivered purchase that the store must be told about.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PurchaseToConfirm {
     /// App.
     pub app_id: AppId,
@@ -142,6 +142,8 @@ pub struct PurchaseToConfirm {
     pub environment: crate::order::Environment,
     /// Our order id (sent as Google `developerPayload` on acknowledge).
     pub order_id: OrderId,
+    /// Subscription period end, when the purchase is a subscription.
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// What confirming at the store achieved.

@@ -98,6 +98,12 @@ pub struct VerifierSettings {
     pub grpc_listen: SocketAddr,
     /// HTTP: store notifications, `/metrics`, `/healthz`, `/readyz`.
     pub http_listen: SocketAddr,
+    /// `iap-delivery`'s gRPC address (`http://host:port`) for the fast path right after a
+    /// payment is recorded. Unset: the sweeper alone delivers (iapd delivers in process).
+    pub delivery_url: Option<String>,
+    /// How long VerifyPurchase waits for the fast path before answering (ms). The delivery
+    /// goes on after the reply either way.
+    pub fast_path_wait_ms: u64,
 }
 
 impl Default for VerifierSettings {
@@ -105,6 +111,8 @@ impl Default for VerifierSettings {
         Self {
             grpc_listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            delivery_url: None,
+            fast_path_wait_ms: 2_000,
         }
     }
 }
@@ -117,6 +125,26 @@ pub struct DeliverySettings {
     pub grpc_listen: SocketAddr,
     /// HTTP: `/metrics`, `/healthz`, `/readyz`.
     pub http_listen: SocketAddr,
+    /// The studio's game server (`GameServerService`), e.g. `http://127.0.0.1:50070`.
+    pub game_server_url: Option<String>,
+    /// Failed grant attempts before an order becomes DEAD.
+    pub max_attempts: u32,
+    /// Deadline of one GrantItems or RevokeItems call, in milliseconds.
+    pub call_deadline_ms: u64,
+    /// GrantItems calls within one attempt before the order is left to the sweeper.
+    pub calls_per_attempt: u32,
+    /// First backoff between attempts (doubled per attempt, with jitter), in milliseconds.
+    pub backoff_base_ms: u64,
+    /// Longest backoff, in milliseconds.
+    pub backoff_max_ms: u64,
+    /// Redis lock TTL, renewed every third of it while a call runs, in milliseconds.
+    pub lock_ttl_ms: u64,
+    /// How often the sweeper looks for paid orders not yet delivered or confirmed (ms; 0 = off).
+    pub sweep_interval_ms: u64,
+    /// Orders one sweep takes at most.
+    pub sweep_batch: u32,
+    /// Orders delivered at once by one sweep.
+    pub sweep_concurrency: usize,
 }
 
 impl Default for DeliverySettings {
@@ -124,6 +152,31 @@ impl Default for DeliverySettings {
         Self {
             grpc_listen: SocketAddr::from(([127, 0, 0, 1], 50052)),
             http_listen: SocketAddr::from(([127, 0, 0, 1], 9101)),
+            game_server_url: None,
+            max_attempts: 12,
+            call_deadline_ms: 5_000,
+            calls_per_attempt: 3,
+            backoff_base_ms: 2_000,
+            backoff_max_ms: 600_000,
+            lock_ttl_ms: 15_000,
+            sweep_interval_ms: 2_000,
+            sweep_batch: 200,
+            sweep_concurrency: 16,
+        }
+    }
+}
+
+impl DeliverySettings {
+    /// The delivery policy these settings describe.
+    pub fn policy(&self) -> iap_domain::usecases::deliver::DeliveryPolicy {
+        use std::time::Duration;
+        iap_domain::usecases::deliver::DeliveryPolicy {
+            max_attempts: self.max_attempts.max(1),
+            call_deadline: Duration::from_millis(self.call_deadline_ms.max(1)),
+            calls_per_attempt: self.calls_per_attempt.max(1),
+            backoff_base: Duration::from_millis(self.backoff_base_ms),
+            backoff_max: Duration::from_millis(self.backoff_max_ms.max(self.backoff_base_ms)),
+            lock_ttl: Duration::from_millis(self.lock_ttl_ms.max(100)),
         }
     }
 }

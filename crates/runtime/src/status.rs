@@ -13,6 +13,7 @@ use iap_domain::IdError;
 use iap_domain::RejectReason;
 use iap_domain::ports::StorageError;
 use iap_domain::usecases::create_order::CreateOrderError;
+use iap_domain::usecases::deliver::DeliverError;
 use iap_domain::usecases::verify_purchase::VerifyError;
 
 /// `ErrorInfo.domain` of every error this system returns.
@@ -182,6 +183,31 @@ impl IntoStatus for VerifyError {
                 )
             }
             VerifyError::Storage(e) => e.into_status(),
+        }
+    }
+}
+
+impl IntoStatus for DeliverError {
+    fn into_status(self) -> Status {
+        match self {
+            DeliverError::NotFound(id) => {
+                not_found("ORDER_NOT_FOUND", format!("order {id} not found"))
+            }
+            e @ DeliverError::GrantInFlight(_) => with_reason(
+                Code::Aborted,
+                "GRANT_IN_FLIGHT",
+                e.to_string(),
+                HashMap::new(),
+            ),
+            DeliverError::Game(e) => {
+                tracing::warn!(error = %e, "game server did not acknowledge");
+                unavailable(
+                    "GAME_SERVER_UNAVAILABLE",
+                    "the game server did not acknowledge; retry later",
+                    None,
+                )
+            }
+            DeliverError::Storage(e) => e.into_status(),
         }
     }
 }

@@ -176,3 +176,46 @@ pub fn purchase_binding(value: PurchaseBinding) -> pb::PurchaseBinding {
         huawei_developer_payload: value.huawei_developer_payload,
     }
 }
+
+/// A delivery state on the wire.
+pub fn delivery_state(value: iap_domain::DeliveryState) -> pb::DeliveryState {
+    use iap_domain::DeliveryState as D;
+    match value {
+        D::Pending => pb::DeliveryState::Pending,
+        D::Granting => pb::DeliveryState::Granting,
+        D::Granted => pb::DeliveryState::Granted,
+        D::Confirmed => pb::DeliveryState::Confirmed,
+        D::Dead => pb::DeliveryState::Dead,
+        D::Revoked => pb::DeliveryState::Revoked,
+    }
+}
+
+/// A grant record on the wire.
+pub fn delivery(value: &iap_domain::delivery::DeliveryRecord) -> pb::Delivery {
+    let count = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
+    pb::Delivery {
+        order_id: value.order_id.to_string(),
+        grant_id: value.grant_id.clone(),
+        state: delivery_state(value.state).into(),
+        grant_calls: count(value.grant_calls),
+        game_ack_reference: value.game_ack_reference.clone().unwrap_or_default(),
+        confirm_calls: count(value.confirm_calls),
+        last_error: value.last_error.clone().unwrap_or_default(),
+        created_at: Some(timestamp(value.created_at)),
+        granted_at: value.granted_at.map(timestamp),
+        confirmed_at: value.confirmed_at.map(timestamp),
+        revoked_at: value.revoked_at.map(timestamp),
+    }
+}
+
+/// Where the grant of an order stands, from the order alone (before a delivery row exists).
+pub fn delivery_state_of(order: &Order) -> pb::DeliveryState {
+    match order.state {
+        OrderState::Created | OrderState::Paid | OrderState::Rejected => pb::DeliveryState::Pending,
+        OrderState::Delivering => pb::DeliveryState::Granting,
+        OrderState::Delivered => pb::DeliveryState::Granted,
+        OrderState::Confirmed => pb::DeliveryState::Confirmed,
+        OrderState::Dead => pb::DeliveryState::Dead,
+        OrderState::Refunded | OrderState::Revoked => pb::DeliveryState::Revoked,
+    }
+}

@@ -4,6 +4,7 @@
 //! Depends on `iap-domain` and `iap-migrations` only.
 
 mod convert;
+mod deliveries;
 pub mod entity;
 mod error;
 mod orders;

@@ -1,8 +1,20 @@
 //! `iap-delivery`: grants paid orders into the game exactly once and confirms them at the store.
-//! This process serves gRPC (health, reflection; `DeliveryService` answers UNIMPLEMENTED until
-//! the delivery use case lands) and its operations HTTP port.
+//! This process serves `DeliveryService` over gRPC (with health and reflection), runs the sweeper
+//! that finishes whatever the fast path left undone, and serves its operations HTTP port.
+
+mod game;
+mod grpc;
+mod sweep;
 
 use std::sync::Arc;
+use std::time::Duration;
+
+pub use game::GrpcGameServer;
+pub use sweep::{DeliverySweep, SweepReport};
+
+use iap_domain::delivery::GameServer;
+use iap_domain::ports::StoreConfirmer;
+use iap_domain::usecases::deliver::{Deliveries, DeliveryPolicy};
 
 use tokio::net::TcpListener;
 use tonic::service::Routes;
@@ -14,24 +26,78 @@ use iap_runtime::{Settings, Shutdown, StartupError};
 use iap_storage::Storage;
 
 /// The gRPC services this process reports SERVING.
-pub const GRPC_SERVICES: &[&str] = &[];
+pub const GRPC_SERVICES: &[&str] = &["iap.v1.DeliveryService"];
 
 /// The delivery role, wired to its adapters.
 #[derive(Debug, Clone)]
 pub struct Delivery {
     storage: Storage,
     lock: LockBackend,
+    deliveries: Arc<Deliveries<Storage>>,
+}
+
+/// The store confirmers configured in `settings` (Apple needs none, but answers NotApplicable).
+pub fn store_confirmers(settings: &Settings) -> Result<Vec<Arc<dyn StoreConfirmer>>, StartupError> {
+    let config = |e: iap_runtime::ConfigError| StartupError::Config(e);
+    Ok(vec![
+        Arc::new(settings.apple_verifier().map_err(config)?),
+        Arc::new(settings.google_verifier().map_err(config)?),
+        Arc::new(settings.huawei_verifier().map_err(config)?),
+    ])
+}
+
+/// The game server client `delivery.game_server_url` names.
+pub fn game_server(settings: &Settings) -> Result<Arc<dyn GameServer>, StartupError> {
+    let url = settings.delivery.game_server_url.as_deref().ok_or_else(|| {
+        StartupError::Config(iap_runtime::ConfigError::Invalid(
+            "delivery.game_server_url is required (the game's GameServerService)".into(),
+        ))
+    })?;
+    let client = GrpcGameServer::new(url)
+        .map_err(|e| StartupError::Config(iap_runtime::ConfigError::Invalid(e)))?;
+    Ok(Arc::new(client))
 }
 
 impl Delivery {
-    /// Wires the role over a database and a lock.
-    pub fn new(storage: Storage, lock: LockBackend) -> Self {
-        Self { storage, lock }
+    /// Wires the role over a database, a lock, the game server and the store confirmers.
+    pub fn new(
+        storage: Storage,
+        lock: LockBackend,
+        game: Arc<dyn GameServer>,
+        confirmers: Vec<Arc<dyn StoreConfirmer>>,
+        policy: DeliveryPolicy,
+    ) -> Self {
+        let deliveries = Arc::new(Deliveries::new(
+            storage.clone(),
+            game,
+            lock.lock.clone(),
+            confirmers,
+            policy,
+        ));
+        Self {
+            storage,
+            lock,
+            deliveries,
+        }
+    }
+
+    /// The delivery use case (the verifier's fast path calls it in-process in `iapd`).
+    pub fn deliveries(&self) -> Arc<Deliveries<Storage>> {
+        self.deliveries.clone()
+    }
+
+    /// A sweeper over this role's deliveries.
+    pub fn sweeper(&self, settings: &iap_runtime::settings::DeliverySettings) -> DeliverySweep {
+        DeliverySweep::new(
+            self.deliveries.clone(),
+            settings.sweep_batch,
+            settings.sweep_concurrency,
+        )
     }
 
     /// Adds the delivery role's gRPC services to `routes`.
     pub fn add_grpc_services(&self, routes: Routes) -> Routes {
-        routes
+        routes.add_service(grpc::delivery_service(self.clone()))
     }
 
     /// Ready when the database answers. The lock's state is reported but never makes the
@@ -55,7 +121,30 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), StartupEr
     let grpc = iap_runtime::http::bind("gRPC", settings.delivery.grpc_listen).await?;
     let http = iap_runtime::http::bind("HTTP", settings.delivery.http_listen).await?;
     let lock = LockBackend::from_settings(&settings)?;
-    serve(Delivery::new(storage, lock), grpc, http, shutdown).await
+    let delivery = Delivery::new(
+        storage,
+        lock,
+        game_server(&settings)?,
+        store_confirmers(&settings)?,
+        settings.delivery.policy(),
+    );
+    let sweeping = run_sweeper(delivery.clone(), &settings, shutdown.clone());
+    let serving = serve(delivery, grpc, http, shutdown);
+    let ((), result) = tokio::join!(sweeping, serving);
+    result
+}
+
+/// Runs the sweeper until the shutdown, unless `delivery.sweep_interval_ms` is 0.
+pub async fn run_sweeper(delivery: Delivery, settings: &Settings, shutdown: Shutdown) {
+    let interval = settings.delivery.sweep_interval_ms;
+    if interval == 0 {
+        tracing::info!("delivery sweeper off (delivery.sweep_interval_ms = 0)");
+        return;
+    }
+    delivery
+        .sweeper(&settings.delivery)
+        .run(Duration::from_millis(interval), shutdown)
+        .await;
 }
 
 /// Serves a wired delivery role on the given listeners until the shutdown.

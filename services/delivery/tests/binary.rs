@@ -18,6 +18,7 @@ async fn starts_serves_health_and_stops_on_sigterm() {
         .env("IAP_DATABASE_MIGRATE_ON_START", "true")
         .env("IAP_DELIVERY_GRPC_LISTEN", "127.0.0.1:0")
         .env("IAP_DELIVERY_HTTP_LISTEN", "127.0.0.1:0")
+        .env("IAP_DELIVERY_GAME_SERVER_URL", "http://127.0.0.1:9")
         .env("IAP_REDIS_URL", iap_test_support::redis_url())
         .env(
             "IAP_REDIS_KEY_PREFIX",
@@ -81,6 +82,7 @@ async fn unreachable_redis_degrades_but_stays_ready() {
         .env("IAP_DATABASE_URL", db.url())
         .env("IAP_DELIVERY_GRPC_LISTEN", "127.0.0.1:0")
         .env("IAP_DELIVERY_HTTP_LISTEN", "127.0.0.1:0")
+        .env("IAP_DELIVERY_GAME_SERVER_URL", "http://127.0.0.1:9")
         .env("IAP_REDIS_URL", "redis://127.0.0.1:1/0")
         .env("IAP_TELEMETRY_LOG_FORMAT", "json");
     let mut process = RunningBinary::spawn(command);

@@ -23,6 +23,8 @@ struct Args {
 const DEMO_APP: &str = "com.example.game";
 /// Its AppGallery Connect app id at the embedded emulator.
 const DEMO_HUAWEI_APP_ID: &str = "100000001";
+/// The embedded reference game server's ledger, beside the SQLite file.
+const DEMO_GAME_LEDGER: &str = "iapd-game-ledger.jsonl";
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -137,10 +139,34 @@ async fn run(mut settings: Settings, shutdown: Shutdown) -> Result<(), StartupEr
     let url = settings.database_url()?.to_owned();
     let storage = iap_runtime::database::open(&settings, &url).await?;
 
+    // No game server configured: the reference one runs in process, with its ledger on disk
+    // beside the database, so a purchase made at the emulator is granted at once.
+    let game_server = match &settings.delivery.game_server_url {
+        Some(_) => None,
+        None => {
+            let ledger = iap_game_server::Ledger::open(DEMO_GAME_LEDGER)
+                .map_err(|e| StartupError::Server(format!("reference game server: {e}")))?;
+            let handle = iap_game_server::spawn(([127, 0, 0, 1], 0).into(), ledger)
+                .await
+                .map_err(|e| StartupError::Server(format!("reference game server: {e}")))?;
+            settings.delivery.game_server_url = Some(handle.endpoint());
+            Some(handle)
+        }
+    };
+
     let stores = iap_verifier::store_verifiers(&settings)?;
-    let verifier = iap_verifier::Verifier::new(storage.clone(), catalog, stores);
     let lock = iap_runtime::lock::LockBackend::from_settings(&settings)?;
-    let delivery = iap_delivery::Delivery::new(storage.clone(), lock);
+    let delivery = iap_delivery::Delivery::new(
+        storage.clone(),
+        lock,
+        iap_delivery::game_server(&settings)?,
+        iap_delivery::store_confirmers(&settings)?,
+        settings.delivery.policy(),
+    );
+    let verifier = iap_verifier::Verifier::new(storage.clone(), catalog, stores).with_fast_path(
+        delivery.deliveries(),
+        std::time::Duration::from_millis(settings.verifier.fast_path_wait_ms),
+    );
     let scheduler = iap_scheduler::Scheduler::new(storage);
 
     let grpc_listener = iap_runtime::http::bind("gRPC", settings.verifier.grpc_listen).await?;
@@ -166,7 +192,16 @@ async fn run(mut settings: Settings, shutdown: Shutdown) -> Result<(), StartupEr
         http_addr,
         emulator.as_ref().map(|(_, _, url, _)| url.as_str()),
     );
-    let jobs = scheduler.run_jobs(shutdown.clone());
+    let jobs_shutdown = shutdown.clone();
+    let jobs = async {
+        tokio::join!(
+            scheduler.run_jobs(jobs_shutdown.clone()),
+            iap_delivery::run_sweeper(delivery.clone(), &settings, jobs_shutdown.clone()),
+        );
+        if let Some(game) = game_server {
+            let _ = game.shutdown().await;
+        }
+    };
     let emulator_server = {
         let shutdown = shutdown.clone();
         async move {

@@ -100,7 +100,10 @@ async fn embedded_default_serves_orders_from_a_sqlite_file() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(verified.order.unwrap().state(), pb::OrderState::Paid);
+    // The fast path granted it through the embedded reference game server at once; App Store
+    // purchases have nothing to confirm server-side, so the order is CONFIRMED.
+    assert_eq!(verified.order.unwrap().state(), pb::OrderState::Confirmed);
+    assert_eq!(verified.delivery_state(), pb::DeliveryState::Confirmed);
     let stopping = std::time::Instant::now();
     let (status, output) = process.terminate();
     assert!(status.success(), "exit {status:?}:\n{}", output.join("\n"));
@@ -132,8 +135,12 @@ async fn embedded_default_serves_orders_from_a_sqlite_file() {
     assert_eq!(fetched.order_id, order_id);
     assert_eq!(
         fetched.state(),
-        pb::OrderState::Paid,
-        "the payment survived the restart"
+        pb::OrderState::Confirmed,
+        "the payment and its delivery survived the restart"
+    );
+    assert!(
+        dir.join("iapd-game-ledger.jsonl").exists(),
+        "the reference game server's ledger lives beside the database"
     );
     let (status, _) = process.terminate();
     assert!(status.success());

@@ -12,8 +12,11 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 
-use iap_domain::Catalog;
+use std::time::Duration;
+
+use iap_domain::delivery::DeliveryTrigger;
 use iap_domain::ports::PurchaseVerifier;
+use iap_domain::{Catalog, Order, OrderState};
 use iap_domain::usecases::create_order::OrderCreator;
 use iap_domain::usecases::verify_purchase::PurchaseVerification;
 use iap_proto::service_names;
@@ -26,11 +29,27 @@ use iap_storage::Storage;
 pub const GRPC_SERVICES: &[&str] = &[service_names::ORDER, service_names::VERIFICATION];
 
 /// The verifier's use cases, wired to their adapters.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Verifier {
     storage: Storage,
     orders: Arc<OrderCreator<Storage>>,
     purchases: Arc<PurchaseVerification<Storage>>,
+    delivery: Option<FastPath>,
+}
+
+/// The delivery fast path: who to call and how long a reply may wait for it.
+#[derive(Clone)]
+struct FastPath {
+    trigger: Arc<dyn DeliveryTrigger>,
+    wait: Duration,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("fast_path", &self.delivery.as_ref().map(|d| d.wait))
+            .finish_non_exhaustive()
+    }
 }
 
 impl Verifier {
@@ -46,7 +65,37 @@ impl Verifier {
             storage,
             orders,
             purchases,
+            delivery: None,
         }
+    }
+
+    /// Starts delivery right after a payment is recorded, waiting up to `wait` for it before
+    /// the reply; the delivery continues in the background after that.
+    pub fn with_fast_path(mut self, trigger: Arc<dyn DeliveryTrigger>, wait: Duration) -> Self {
+        self.delivery = Some(FastPath { trigger, wait });
+        self
+    }
+
+    /// Runs the fast path for a paid order; returns the order as far as it got within the
+    /// wait, or `None` (the sweeper finishes the work).
+    pub(crate) async fn deliver_now(&self, order: &Order) -> Option<Order> {
+        let fast = self.delivery.as_ref()?;
+        if !matches!(order.state, OrderState::Paid | OrderState::Delivering | OrderState::Delivered) {
+            return None;
+        }
+        let (trigger, id) = (fast.trigger.clone(), order.id);
+        // Its own task: a reply that stops waiting must not cancel a grant in flight.
+        let task = tokio::spawn(async move { trigger.deliver_now(id).await });
+        match tokio::time::timeout(fast.wait, task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => {
+                tracing::warn!(order_id = %id, error = %e, "fast-path delivery failed; the sweeper will retry");
+            }
+            Ok(Err(e)) => tracing::error!(order_id = %id, error = %e, "fast-path delivery task failed"),
+            Err(_) => tracing::debug!(order_id = %id, "fast path still running; replying"),
+        }
+        use iap_domain::ports::OrderRepository;
+        self.storage.get_order(id).await.ok().flatten()
     }
 
     /// Adds the verifier's gRPC services to `routes` (alone, or beside other roles in iapd).
@@ -93,7 +142,16 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), StartupEr
         http: iap_runtime::http::bind("HTTP", settings.verifier.http_listen).await?,
     };
     let stores = store_verifiers(&settings)?;
-    serve(Verifier::new(storage, catalog, stores), listeners, shutdown).await
+    let mut verifier = Verifier::new(storage, catalog, stores);
+    if let Some(url) = &settings.verifier.delivery_url {
+        let trigger = grpc::DeliveryClient::new(url)
+            .map_err(|e| StartupError::Config(iap_runtime::ConfigError::Invalid(e)))?;
+        verifier = verifier.with_fast_path(
+            Arc::new(trigger),
+            Duration::from_millis(settings.verifier.fast_path_wait_ms),
+        );
+    }
+    serve(verifier, listeners, shutdown).await
 }
 
 /// Serves a wired verifier on the given listeners until the shutdown.

@@ -1,4 +1,5 @@
 //! Use cases: one module per operation, each with its command, outcome and error type.
 
 pub mod create_order;
+pub mod deliver;
 pub mod verify_purchase;

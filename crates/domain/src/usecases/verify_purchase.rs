@@ -301,6 +301,7 @@ impl<S: OrderRepository + PaymentLedger> PurchaseVerification<S> {
                 order,
                 repeat_trial,
             } => {
+                crate::crash_point!("verify::after_commit");
                 let repeat_trial = repeat_trial && app.flag_repeat_trials;
                 if repeat_trial {
                     metrics::counter!("iap_repeat_trials_total", "store" => order.platform.as_str())

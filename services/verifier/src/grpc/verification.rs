@@ -97,10 +97,13 @@ impl VerificationService for Verifier {
             .verify(command)
             .await
             .map_err(IntoStatus::into_status)?;
+        let order = self
+            .deliver_now(&verified.order)
+            .await
+            .unwrap_or(verified.order);
         Ok(Response::new(pb::VerifyPurchaseResponse {
-            order: Some(wire::order(&verified.order)),
-            // Delivery has not started when the payment has just been committed.
-            delivery_state: pb::DeliveryState::Pending.into(),
+            delivery_state: wire::delivery_state_of(&order).into(),
+            order: Some(wire::order(&order)),
             finish_transaction: verified.finish_transaction,
             already_recorded: verified.already_recorded,
             sandbox: verified.sandbox,

@@ -1,0 +1,262 @@
+//! What delivery needs from the outside world: the game server (grants and revocations keyed by
+//! idempotency ids), and a store of orders that can be claimed and finalised with the attempt
+//! counter as fencing token. Adapters: `iap-storage` (database) and `iap-delivery` (gRPC client).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::ids::OrderId;
+use crate::order::{DeliveryState, Order};
+use crate::ports::{ConfirmOutcome, PurchaseToConfirm, StorageError};
+
+/// The idempotency key of an order's grant: derived from the order id, so it is the same on
+/// every attempt, in every process, even if the delivery row were lost.
+pub fn grant_id(order: OrderId) -> String {
+    format!("grant-{order}")
+}
+
+/// The idempotency key of an order's revocation.
+pub fn revoke_id(order: OrderId) -> String {
+    format!("revoke-{order}")
+}
+
+/// The grant record of one order (the `deliveries` row).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryRecord {
+    /// Order.
+    pub order_id: OrderId,
+    /// Idempotency key sent to the game server.
+    pub grant_id: String,
+    /// Where the grant stands.
+    pub state: DeliveryState,
+    /// GrantItems calls made (each retry counts).
+    pub grant_calls: u32,
+    /// Store confirmation calls made.
+    pub confirm_calls: u32,
+    /// The game server's reference for the grant.
+    pub game_ack_reference: Option<String>,
+    /// Last error while granting or confirming.
+    pub last_error: Option<String>,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Acknowledged by the game server.
+    pub granted_at: Option<DateTime<Utc>>,
+    /// Confirmed at the store.
+    pub confirmed_at: Option<DateTime<Utc>>,
+    /// Taken back.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// Why items are granted (mirrors `GrantReason` of the game server contract).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantReason {
+    /// A verified purchase.
+    Purchase,
+    /// A subscription renewal period.
+    SubscriptionRenewal,
+    /// An operator's compensation (补单).
+    ManualCompensation,
+}
+
+/// One GrantItems call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GrantCommand {
+    /// Idempotency key.
+    pub grant_id: String,
+    /// The order granted.
+    pub order: Order,
+    /// Sandbox or test purchase.
+    pub sandbox: bool,
+    /// Why.
+    pub reason: GrantReason,
+    /// For subscriptions: end of the paid period.
+    pub entitlement_expires_at: Option<DateTime<Utc>>,
+}
+
+/// Why items are taken back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevokeReason {
+    /// The store refunded the purchase.
+    Refunded,
+    /// The store revoked it (chargeback, family sharing, developer).
+    Revoked,
+    /// An operator revoked it.
+    Operator,
+}
+
+/// One RevokeItems call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RevokeCommand {
+    /// Idempotency key of the revocation.
+    pub revoke_id: String,
+    /// The grant reversed.
+    pub grant_id: String,
+    /// The order.
+    pub order: Order,
+    /// Why.
+    pub reason: RevokeReason,
+}
+
+/// The game server's acknowledgement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GameAck {
+    /// The game's reference (ledger entry).
+    pub reference: String,
+    /// The key had been applied before (a retry after a lost reply).
+    pub duplicate: bool,
+}
+
+/// The game server did not acknowledge. By contract every failure is retried with backoff:
+/// the outcome of a call that timed out is unknown, and the key makes the retry safe.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("game server: {0}")]
+pub struct GameError(pub String);
+
+/// The studio's game server (`GameServerService`).
+#[async_trait]
+pub trait GameServer: Send + Sync {
+    /// Grants the items of an order; idempotent per `grant_id`.
+    async fn grant(&self, command: &GrantCommand, deadline: Duration)
+    -> Result<GameAck, GameError>;
+
+    /// Takes the items back; idempotent per `revoke_id`.
+    async fn revoke(
+        &self,
+        command: &RevokeCommand,
+        deadline: Duration,
+    ) -> Result<GameAck, GameError>;
+}
+
+/// An order claimed by this worker: the state was moved under a conditional update that bumped
+/// the attempt counter, which fences every later write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedOrder {
+    /// The order as claimed (its `attempt` is this worker's fencing token).
+    pub order: Order,
+    /// Idempotency key of the grant.
+    pub grant_id: String,
+    /// The paying store purchase, for the grant and the store confirmation.
+    pub purchase: Option<PurchaseToConfirm>,
+}
+
+/// What a claim found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// PAID (or DELIVERING with an expired lease): now DELIVERING for this worker, to grant.
+    Grant(ClaimedOrder),
+    /// DELIVERED: leased to this worker, to confirm at the store.
+    Confirm(ClaimedOrder),
+    /// Another worker holds a live lease on the order.
+    HeldElsewhere(Order),
+    /// Nothing left to do (CONFIRMED) or nothing may be done (not paid, refunded, dead ...).
+    Settled(Order),
+    /// No such order.
+    NotFound,
+}
+
+/// How a failed attempt ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// Human detail (no secrets).
+    pub error: String,
+    /// When the sweeper may try again.
+    pub retry_at: DateTime<Utc>,
+    /// Attempts are exhausted: the order becomes DEAD.
+    pub dead: bool,
+}
+
+/// Orders as delivery sees them. Every write after a claim is conditional on the claim's
+/// attempt number; `None` means another worker has claimed the order since (a stale worker).
+#[async_trait]
+pub trait DeliveryStore: Send + Sync {
+    /// Claims an order for granting or confirming, with a lease (see [`Claim`]).
+    async fn claim(&self, order: OrderId, lease: Duration) -> Result<Claim, StorageError>;
+
+    /// Records the game server's acknowledgement: DELIVERING → DELIVERED, the delivery row
+    /// GRANTED, the `order.paid` event consumed and an `order.delivered` event, in one commit.
+    async fn record_granted(
+        &self,
+        claim: &ClaimedOrder,
+        ack: &GameAck,
+        grant_calls: u32,
+    ) -> Result<Option<Order>, StorageError>;
+
+    /// Records a failed grant attempt: back off, or DEAD when attempts are exhausted.
+    async fn record_grant_failed(
+        &self,
+        claim: &ClaimedOrder,
+        failure: &Failure,
+        grant_calls: u32,
+    ) -> Result<Option<Order>, StorageError>;
+
+    /// Records the store confirmation: DELIVERED → CONFIRMED.
+    async fn record_confirmed(
+        &self,
+        claim: &ClaimedOrder,
+        outcome: ConfirmOutcome,
+    ) -> Result<Option<Order>, StorageError>;
+
+    /// Records a failed confirmation: stays DELIVERED, retried at `failure.retry_at`.
+    async fn record_confirm_failed(
+        &self,
+        claim: &ClaimedOrder,
+        failure: &Failure,
+    ) -> Result<Option<Order>, StorageError>;
+
+    /// Claims a granted (or never granted) order for revocation: the order must not be in
+    /// the middle of a grant. Returns the order and whether a grant was acknowledged.
+    async fn claim_revocation(
+        &self,
+        order: OrderId,
+        lease: Duration,
+    ) -> Result<RevocationClaim, StorageError>;
+
+    /// Records the revocation: the order REFUNDED or REVOKED, the delivery row REVOKED.
+    async fn record_revoked(
+        &self,
+        claim: &ClaimedOrder,
+        refunded: bool,
+        ack: Option<&GameAck>,
+    ) -> Result<Option<Order>, StorageError>;
+
+    /// The grant record of an order.
+    async fn delivery(&self, order: OrderId) -> Result<Option<DeliveryRecord>, StorageError>;
+
+    /// Orders a sweeper should work on now: PAID, DELIVERING whose lease expired, DELIVERED
+    /// not yet confirmed, all due by `next_attempt_at`; oldest first.
+    async fn due_orders(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<OrderId>, StorageError>;
+}
+
+/// What a revocation claim found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RevocationClaim {
+    /// Claimed; `granted` tells whether the game server had acknowledged a grant (or may have:
+    /// a DELIVERING order whose outcome is unknown counts as granted, RevokeItems is safe).
+    Claimed {
+        /// The claim.
+        claim: ClaimedOrder,
+        /// Items may be in the player's account.
+        granted: bool,
+    },
+    /// A grant is in flight under another worker's lease; retry shortly.
+    HeldElsewhere(Order),
+    /// Already refunded or revoked, or never paid.
+    Settled(Order),
+    /// No such order.
+    NotFound,
+}
+
+/// Starts delivering a just-paid order (the verifier's fast path): in process in `iapd`, over
+/// gRPC to `iap-delivery` otherwise. Losing this call loses nothing: the order is PAID with an
+/// outbox event, and the sweeper delivers it.
+#[async_trait]
+pub trait DeliveryTrigger: Send + Sync {
+    /// Delivers the order as far as it goes now.
+    async fn deliver_now(&self, order: OrderId) -> Result<(), String>;
+}

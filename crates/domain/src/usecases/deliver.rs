@@ -1,0 +1,505 @@
+//! Deliver: grant a paid order into the game exactly once, then confirm it at the store.
+//!
+//! The exactly-once argument, as this code keeps it:
+//! 1. The database is the fence. A claim is a conditional update that bumps the order's attempt
+//!    counter; every later write is conditional on that number, so a stale worker's write is a
+//!    no-op. The lease on the order keeps a second worker from claiming while a grant is in
+//!    flight, with or without Redis.
+//! 2. The lock (Redis `SET NX PX` with a token) only spares the game server concurrent calls for
+//!    one order. If it cannot be reached, delivery goes on, counted and logged.
+//! 3. The game server is called with a grant id derived from the order id, the same on every
+//!    attempt; DELIVERED is committed only on its acknowledgement. A crash in between leaves a
+//!    DELIVERING order whose lease expires and which the sweeper grants again with the same id.
+//! 4. The store is confirmed only after DELIVERED is committed, and that step is retried until
+//!    it succeeds.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use rand::Rng;
+
+use crate::delivery::{
+    Claim, ClaimedOrder, DeliveryRecord, DeliveryStore, Failure, GameAck, GameError, GameServer,
+    GrantCommand, GrantReason, RevocationClaim, RevokeCommand, RevokeReason, revoke_id,
+};
+use crate::ids::OrderId;
+use crate::order::{Environment, Order, Platform};
+use crate::ports::{
+    Lease, LockError, OrderRepository, StorageError, StoreConfirmer, StoreError, WorkLock,
+};
+
+/// Timing and limits of delivery.
+#[derive(Debug, Clone)]
+pub struct DeliveryPolicy {
+    /// Failed grant attempts (claims) before the order becomes DEAD.
+    pub max_attempts: u32,
+    /// Deadline of one GrantItems or RevokeItems call.
+    pub call_deadline: Duration,
+    /// GrantItems calls within one attempt before leaving the order to the sweeper.
+    pub calls_per_attempt: u32,
+    /// First backoff between attempts; doubled per attempt, with jitter.
+    pub backoff_base: Duration,
+    /// Longest backoff.
+    pub backoff_max: Duration,
+    /// How long the Redis lock is taken for; renewed every third of it while a call runs.
+    pub lock_ttl: Duration,
+}
+
+impl Default for DeliveryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 12,
+            call_deadline: Duration::from_secs(5),
+            calls_per_attempt: 3,
+            backoff_base: Duration::from_secs(2),
+            backoff_max: Duration::from_secs(600),
+            lock_ttl: Duration::from_secs(15),
+        }
+    }
+}
+
+impl DeliveryPolicy {
+    /// The lease a claim takes on the order: longer than anything one attempt can take
+    /// (every call at its deadline plus the pauses between them), so a worker that is still
+    /// running never loses its order to another.
+    pub fn lease(&self) -> Duration {
+        let calls = self.calls_per_attempt.max(1);
+        self.call_deadline * calls + self.pause_within_attempt() * calls + Duration::from_secs(5)
+    }
+
+    fn pause_within_attempt(&self) -> Duration {
+        Duration::from_millis(200)
+    }
+
+    /// Backoff before attempt `attempt + 1`: base × 2^(attempt−1), capped, with ±25 % jitter so
+    /// that orders failing together do not come back together.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let exponent = attempt.saturating_sub(1).min(20);
+        let raw = self.backoff_base.saturating_mul(1 << exponent);
+        let capped = raw.min(self.backoff_max);
+        let jitter = rand::thread_rng().gen_range(0.75..1.25);
+        capped.mul_f64(jitter)
+    }
+}
+
+/// What a Deliver call achieved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryOutcome {
+    /// The order after the call.
+    pub order: Order,
+    /// Its grant record, once one exists.
+    pub delivery: Option<DeliveryRecord>,
+    /// Another worker held the order; this call changed nothing.
+    pub held_elsewhere: bool,
+}
+
+/// Why Deliver or Revoke could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliverError {
+    /// No such order.
+    #[error("order {0} not found")]
+    NotFound(OrderId),
+    /// A grant of this order is in flight elsewhere; revocation must wait for it.
+    #[error("a grant of order {0} is in flight; retry shortly")]
+    GrantInFlight(OrderId),
+    /// The game server did not acknowledge the revocation; retry.
+    #[error(transparent)]
+    Game(#[from] GameError),
+    /// Storage failed; nothing half-written.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// The delivery use case.
+pub struct Deliveries<S> {
+    store: S,
+    game: Arc<dyn GameServer>,
+    lock: Arc<dyn WorkLock>,
+    confirmers: HashMap<Platform, Arc<dyn StoreConfirmer>>,
+    policy: DeliveryPolicy,
+}
+
+impl<S> std::fmt::Debug for Deliveries<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deliveries")
+            .field("confirmers", &self.confirmers.keys())
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A lock held for one order, released on every path out of Deliver.
+struct HeldLock<'a> {
+    lock: &'a dyn WorkLock,
+    lease: Option<Lease>,
+}
+
+impl HeldLock<'_> {
+    async fn release(self) {
+        if let Some(lease) = &self.lease
+            && let Err(e) = self.lock.release(lease).await
+        {
+            tracing::debug!(error = %e, "lock release failed; it expires on its own");
+        }
+    }
+}
+
+impl<S: DeliveryStore + OrderRepository> Deliveries<S> {
+    /// Wires the use case.
+    pub fn new(
+        store: S,
+        game: Arc<dyn GameServer>,
+        lock: Arc<dyn WorkLock>,
+        confirmers: Vec<Arc<dyn StoreConfirmer>>,
+        policy: DeliveryPolicy,
+    ) -> Self {
+        Self {
+            store,
+            game,
+            lock,
+            confirmers: confirmers.into_iter().map(|c| (c.platform(), c)).collect(),
+            policy,
+        }
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &DeliveryPolicy {
+        &self.policy
+    }
+
+    /// The grant record of an order.
+    pub async fn delivery(&self, order: OrderId) -> Result<Option<DeliveryRecord>, StorageError> {
+        self.store.delivery(order).await
+    }
+
+    /// Orders a sweeper should deliver or confirm now.
+    pub async fn due_orders(&self, limit: u32) -> Result<Vec<OrderId>, StorageError> {
+        self.store.due_orders(Utc::now(), limit).await
+    }
+
+    /// Takes the per-order lock. `None` inside means Redis was unreachable and we go on with
+    /// the database fence alone; `Err(())` means another worker holds it.
+    async fn take_lock(&self, order: OrderId) -> Result<HeldLock<'_>, ()> {
+        let key = format!("deliver:{order}");
+        match self.lock.acquire(&key, self.policy.lock_ttl).await {
+            Ok(Some(lease)) => Ok(HeldLock {
+                lock: self.lock.as_ref(),
+                lease: Some(lease),
+            }),
+            Ok(None) => Err(()),
+            Err(LockError::Unavailable(e)) => {
+                tracing::warn!(error = %e, %order, "lock unavailable; delivering on the database fence alone");
+                metrics::counter!("iap_delivery_lock_unavailable_total").increment(1);
+                Ok(HeldLock {
+                    lock: self.lock.as_ref(),
+                    lease: None,
+                })
+            }
+        }
+    }
+
+    /// Runs `work` while renewing the lock every third of its TTL. A lost lock is logged and
+    /// counted, not fatal: the database fence still decides.
+    async fn renewing<T>(&self, held: &HeldLock<'_>, work: impl Future<Output = T>) -> T {
+        let Some(lease) = &held.lease else {
+            return work.await;
+        };
+        let ttl = self.policy.lock_ttl;
+        let renew = async {
+            let mut lost = false;
+            loop {
+                tokio::time::sleep(ttl / 3).await;
+                match self.lock.renew(lease, ttl).await {
+                    Ok(true) => {}
+                    Ok(false) if !lost => {
+                        lost = true;
+                        tracing::warn!(key = %lease.key, "delivery lock lost mid-call; the database fence still holds");
+                        metrics::counter!("iap_delivery_lock_lost_total").increment(1);
+                    }
+                    Ok(false) => {}
+                    Err(e) => tracing::debug!(error = %e, "lock renewal failed"),
+                }
+            }
+        };
+        tokio::pin!(work);
+        tokio::select! {
+            out = &mut work => out,
+            never = renew => never,
+        }
+    }
+
+    /// Delivers one order as far as it can go now: grant, then store confirmation. Safe to call
+    /// any number of times, concurrently, from any process.
+    #[tracing::instrument(name = "deliver", skip(self), fields(attempt))]
+    pub async fn deliver(&self, order_id: OrderId) -> Result<DeliveryOutcome, DeliverError> {
+        let Ok(held) = self.take_lock(order_id).await else {
+            metrics::counter!("iap_delivery_held_elsewhere_total").increment(1);
+            return self.held_elsewhere(order_id).await;
+        };
+        let result = self.renewing(&held, self.advance(order_id)).await;
+        held.release().await;
+        result
+    }
+
+    async fn held_elsewhere(&self, order_id: OrderId) -> Result<DeliveryOutcome, DeliverError> {
+        let (order, delivery) = self.read(order_id).await?;
+        Ok(DeliveryOutcome {
+            order,
+            delivery,
+            held_elsewhere: true,
+        })
+    }
+
+    async fn read(
+        &self,
+        order_id: OrderId,
+    ) -> Result<(Order, Option<DeliveryRecord>), DeliverError> {
+        let order = self
+            .store
+            .get_order(order_id)
+            .await?
+            .ok_or(DeliverError::NotFound(order_id))?;
+        Ok((order, self.store.delivery(order_id).await?))
+    }
+
+    /// Grant then confirm; at most one step of each per call.
+    async fn advance(&self, order_id: OrderId) -> Result<DeliveryOutcome, DeliverError> {
+        let lease = self.policy.lease();
+        for _ in 0..2 {
+            match self.store.claim(order_id, lease).await? {
+                Claim::Grant(claim) => {
+                    tracing::Span::current().record("attempt", claim.order.attempt);
+                    crate::crash_point!("deliver::after_claim");
+                    if !self.grant(&claim).await? {
+                        return self.finish(order_id, false).await;
+                    }
+                }
+                Claim::Confirm(claim) => {
+                    tracing::Span::current().record("attempt", claim.order.attempt);
+                    self.confirm(&claim).await?;
+                    return self.finish(order_id, false).await;
+                }
+                Claim::HeldElsewhere(_) => return self.finish(order_id, true).await,
+                Claim::Settled(_) => return self.finish(order_id, false).await,
+                Claim::NotFound => return Err(DeliverError::NotFound(order_id)),
+            }
+        }
+        self.finish(order_id, false).await
+    }
+
+    async fn finish(
+        &self,
+        order_id: OrderId,
+        held_elsewhere: bool,
+    ) -> Result<DeliveryOutcome, DeliverError> {
+        let (order, delivery) = self.read(order_id).await?;
+        Ok(DeliveryOutcome {
+            order,
+            delivery,
+            held_elsewhere,
+        })
+    }
+
+    /// One grant attempt: a few calls with the same grant id, then DELIVERED or a recorded
+    /// failure. Returns whether the order is now DELIVERED.
+    async fn grant(&self, claim: &ClaimedOrder) -> Result<bool, DeliverError> {
+        let order = &claim.order;
+        let command = GrantCommand {
+            grant_id: claim.grant_id.clone(),
+            order: order.clone(),
+            sandbox: order.environment == Some(Environment::Sandbox),
+            reason: if order.manual {
+                GrantReason::ManualCompensation
+            } else {
+                GrantReason::Purchase
+            },
+            entitlement_expires_at: claim.purchase.as_ref().and_then(|p| p.expires_at),
+        };
+        let mut calls = 0;
+        let mut last_error = GameError("no call made".into());
+        while calls < self.policy.calls_per_attempt.max(1) {
+            if calls > 0 {
+                let jitter: f64 = rand::thread_rng().gen_range(0.5..1.5);
+                let pause = self.policy.pause_within_attempt().mul_f64(jitter);
+                tokio::time::sleep(pause).await;
+            }
+            calls += 1;
+            metrics::counter!("iap_grant_calls_total").increment(1);
+            let started = std::time::Instant::now();
+            let result = self.game.grant(&command, self.policy.call_deadline).await;
+            metrics::histogram!("iap_grant_call_seconds").record(started.elapsed().as_secs_f64());
+            match result {
+                Ok(ack) => {
+                    crate::crash_point!("deliver::after_grant");
+                    if ack.duplicate {
+                        metrics::counter!("iap_grant_duplicate_acks_total").increment(1);
+                    }
+                    let recorded = self.store.record_granted(claim, &ack, calls).await?;
+                    if recorded.is_none() {
+                        // Another worker claimed the order after our lease: its write decides,
+                        // and the grant id made our call harmless.
+                        metrics::counter!("iap_delivery_fenced_total").increment(1);
+                        return Ok(false);
+                    }
+                    metrics::counter!("iap_deliveries_total", "result" => "granted").increment(1);
+                    tracing::info!(order_id = %order.id, duplicate = ack.duplicate, "granted");
+                    crate::crash_point!("deliver::after_delivered");
+                    return Ok(true);
+                }
+                Err(e) => {
+                    tracing::warn!(order_id = %order.id, error = %e, call = calls, "grant call failed");
+                    last_error = e;
+                }
+            }
+        }
+        let attempt = u32::try_from(order.attempt).unwrap_or(u32::MAX);
+        let dead = attempt >= self.policy.max_attempts;
+        let failure = Failure {
+            error: last_error.to_string(),
+            retry_at: Utc::now()
+                + chrono::Duration::from_std(self.policy.backoff(attempt)).unwrap_or_default(),
+            dead,
+        };
+        self.store.record_grant_failed(claim, &failure, calls).await?;
+        if dead {
+            tracing::error!(order_id = %order.id, attempts = attempt, "delivery attempts exhausted: order is DEAD");
+            metrics::counter!("iap_deliveries_total", "result" => "dead").increment(1);
+        } else {
+            metrics::counter!("iap_deliveries_total", "result" => "retry").increment(1);
+        }
+        Ok(false)
+    }
+
+    /// Confirms a delivered order at its store (Google consume/acknowledge, Huawei confirm;
+    /// nothing for Apple).
+    async fn confirm(&self, claim: &ClaimedOrder) -> Result<(), DeliverError> {
+        let order = &claim.order;
+        let result = match (self.confirmers.get(&order.platform), &claim.purchase) {
+            (Some(confirmer), Some(purchase)) => confirmer.confirm(purchase).await,
+            (_, None) if order.manual => Ok(crate::ports::ConfirmOutcome::NotApplicable),
+            (None, _) if order.platform == Platform::Apple => {
+                Ok(crate::ports::ConfirmOutcome::NotApplicable)
+            }
+            (None, _) => Err(StoreError::Misconfigured(format!(
+                "no {} confirmation configured for app {}",
+                order.platform, order.app_id
+            ))),
+            (Some(_), None) => Err(StoreError::Misconfigured(format!(
+                "order {} has no store purchase to confirm",
+                order.id
+            ))),
+        };
+        match result {
+            Ok(outcome) => {
+                crate::crash_point!("deliver::after_confirm");
+                self.store.record_confirmed(claim, outcome).await?;
+                metrics::counter!("iap_store_confirmations_total", "store" => order.platform.as_str(), "result" => "ok").increment(1);
+            }
+            Err(e) => {
+                tracing::warn!(order_id = %order.id, error = %e, "store confirmation failed; will retry");
+                metrics::counter!("iap_store_confirmations_total", "store" => order.platform.as_str(), "result" => "error").increment(1);
+                let attempt = u32::try_from(order.attempt).unwrap_or(u32::MAX);
+                let retry_after = match &e {
+                    StoreError::Unavailable {
+                        retry_after: Some(after),
+                        ..
+                    } => *after,
+                    _ => self.policy.backoff(attempt),
+                };
+                let failure = Failure {
+                    error: e.to_string(),
+                    retry_at: Utc::now()
+                        + chrono::Duration::from_std(retry_after).unwrap_or_default(),
+                    dead: false,
+                };
+                self.store.record_confirm_failed(claim, &failure).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes back the items of a refunded or revoked order (RevokeItems with a stable revoke
+    /// id), then marks it REFUNDED or REVOKED. An order never granted is only marked.
+    #[tracing::instrument(name = "revoke", skip(self))]
+    pub async fn revoke(
+        &self,
+        order_id: OrderId,
+        reason: RevokeReason,
+    ) -> Result<Order, DeliverError> {
+        let Ok(held) = self.take_lock(order_id).await else {
+            return Err(DeliverError::GrantInFlight(order_id));
+        };
+        let result = self
+            .renewing(&held, self.revoke_claimed(order_id, reason))
+            .await;
+        held.release().await;
+        result
+    }
+
+    async fn revoke_claimed(
+        &self,
+        order_id: OrderId,
+        reason: RevokeReason,
+    ) -> Result<Order, DeliverError> {
+        let (claim, granted) = match self
+            .store
+            .claim_revocation(order_id, self.policy.lease())
+            .await?
+        {
+            RevocationClaim::Claimed { claim, granted } => (claim, granted),
+            RevocationClaim::HeldElsewhere(_) => return Err(DeliverError::GrantInFlight(order_id)),
+            RevocationClaim::Settled(order) => return Ok(order),
+            RevocationClaim::NotFound => return Err(DeliverError::NotFound(order_id)),
+        };
+        let refunded = reason == RevokeReason::Refunded;
+        let ack = if granted {
+            let command = RevokeCommand {
+                revoke_id: revoke_id(order_id),
+                grant_id: claim.grant_id.clone(),
+                order: claim.order.clone(),
+                reason,
+            };
+            metrics::counter!("iap_revoke_calls_total").increment(1);
+            Some(self.game.revoke(&command, self.policy.call_deadline).await?)
+        } else {
+            None
+        };
+        let order = self
+            .store
+            .record_revoked(&claim, refunded, ack.as_ref())
+            .await?;
+        match order {
+            Some(order) => {
+                metrics::counter!("iap_revocations_total").increment(1);
+                Ok(order)
+            }
+            // Claimed again in the meantime (our lease ran out): the revocation is retried by
+            // the caller, and RevokeItems is idempotent.
+            None => Err(DeliverError::GrantInFlight(order_id)),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl<S: DeliveryStore + OrderRepository> crate::delivery::DeliveryTrigger for Deliveries<S> {
+    async fn deliver_now(&self, order: OrderId) -> Result<(), String> {
+        self.deliver(order)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// A game ack for tests and examples.
+impl GameAck {
+    /// A first acknowledgement with this reference.
+    pub fn new(reference: impl Into<String>) -> Self {
+        Self {
+            reference: reference.into(),
+            duplicate: false,
+        }
+    }
+}

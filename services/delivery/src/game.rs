@@ -1,0 +1,125 @@
+//! The game server as delivery sees it: a `GameServerService` gRPC client with a deadline on
+//! every call. Every failure (status, timeout, connection) is reported for a retry: the outcome
+//! of an unanswered call is unknown, and the idempotency keys make the retry safe.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tonic::transport::{Channel, Endpoint};
+
+use iap_domain::delivery::{
+    GameAck, GameError, GameServer, GrantCommand, GrantReason, RevokeCommand, RevokeReason,
+};
+use iap_proto::v1 as pb;
+use iap_proto::v1::game_server_service_client::GameServerServiceClient;
+use iap_runtime::wire;
+
+/// `GameServerService` over gRPC.
+#[derive(Debug, Clone)]
+pub struct GrpcGameServer {
+    client: GameServerServiceClient<Channel>,
+}
+
+impl GrpcGameServer {
+    /// A client for `url` (`http://host:port`). Connects lazily: a game server that is down at
+    /// startup delays deliveries, it does not stop the process.
+    pub fn new(url: &str) -> Result<Self, String> {
+        let endpoint = Endpoint::from_shared(url.to_owned())
+            .map_err(|e| format!("delivery.game_server_url {url:?}: {e}"))?
+            .connect_timeout(Duration::from_secs(3))
+            .tcp_nodelay(true);
+        Ok(Self {
+            client: GameServerServiceClient::new(endpoint.connect_lazy()),
+        })
+    }
+}
+
+fn failure(call: &str, e: impl std::fmt::Display) -> GameError {
+    GameError(format!("{call}: {e}"))
+}
+
+fn status_failure(call: &str, status: &tonic::Status) -> GameError {
+    GameError(format!(
+        "{call}: {:?} {}",
+        status.code(),
+        status.message().chars().take(200).collect::<String>()
+    ))
+}
+
+#[async_trait]
+impl GameServer for GrpcGameServer {
+    async fn grant(
+        &self,
+        command: &GrantCommand,
+        deadline: Duration,
+    ) -> Result<GameAck, GameError> {
+        let order = &command.order;
+        let mut request = tonic::Request::new(pb::GrantItemsRequest {
+            grant_id: command.grant_id.clone(),
+            order_id: order.id.to_string(),
+            app_id: order.app_id.to_string(),
+            user_id: order.user_id.to_string(),
+            product_id: order.product_id.to_string(),
+            quantity: i32::try_from(order.quantity).unwrap_or(i32::MAX),
+            platform: wire::platform(order.platform).into(),
+            product_kind: wire::product_kind(order.product_kind).into(),
+            store_transaction_id: order.store_transaction_id.clone().unwrap_or_default(),
+            sandbox: command.sandbox,
+            reason: match command.reason {
+                GrantReason::Purchase => pb::GrantReason::Purchase,
+                GrantReason::SubscriptionRenewal => pb::GrantReason::SubscriptionRenewal,
+                GrantReason::ManualCompensation => pb::GrantReason::ManualCompensation,
+            }
+            .into(),
+            entitlement_expires_at_ms: command
+                .entitlement_expires_at
+                .map_or(0, |t| t.timestamp_millis()),
+        });
+        request.set_timeout(deadline);
+        let mut client = self.client.clone();
+        let reply = tokio::time::timeout(deadline, client.grant_items(request))
+            .await
+            .map_err(|_| failure("GrantItems", "deadline exceeded"))?
+            .map_err(|s| status_failure("GrantItems", &s))?
+            .into_inner();
+        Ok(GameAck {
+            reference: reply.reference,
+            duplicate: reply.duplicate,
+        })
+    }
+
+    async fn revoke(
+        &self,
+        command: &RevokeCommand,
+        deadline: Duration,
+    ) -> Result<GameAck, GameError> {
+        let order = &command.order;
+        let mut request = tonic::Request::new(pb::RevokeItemsRequest {
+            revoke_id: command.revoke_id.clone(),
+            grant_id: command.grant_id.clone(),
+            order_id: order.id.to_string(),
+            app_id: order.app_id.to_string(),
+            user_id: order.user_id.to_string(),
+            product_id: order.product_id.to_string(),
+            quantity: i32::try_from(order.quantity).unwrap_or(i32::MAX),
+            platform: wire::platform(order.platform).into(),
+            reason: match command.reason {
+                RevokeReason::Refunded => pb::RevokeReason::Refunded,
+                RevokeReason::Revoked => pb::RevokeReason::Revoked,
+                RevokeReason::Operator => pb::RevokeReason::Operator,
+            }
+            .into(),
+        });
+        request.set_timeout(deadline);
+        let mut client = self.client.clone();
+        let reply = tokio::time::timeout(deadline, client.revoke_items(request))
+            .await
+            .map_err(|_| failure("RevokeItems", "deadline exceeded"))?
+            .map_err(|s| status_failure("RevokeItems", &s))?
+            .into_inner();
+        Ok(GameAck {
+            reference: reply.reference,
+            duplicate: reply.duplicate,
+        })
+    }
+}

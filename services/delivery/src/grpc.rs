@@ -1,0 +1,63 @@
+//! `iap.v1.DeliveryService`: thin handlers over the delivery use case.
+
+use tonic::{Request, Response, Status};
+
+use iap_domain::OrderId;
+use iap_proto::v1 as pb;
+use iap_proto::v1::delivery_service_server::{DeliveryService, DeliveryServiceServer};
+use iap_runtime::status::{IntoStatus, invalid_argument, not_found};
+use iap_runtime::wire;
+
+use crate::Delivery;
+
+pub(crate) fn delivery_service(delivery: Delivery) -> DeliveryServiceServer<Delivery> {
+    DeliveryServiceServer::new(delivery)
+}
+
+fn order_id(raw: &str) -> Result<OrderId, Status> {
+    if raw.is_empty() {
+        return Err(invalid_argument("order_id", "is required"));
+    }
+    OrderId::parse(raw).map_err(|_| invalid_argument("order_id", "must be an order id (UUID)"))
+}
+
+#[tonic::async_trait]
+impl DeliveryService for Delivery {
+    async fn deliver(
+        &self,
+        request: Request<pb::DeliverRequest>,
+    ) -> Result<Response<pb::DeliverResponse>, Status> {
+        let id = order_id(&request.into_inner().order_id)?;
+        let outcome = self
+            .deliveries
+            .deliver(id)
+            .await
+            .map_err(IntoStatus::into_status)?;
+        Ok(Response::new(pb::DeliverResponse {
+            order: Some(wire::order(&outcome.order)),
+            delivery: outcome.delivery.as_ref().map(wire::delivery),
+            in_progress_elsewhere: outcome.held_elsewhere,
+        }))
+    }
+
+    async fn get_delivery(
+        &self,
+        request: Request<pb::GetDeliveryRequest>,
+    ) -> Result<Response<pb::GetDeliveryResponse>, Status> {
+        let id = order_id(&request.into_inner().order_id)?;
+        let record = self
+            .deliveries
+            .delivery(id)
+            .await
+            .map_err(IntoStatus::into_status)?
+            .ok_or_else(|| {
+                not_found(
+                    "DELIVERY_NOT_FOUND",
+                    format!("order {id} has no delivery yet (unknown, unpaid or not claimed)"),
+                )
+            })?;
+        Ok(Response::new(pb::GetDeliveryResponse {
+            delivery: Some(wire::delivery(&record)),
+        }))
+    }
+}

@@ -1,0 +1,112 @@
+//! The sweeper: finds paid orders that are not delivered or not confirmed yet — a fast-path call
+//! that was lost, a crash between two steps, a game server or store that was down — and delivers
+//! them. `run_once` is one pass (tests and operators call it); `run` loops until shutdown. Any
+//! number of sweepers may run: each order is claimed by a conditional update, so two sweepers
+//! never work on one order at once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+
+use iap_domain::OrderState;
+use iap_domain::ports::StorageError;
+use iap_domain::usecases::deliver::Deliveries;
+use iap_runtime::Shutdown;
+use iap_storage::Storage;
+
+/// What one pass did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Orders found due.
+    pub due: usize,
+    /// Now CONFIRMED.
+    pub confirmed: usize,
+    /// Now DELIVERED, store confirmation still to come.
+    pub delivered: usize,
+    /// Still waiting (game server or store failing, or held by another worker).
+    pub waiting: usize,
+    /// Now DEAD.
+    pub dead: usize,
+    /// Calls that failed outright (database errors).
+    pub errors: usize,
+}
+
+/// Sweeps due orders.
+#[derive(Debug, Clone)]
+pub struct DeliverySweep {
+    deliveries: Arc<Deliveries<Storage>>,
+    batch: u32,
+    concurrency: usize,
+}
+
+impl DeliverySweep {
+    /// A sweeper over `deliveries`, taking at most `batch` orders per pass and delivering
+    /// `concurrency` of them at once.
+    pub fn new(deliveries: Arc<Deliveries<Storage>>, batch: u32, concurrency: usize) -> Self {
+        Self {
+            deliveries,
+            batch: batch.max(1),
+            concurrency: concurrency.max(1),
+        }
+    }
+
+    /// One pass over the orders due now.
+    pub async fn run_once(&self) -> Result<SweepReport, StorageError> {
+        let due = self.deliveries.due_orders(self.batch).await?;
+        let mut report = SweepReport {
+            due: due.len(),
+            ..SweepReport::default()
+        };
+        let mut results = futures::stream::iter(due)
+            .map(|id| {
+                let deliveries = self.deliveries.clone();
+                async move { deliveries.deliver(id).await }
+            })
+            .buffer_unordered(self.concurrency);
+        while let Some(result) = results.next().await {
+            match result {
+                Ok(outcome) if outcome.held_elsewhere => report.waiting += 1,
+                Ok(outcome) => match outcome.order.state {
+                    OrderState::Confirmed => report.confirmed += 1,
+                    OrderState::Delivered => report.delivered += 1,
+                    OrderState::Dead => report.dead += 1,
+                    _ => report.waiting += 1,
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, "sweep: delivery failed");
+                    report.errors += 1;
+                }
+            }
+        }
+        metrics::counter!("iap_sweep_orders_total").increment(report.due as u64);
+        Ok(report)
+    }
+
+    /// Passes every `interval` until the shutdown; a full batch is followed at once by the next.
+    pub async fn run(self, interval: Duration, shutdown: Shutdown) {
+        loop {
+            let full = match self.run_once().await {
+                Ok(report) => {
+                    if report.due > 0 {
+                        tracing::info!(?report, "sweep");
+                    }
+                    report.due >= self.batch as usize
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "sweep: cannot list due orders");
+                    false
+                }
+            };
+            if shutdown.is_triggered() {
+                return;
+            }
+            if !full {
+                tokio::select! {
+                    () = tokio::time::sleep(interval) => {}
+                    () = shutdown.wait() => return,
+                }
+            }
+        }
+    }
+}
