@@ -362,6 +362,17 @@ impl Settings {
         Self::extract(figment, file, Env::prefixed("IAP_"))
     }
 
+    /// Settings from TOML text over the defaults, without the environment (tests, embedding).
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let figment =
+            Figment::from(Serialized::defaults(Settings::default())).merge(Toml::string(text));
+        let settings: Settings = figment
+            .extract()
+            .map_err(|e| ConfigError::Invalid(one_line(&e)))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
     fn load_from(file: Option<&Path>, env: Env) -> Result<Self, ConfigError> {
         Self::extract(
             Figment::from(Serialized::defaults(Settings::default())),

@@ -14,8 +14,7 @@ use sea_orm::{
 };
 
 use iap_domain::delivery::{
-    Claim, ClaimedOrder, DeliveryRecord, DeliveryStore, Failure, GameAck, RevocationClaim,
-    grant_id,
+    Claim, ClaimedOrder, DeliveryRecord, DeliveryStore, Failure, GameAck, RevocationClaim, grant_id,
 };
 use iap_domain::ports::{ConfirmOutcome, PurchaseToConfirm, StorageError};
 use iap_domain::{DeliveryState, Order, OrderId, OrderState};
@@ -235,7 +234,9 @@ impl Storage {
         }
         Ok(match read_order(txn, id).await? {
             None => Claim::NotFound,
-            Some(order) if matches!(order.state, OrderState::Delivering | OrderState::Delivered) => {
+            Some(order)
+                if matches!(order.state, OrderState::Delivering | OrderState::Delivered) =>
+            {
                 Claim::HeldElsewhere(order)
             }
             Some(order) => Claim::Settled(order),
@@ -278,60 +279,63 @@ impl DeliveryStore for Storage {
         let owned = self.connection().begin().await.map_err(classify)?;
         let txn = &owned;
         let result = async {
-                let now = now();
-                let moved = orders::Entity::update_many()
-                    .col_expr(
-                        orders::Column::State,
-                        Expr::value(OrderState::Delivered.as_str()),
-                    )
-                    .col_expr(orders::Column::DeliveredAt, Expr::value(now))
-                    .col_expr(orders::Column::LeaseUntil, Expr::value(None::<DateTime<Utc>>))
-                    .col_expr(orders::Column::NextAttemptAt, Expr::value(now))
-                    .col_expr(orders::Column::LastError, Expr::value(None::<String>))
-                    .col_expr(orders::Column::UpdatedAt, Expr::value(now))
-                    .filter(fenced(claim, OrderState::Delivering))
-                    .exec(txn)
-                    .await
-                    .map_err(classify)?;
-                if moved.rows_affected != 1 {
-                    return Ok(None);
-                }
-                deliveries::Entity::update_many()
-                    .col_expr(
-                        deliveries::Column::State,
-                        Expr::value(DeliveryState::Granted.as_str()),
-                    )
-                    .col_expr(
-                        deliveries::Column::GameAckReference,
-                        Expr::value(ack.reference.clone()),
-                    )
-                    .col_expr(
-                        deliveries::Column::GrantCalls,
-                        Expr::col(deliveries::Column::GrantCalls).add(grant_calls),
-                    )
-                    .col_expr(deliveries::Column::LastError, Expr::value(None::<String>))
-                    .col_expr(deliveries::Column::GrantedAt, Expr::value(now))
-                    .col_expr(deliveries::Column::UpdatedAt, Expr::value(now))
-                    .filter(deliveries::Column::OrderId.eq(id.to_string()))
-                    .exec(txn)
-                    .await
-                    .map_err(classify)?;
-                // The `order.paid` event has done its job.
-                outbox::Entity::update_many()
-                    .col_expr(outbox::Column::PublishedAt, Expr::value(now))
-                    .filter(outbox::Column::OrderId.eq(id.to_string()))
-                    .filter(outbox::Column::Kind.eq("order.paid"))
-                    .filter(outbox::Column::PublishedAt.is_null())
-                    .exec(txn)
-                    .await
-                    .map_err(classify)?;
-                let detail = serde_json::json!({
-                    "grant_id": claim.grant_id,
-                    "attempt": claim.order.attempt,
-                    "duplicate": ack.duplicate,
-                });
-                event(txn, id, "order.delivered", detail, now).await?;
-                read_order(txn, id).await
+            let now = now();
+            let moved = orders::Entity::update_many()
+                .col_expr(
+                    orders::Column::State,
+                    Expr::value(OrderState::Delivered.as_str()),
+                )
+                .col_expr(orders::Column::DeliveredAt, Expr::value(now))
+                .col_expr(
+                    orders::Column::LeaseUntil,
+                    Expr::value(None::<DateTime<Utc>>),
+                )
+                .col_expr(orders::Column::NextAttemptAt, Expr::value(now))
+                .col_expr(orders::Column::LastError, Expr::value(None::<String>))
+                .col_expr(orders::Column::UpdatedAt, Expr::value(now))
+                .filter(fenced(claim, OrderState::Delivering))
+                .exec(txn)
+                .await
+                .map_err(classify)?;
+            if moved.rows_affected != 1 {
+                return Ok(None);
+            }
+            deliveries::Entity::update_many()
+                .col_expr(
+                    deliveries::Column::State,
+                    Expr::value(DeliveryState::Granted.as_str()),
+                )
+                .col_expr(
+                    deliveries::Column::GameAckReference,
+                    Expr::value(ack.reference.clone()),
+                )
+                .col_expr(
+                    deliveries::Column::GrantCalls,
+                    Expr::col(deliveries::Column::GrantCalls).add(grant_calls),
+                )
+                .col_expr(deliveries::Column::LastError, Expr::value(None::<String>))
+                .col_expr(deliveries::Column::GrantedAt, Expr::value(now))
+                .col_expr(deliveries::Column::UpdatedAt, Expr::value(now))
+                .filter(deliveries::Column::OrderId.eq(id.to_string()))
+                .exec(txn)
+                .await
+                .map_err(classify)?;
+            // The `order.paid` event has done its job.
+            outbox::Entity::update_many()
+                .col_expr(outbox::Column::PublishedAt, Expr::value(now))
+                .filter(outbox::Column::OrderId.eq(id.to_string()))
+                .filter(outbox::Column::Kind.eq("order.paid"))
+                .filter(outbox::Column::PublishedAt.is_null())
+                .exec(txn)
+                .await
+                .map_err(classify)?;
+            let detail = serde_json::json!({
+                "grant_id": claim.grant_id,
+                "attempt": claim.order.attempt,
+                "duplicate": ack.duplicate,
+            });
+            event(txn, id, "order.delivered", detail, now).await?;
+            read_order(txn, id).await
         }
         .await;
         finish(owned, result).await
@@ -347,59 +351,62 @@ impl DeliveryStore for Storage {
         let owned = self.connection().begin().await.map_err(classify)?;
         let txn = &owned;
         let result = async {
-                let now = now();
-                let (state, next) = if failure.dead {
-                    (OrderState::Dead, None)
-                } else {
-                    (OrderState::Delivering, Some(failure.retry_at))
-                };
-                let moved = orders::Entity::update_many()
-                    .col_expr(orders::Column::State, Expr::value(state.as_str()))
-                    .col_expr(orders::Column::LeaseUntil, Expr::value(None::<DateTime<Utc>>))
-                    .col_expr(orders::Column::NextAttemptAt, Expr::value(next))
-                    .col_expr(
-                        orders::Column::LastError,
-                        Expr::value(failure.error.clone()),
-                    )
-                    .col_expr(orders::Column::UpdatedAt, Expr::value(now))
-                    .filter(fenced(claim, OrderState::Delivering))
-                    .exec(txn)
-                    .await
-                    .map_err(classify)?;
-                if moved.rows_affected != 1 {
-                    return Ok(None);
-                }
-                let delivery_state = if failure.dead {
-                    DeliveryState::Dead
-                } else {
-                    DeliveryState::Granting
-                };
-                deliveries::Entity::update_many()
-                    .col_expr(
-                        deliveries::Column::State,
-                        Expr::value(delivery_state.as_str()),
-                    )
-                    .col_expr(
-                        deliveries::Column::GrantCalls,
-                        Expr::col(deliveries::Column::GrantCalls).add(grant_calls),
-                    )
-                    .col_expr(
-                        deliveries::Column::LastError,
-                        Expr::value(failure.error.clone()),
-                    )
-                    .col_expr(deliveries::Column::UpdatedAt, Expr::value(now))
-                    .filter(deliveries::Column::OrderId.eq(id.to_string()))
-                    .exec(txn)
-                    .await
-                    .map_err(classify)?;
-                if failure.dead {
-                    let detail = serde_json::json!({
-                        "attempts": claim.order.attempt,
-                        "error": failure.error,
-                    });
-                    event(txn, id, "order.dead", detail, now).await?;
-                }
-                read_order(txn, id).await
+            let now = now();
+            let (state, next) = if failure.dead {
+                (OrderState::Dead, None)
+            } else {
+                (OrderState::Delivering, Some(failure.retry_at))
+            };
+            let moved = orders::Entity::update_many()
+                .col_expr(orders::Column::State, Expr::value(state.as_str()))
+                .col_expr(
+                    orders::Column::LeaseUntil,
+                    Expr::value(None::<DateTime<Utc>>),
+                )
+                .col_expr(orders::Column::NextAttemptAt, Expr::value(next))
+                .col_expr(
+                    orders::Column::LastError,
+                    Expr::value(failure.error.clone()),
+                )
+                .col_expr(orders::Column::UpdatedAt, Expr::value(now))
+                .filter(fenced(claim, OrderState::Delivering))
+                .exec(txn)
+                .await
+                .map_err(classify)?;
+            if moved.rows_affected != 1 {
+                return Ok(None);
+            }
+            let delivery_state = if failure.dead {
+                DeliveryState::Dead
+            } else {
+                DeliveryState::Granting
+            };
+            deliveries::Entity::update_many()
+                .col_expr(
+                    deliveries::Column::State,
+                    Expr::value(delivery_state.as_str()),
+                )
+                .col_expr(
+                    deliveries::Column::GrantCalls,
+                    Expr::col(deliveries::Column::GrantCalls).add(grant_calls),
+                )
+                .col_expr(
+                    deliveries::Column::LastError,
+                    Expr::value(failure.error.clone()),
+                )
+                .col_expr(deliveries::Column::UpdatedAt, Expr::value(now))
+                .filter(deliveries::Column::OrderId.eq(id.to_string()))
+                .exec(txn)
+                .await
+                .map_err(classify)?;
+            if failure.dead {
+                let detail = serde_json::json!({
+                    "attempts": claim.order.attempt,
+                    "error": failure.error,
+                });
+                event(txn, id, "order.dead", detail, now).await?;
+            }
+            read_order(txn, id).await
         }
         .await;
         finish(owned, result).await
@@ -414,52 +421,55 @@ impl DeliveryStore for Storage {
         let owned = self.connection().begin().await.map_err(classify)?;
         let txn = &owned;
         let result = async {
-                let now = now();
-                let moved = orders::Entity::update_many()
-                    .col_expr(
-                        orders::Column::State,
-                        Expr::value(OrderState::Confirmed.as_str()),
-                    )
-                    .col_expr(orders::Column::ConfirmedAt, Expr::value(now))
-                    .col_expr(orders::Column::LeaseUntil, Expr::value(None::<DateTime<Utc>>))
-                    .col_expr(
-                        orders::Column::NextAttemptAt,
-                        Expr::value(None::<DateTime<Utc>>),
-                    )
-                    .col_expr(orders::Column::LastError, Expr::value(None::<String>))
-                    .col_expr(orders::Column::UpdatedAt, Expr::value(now))
-                    .filter(fenced(claim, OrderState::Delivered))
-                    .exec(txn)
-                    .await
-                    .map_err(classify)?;
-                if moved.rows_affected != 1 {
-                    return Ok(None);
-                }
-                let called = i32::from(outcome != ConfirmOutcome::NotApplicable);
-                deliveries::Entity::update_many()
-                    .col_expr(
-                        deliveries::Column::State,
-                        Expr::value(DeliveryState::Confirmed.as_str()),
-                    )
-                    .col_expr(
-                        deliveries::Column::ConfirmCalls,
-                        Expr::col(deliveries::Column::ConfirmCalls).add(called),
-                    )
-                    .col_expr(deliveries::Column::LastError, Expr::value(None::<String>))
-                    .col_expr(deliveries::Column::ConfirmedAt, Expr::value(now))
-                    .col_expr(deliveries::Column::UpdatedAt, Expr::value(now))
-                    .filter(deliveries::Column::OrderId.eq(id.to_string()))
-                    .exec(txn)
-                    .await
-                    .map_err(classify)?;
-                let outcome = match outcome {
-                    ConfirmOutcome::Confirmed => "confirmed",
-                    ConfirmOutcome::AlreadyConfirmed => "already_confirmed",
-                    ConfirmOutcome::NotApplicable => "not_applicable",
-                };
-                let detail = serde_json::json!({ "store": outcome });
-                event(txn, id, "order.confirmed", detail, now).await?;
-                read_order(txn, id).await
+            let now = now();
+            let moved = orders::Entity::update_many()
+                .col_expr(
+                    orders::Column::State,
+                    Expr::value(OrderState::Confirmed.as_str()),
+                )
+                .col_expr(orders::Column::ConfirmedAt, Expr::value(now))
+                .col_expr(
+                    orders::Column::LeaseUntil,
+                    Expr::value(None::<DateTime<Utc>>),
+                )
+                .col_expr(
+                    orders::Column::NextAttemptAt,
+                    Expr::value(None::<DateTime<Utc>>),
+                )
+                .col_expr(orders::Column::LastError, Expr::value(None::<String>))
+                .col_expr(orders::Column::UpdatedAt, Expr::value(now))
+                .filter(fenced(claim, OrderState::Delivered))
+                .exec(txn)
+                .await
+                .map_err(classify)?;
+            if moved.rows_affected != 1 {
+                return Ok(None);
+            }
+            let called = i32::from(outcome != ConfirmOutcome::NotApplicable);
+            deliveries::Entity::update_many()
+                .col_expr(
+                    deliveries::Column::State,
+                    Expr::value(DeliveryState::Confirmed.as_str()),
+                )
+                .col_expr(
+                    deliveries::Column::ConfirmCalls,
+                    Expr::col(deliveries::Column::ConfirmCalls).add(called),
+                )
+                .col_expr(deliveries::Column::LastError, Expr::value(None::<String>))
+                .col_expr(deliveries::Column::ConfirmedAt, Expr::value(now))
+                .col_expr(deliveries::Column::UpdatedAt, Expr::value(now))
+                .filter(deliveries::Column::OrderId.eq(id.to_string()))
+                .exec(txn)
+                .await
+                .map_err(classify)?;
+            let outcome = match outcome {
+                ConfirmOutcome::Confirmed => "confirmed",
+                ConfirmOutcome::AlreadyConfirmed => "already_confirmed",
+                ConfirmOutcome::NotApplicable => "not_applicable",
+            };
+            let detail = serde_json::json!({ "store": outcome });
+            event(txn, id, "order.confirmed", detail, now).await?;
+            read_order(txn, id).await
         }
         .await;
         finish(owned, result).await
@@ -474,40 +484,40 @@ impl DeliveryStore for Storage {
         let owned = self.connection().begin().await.map_err(classify)?;
         let txn = &owned;
         let result = async {
-                let now = now();
-                let moved = orders::Entity::update_many()
-                    .col_expr(orders::Column::LeaseUntil, Expr::value(None::<DateTime<Utc>>))
-                    .col_expr(
-                        orders::Column::NextAttemptAt,
-                        Expr::value(failure.retry_at),
-                    )
-                    .col_expr(
-                        orders::Column::LastError,
-                        Expr::value(failure.error.clone()),
-                    )
-                    .col_expr(orders::Column::UpdatedAt, Expr::value(now))
-                    .filter(fenced(claim, OrderState::Delivered))
-                    .exec(txn)
-                    .await
-                    .map_err(classify)?;
-                if moved.rows_affected != 1 {
-                    return Ok(None);
-                }
-                deliveries::Entity::update_many()
-                    .col_expr(
-                        deliveries::Column::ConfirmCalls,
-                        Expr::col(deliveries::Column::ConfirmCalls).add(1),
-                    )
-                    .col_expr(
-                        deliveries::Column::LastError,
-                        Expr::value(failure.error.clone()),
-                    )
-                    .col_expr(deliveries::Column::UpdatedAt, Expr::value(now))
-                    .filter(deliveries::Column::OrderId.eq(id.to_string()))
-                    .exec(txn)
-                    .await
-                    .map_err(classify)?;
-                read_order(txn, id).await
+            let now = now();
+            let moved = orders::Entity::update_many()
+                .col_expr(
+                    orders::Column::LeaseUntil,
+                    Expr::value(None::<DateTime<Utc>>),
+                )
+                .col_expr(orders::Column::NextAttemptAt, Expr::value(failure.retry_at))
+                .col_expr(
+                    orders::Column::LastError,
+                    Expr::value(failure.error.clone()),
+                )
+                .col_expr(orders::Column::UpdatedAt, Expr::value(now))
+                .filter(fenced(claim, OrderState::Delivered))
+                .exec(txn)
+                .await
+                .map_err(classify)?;
+            if moved.rows_affected != 1 {
+                return Ok(None);
+            }
+            deliveries::Entity::update_many()
+                .col_expr(
+                    deliveries::Column::ConfirmCalls,
+                    Expr::col(deliveries::Column::ConfirmCalls).add(1),
+                )
+                .col_expr(
+                    deliveries::Column::LastError,
+                    Expr::value(failure.error.clone()),
+                )
+                .col_expr(deliveries::Column::UpdatedAt, Expr::value(now))
+                .filter(deliveries::Column::OrderId.eq(id.to_string()))
+                .exec(txn)
+                .await
+                .map_err(classify)?;
+            read_order(txn, id).await
         }
         .await;
         finish(owned, result).await
@@ -521,42 +531,42 @@ impl DeliveryStore for Storage {
         let owned = self.connection().begin().await.map_err(classify)?;
         let txn = &owned;
         let result = async {
-                let now = now();
-                let revocable = [
-                    OrderState::Paid,
-                    OrderState::Delivering,
-                    OrderState::Delivered,
-                    OrderState::Confirmed,
-                    OrderState::Dead,
-                ]
-                .map(OrderState::as_str);
-                let claimed = orders::Entity::update_many()
-                    .col_expr(
-                        orders::Column::Attempt,
-                        Expr::col(orders::Column::Attempt).add(1),
-                    )
-                    .col_expr(orders::Column::LeaseUntil, Expr::value(until(now, lease)))
-                    .col_expr(orders::Column::UpdatedAt, Expr::value(now))
-                    .filter(orders::Column::Id.eq(order.to_string()))
-                    .filter(orders::Column::State.is_in(revocable))
-                    .filter(lease_free(now))
-                    .exec(txn)
-                    .await
-                    .map_err(classify)?;
-                if claimed.rows_affected == 1 {
-                    let claim = self.claimed(txn, order).await?;
-                    // A DELIVERING or DEAD order may have been granted by a call whose reply
-                    // was lost: RevokeItems is safe either way.
-                    let granted = claim.order.state != OrderState::Paid;
-                    return Ok(RevocationClaim::Claimed { claim, granted });
+            let now = now();
+            let revocable = [
+                OrderState::Paid,
+                OrderState::Delivering,
+                OrderState::Delivered,
+                OrderState::Confirmed,
+                OrderState::Dead,
+            ]
+            .map(OrderState::as_str);
+            let claimed = orders::Entity::update_many()
+                .col_expr(
+                    orders::Column::Attempt,
+                    Expr::col(orders::Column::Attempt).add(1),
+                )
+                .col_expr(orders::Column::LeaseUntil, Expr::value(until(now, lease)))
+                .col_expr(orders::Column::UpdatedAt, Expr::value(now))
+                .filter(orders::Column::Id.eq(order.to_string()))
+                .filter(orders::Column::State.is_in(revocable))
+                .filter(lease_free(now))
+                .exec(txn)
+                .await
+                .map_err(classify)?;
+            if claimed.rows_affected == 1 {
+                let claim = self.claimed(txn, order).await?;
+                // A DELIVERING or DEAD order may have been granted by a call whose reply
+                // was lost: RevokeItems is safe either way.
+                let granted = claim.order.state != OrderState::Paid;
+                return Ok(RevocationClaim::Claimed { claim, granted });
+            }
+            Ok(match read_order(txn, order).await? {
+                None => RevocationClaim::NotFound,
+                Some(o) if revocable.contains(&o.state.as_str()) => {
+                    RevocationClaim::HeldElsewhere(o)
                 }
-                Ok(match read_order(txn, order).await? {
-                    None => RevocationClaim::NotFound,
-                    Some(o) if revocable.contains(&o.state.as_str()) => {
-                        RevocationClaim::HeldElsewhere(o)
-                    }
-                    Some(o) => RevocationClaim::Settled(o),
-                })
+                Some(o) => RevocationClaim::Settled(o),
+            })
         }
         .await;
         finish(owned, result).await
@@ -573,55 +583,58 @@ impl DeliveryStore for Storage {
         let owned = self.connection().begin().await.map_err(classify)?;
         let txn = &owned;
         let result = async {
-                let now = now();
-                let state = if refunded {
-                    OrderState::Refunded
-                } else {
-                    OrderState::Revoked
-                };
-                let moved = orders::Entity::update_many()
-                    .col_expr(orders::Column::State, Expr::value(state.as_str()))
-                    .col_expr(orders::Column::LeaseUntil, Expr::value(None::<DateTime<Utc>>))
+            let now = now();
+            let state = if refunded {
+                OrderState::Refunded
+            } else {
+                OrderState::Revoked
+            };
+            let moved = orders::Entity::update_many()
+                .col_expr(orders::Column::State, Expr::value(state.as_str()))
+                .col_expr(
+                    orders::Column::LeaseUntil,
+                    Expr::value(None::<DateTime<Utc>>),
+                )
+                .col_expr(
+                    orders::Column::NextAttemptAt,
+                    Expr::value(None::<DateTime<Utc>>),
+                )
+                .col_expr(orders::Column::UpdatedAt, Expr::value(now))
+                .filter(fenced(claim, claim.order.state))
+                .exec(txn)
+                .await
+                .map_err(classify)?;
+            if moved.rows_affected != 1 {
+                return Ok(None);
+            }
+            if ack.is_some() {
+                deliveries::Entity::update_many()
                     .col_expr(
-                        orders::Column::NextAttemptAt,
-                        Expr::value(None::<DateTime<Utc>>),
+                        deliveries::Column::State,
+                        Expr::value(DeliveryState::Revoked.as_str()),
                     )
-                    .col_expr(orders::Column::UpdatedAt, Expr::value(now))
-                    .filter(fenced(claim, claim.order.state))
+                    .col_expr(
+                        deliveries::Column::RevokeId,
+                        Expr::value(iap_domain::delivery::revoke_id(id)),
+                    )
+                    .col_expr(deliveries::Column::RevokedAt, Expr::value(now))
+                    .col_expr(deliveries::Column::UpdatedAt, Expr::value(now))
+                    .filter(deliveries::Column::OrderId.eq(id.to_string()))
                     .exec(txn)
                     .await
                     .map_err(classify)?;
-                if moved.rows_affected != 1 {
-                    return Ok(None);
-                }
-                if ack.is_some() {
-                    deliveries::Entity::update_many()
-                        .col_expr(
-                            deliveries::Column::State,
-                            Expr::value(DeliveryState::Revoked.as_str()),
-                        )
-                        .col_expr(
-                            deliveries::Column::RevokeId,
-                            Expr::value(iap_domain::delivery::revoke_id(id)),
-                        )
-                        .col_expr(deliveries::Column::RevokedAt, Expr::value(now))
-                        .col_expr(deliveries::Column::UpdatedAt, Expr::value(now))
-                        .filter(deliveries::Column::OrderId.eq(id.to_string()))
-                        .exec(txn)
-                        .await
-                        .map_err(classify)?;
-                }
-                let kind = if refunded {
-                    "order.refunded"
-                } else {
-                    "order.revoked"
-                };
-                let detail = serde_json::json!({
-                    "from": claim.order.state.as_str(),
-                    "game_reference": ack.as_ref().map(|a| a.reference.clone()),
-                });
-                event(txn, id, kind, detail, now).await?;
-                read_order(txn, id).await
+            }
+            let kind = if refunded {
+                "order.refunded"
+            } else {
+                "order.revoked"
+            };
+            let detail = serde_json::json!({
+                "from": claim.order.state.as_str(),
+                "game_reference": ack.as_ref().map(|a| a.reference.clone()),
+            });
+            event(txn, id, kind, detail, now).await?;
+            read_order(txn, id).await
         }
         .await;
         finish(owned, result).await

@@ -168,4 +168,5 @@ mod tests {
     }
 }
 
+pub mod emulator;
 pub mod process;

@@ -48,11 +48,15 @@ pub fn store_confirmers(settings: &Settings) -> Result<Vec<Arc<dyn StoreConfirme
 
 /// The game server client `delivery.game_server_url` names.
 pub fn game_server(settings: &Settings) -> Result<Arc<dyn GameServer>, StartupError> {
-    let url = settings.delivery.game_server_url.as_deref().ok_or_else(|| {
-        StartupError::Config(iap_runtime::ConfigError::Invalid(
-            "delivery.game_server_url is required (the game's GameServerService)".into(),
-        ))
-    })?;
+    let url = settings
+        .delivery
+        .game_server_url
+        .as_deref()
+        .ok_or_else(|| {
+            StartupError::Config(iap_runtime::ConfigError::Invalid(
+                "delivery.game_server_url is required (the game's GameServerService)".into(),
+            ))
+        })?;
     let client = GrpcGameServer::new(url)
         .map_err(|e| StartupError::Config(iap_runtime::ConfigError::Invalid(e)))?;
     Ok(Arc::new(client))

@@ -102,7 +102,10 @@ async fn embedded_default_serves_orders_from_a_sqlite_file() {
         .into_inner();
     // The fast path granted it through the embedded reference game server at once; App Store
     // purchases have nothing to confirm server-side, so the order is CONFIRMED.
-    assert_eq!(verified.order.as_ref().unwrap().state(), pb::OrderState::Confirmed);
+    assert_eq!(
+        verified.order.as_ref().unwrap().state(),
+        pb::OrderState::Confirmed
+    );
     assert_eq!(verified.delivery_state(), pb::DeliveryState::Confirmed);
     let stopping = std::time::Instant::now();
     let (status, output) = process.terminate();

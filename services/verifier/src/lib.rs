@@ -16,9 +16,9 @@ use std::time::Duration;
 
 use iap_domain::delivery::DeliveryTrigger;
 use iap_domain::ports::PurchaseVerifier;
-use iap_domain::{Catalog, Order, OrderState};
 use iap_domain::usecases::create_order::OrderCreator;
 use iap_domain::usecases::verify_purchase::PurchaseVerification;
+use iap_domain::{Catalog, Order, OrderState};
 use iap_proto::service_names;
 use iap_runtime::http::ReadinessCheck;
 use iap_runtime::process::GrpcEndpoint;
@@ -80,7 +80,10 @@ impl Verifier {
     /// wait, or `None` (the sweeper finishes the work).
     pub(crate) async fn deliver_now(&self, order: &Order) -> Option<Order> {
         let fast = self.delivery.as_ref()?;
-        if !matches!(order.state, OrderState::Paid | OrderState::Delivering | OrderState::Delivered) {
+        if !matches!(
+            order.state,
+            OrderState::Paid | OrderState::Delivering | OrderState::Delivered
+        ) {
             return None;
         }
         let (trigger, id) = (fast.trigger.clone(), order.id);
@@ -91,7 +94,9 @@ impl Verifier {
             Ok(Ok(Err(e))) => {
                 tracing::warn!(order_id = %id, error = %e, "fast-path delivery failed; the sweeper will retry");
             }
-            Ok(Err(e)) => tracing::error!(order_id = %id, error = %e, "fast-path delivery task failed"),
+            Ok(Err(e)) => {
+                tracing::error!(order_id = %id, error = %e, "fast-path delivery task failed")
+            }
             Err(_) => tracing::debug!(order_id = %id, "fast path still running; replying"),
         }
         use iap_domain::ports::OrderRepository;

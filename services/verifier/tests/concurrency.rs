@@ -42,7 +42,7 @@ async fn fifty_concurrent_verifications_of_one_purchase_record_it_once() {
         kind = "consumable"
         {}
         "#,
-        store.store_settings().await
+        store.store_settings_for(APP).await
     ));
     let verifier = start_with(settings).await;
     let orders = OrderServiceClient::new(verifier.channel.clone());

@@ -39,7 +39,7 @@ impl World {
             kind = "auto_renewable"
             {}
             "#,
-            store.store_settings().await
+            store.store_settings_for(APP).await
         ));
         let verifier = start_with(settings).await;
         Self {

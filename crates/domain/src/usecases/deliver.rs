@@ -363,7 +363,9 @@ impl<S: DeliveryStore + OrderRepository> Deliveries<S> {
                 + chrono::Duration::from_std(self.policy.backoff(attempt)).unwrap_or_default(),
             dead,
         };
-        self.store.record_grant_failed(claim, &failure, calls).await?;
+        self.store
+            .record_grant_failed(claim, &failure, calls)
+            .await?;
         if dead {
             tracing::error!(order_id = %order.id, attempts = attempt, "delivery attempts exhausted: order is DEAD");
             metrics::counter!("iap_deliveries_total", "result" => "dead").increment(1);
@@ -463,7 +465,11 @@ impl<S: DeliveryStore + OrderRepository> Deliveries<S> {
                 reason,
             };
             metrics::counter!("iap_revoke_calls_total").increment(1);
-            Some(self.game.revoke(&command, self.policy.call_deadline).await?)
+            Some(
+                self.game
+                    .revoke(&command, self.policy.call_deadline)
+                    .await?,
+            )
         } else {
             None
         };

@@ -3,8 +3,8 @@
 use async_trait::async_trait;
 use tonic::transport::{Channel, Endpoint};
 
-use iap_domain::delivery::DeliveryTrigger;
 use iap_domain::OrderId;
+use iap_domain::delivery::DeliveryTrigger;
 use iap_proto::v1 as pb;
 use iap_proto::v1::delivery_service_client::DeliveryServiceClient;
 
@@ -30,8 +30,7 @@ impl DeliveryClient {
 #[async_trait]
 impl DeliveryTrigger for DeliveryClient {
     async fn deliver_now(&self, order: OrderId) -> Result<(), String> {
-        self
-            .client
+        self.client
             .clone()
             .deliver(pb::DeliverRequest {
                 order_id: order.to_string(),

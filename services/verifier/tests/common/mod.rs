@@ -38,16 +38,7 @@ pub(crate) fn test_settings() -> Settings {
 }
 
 pub(crate) fn settings_from(toml: &str) -> Settings {
-    let dir = std::env::temp_dir().join(format!(
-        "iap-verifier-test-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("iap.toml");
-    std::fs::write(&file, toml).unwrap();
-    let settings = Settings::load(Some(&file)).unwrap();
-    let _ = std::fs::remove_dir_all(dir);
-    settings
+    Settings::from_toml(toml).unwrap()
 }
 
 pub(crate) async fn start() -> RunningVerifier {
@@ -126,104 +117,5 @@ pub(crate) async fn count_rows(verifier: &RunningVerifier, table: &str, conditio
     n
 }
 
-/// An `iap-emulator` on a free port, with the Google and Huawei settings that point at it.
-pub(crate) struct Emulator {
-    pub(crate) base: String,
-    pub(crate) http: reqwest::Client,
-}
-
-pub(crate) const HUAWEI_APP: &str = "102932647";
-
-impl Emulator {
-    pub(crate) async fn start() -> Self {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(iap_emulator::serve(
-            listener,
-            iap_emulator::EmulatorConfig::default(),
-            std::future::pending(),
-        ));
-        Self {
-            base,
-            http: reqwest::Client::new(),
-        }
-    }
-
-    pub(crate) async fn get_json(&self, path: &str) -> serde_json::Value {
-        self.http
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-
-    pub(crate) async fn post_json(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
-        let reply = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert!(reply.status().is_success(), "{path}: {}", reply.status());
-        reply.json().await.unwrap_or(serde_json::Value::Null)
-    }
-
-    /// `[apps.<APP>.google]` and `[apps.<APP>.huawei]` pointing at this emulator.
-    pub(crate) async fn store_settings(&self) -> String {
-        let base = &self.base;
-        let account = self
-            .http
-            .get(format!("{base}/emulator/google/service-account.json"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let key = self
-            .get_json(&format!("/emulator/google/apps/{APP}/license-key"))
-            .await;
-        let huawei = self
-            .get_json(&format!("/emulator/huawei/apps/{HUAWEI_APP}/credentials"))
-            .await;
-        use base64::Engine;
-        let apple_root = base64::engine::general_purpose::STANDARD.encode(
-            self.http
-                .get(format!("{base}/emulator/apple/root.der"))
-                .send()
-                .await
-                .unwrap()
-                .bytes()
-                .await
-                .unwrap(),
-        );
-        format!(
-            r#"
-            [apps."{APP}".apple]
-            bundle_id = "{APP}"
-            trust_apple_root = false
-            extra_roots_base64 = ["{apple_root}"]
-            [apps."{APP}".google]
-            package_name = "{APP}"
-            service_account_json = '''{account}'''
-            license_key_base64 = "{}"
-            api_root_url = "{base}/google/"
-            [apps."{APP}".huawei]
-            app_id = "{HUAWEI_APP}"
-            client_secret = "{}"
-            public_key_base64 = "{}"
-            token_url = "{base}/huawei/oauth2/v3/token"
-            orders_root_url = "{base}/huawei/orders"
-            subscriptions_root_url = "{base}/huawei/subscr"
-            "#,
-            key["public_key_base64"].as_str().unwrap(),
-            huawei["client_secret"].as_str().unwrap(),
-            huawei["public_key_base64"].as_str().unwrap()
-        )
-    }
-}
+#[allow(unused_imports)]
+pub(crate) use iap_test_support::emulator::{Emulator, HUAWEI_APP};
