@@ -6,7 +6,8 @@
 #   SKIP_CARGO=1 scripts/bench-signatures.sh   # reuse the last criterion results
 #
 # Criterion results are read from $CARGO_TARGET_DIR (default: target)/criterion. openssl speed
-# runs one process (one core) for 3 s per primitive. Run it on a quiet machine.
+# runs one process (one core) for 3 s per primitive. Needs openssl and python3. Run it on a
+# quiet machine.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
