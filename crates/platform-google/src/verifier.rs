@@ -305,11 +305,16 @@ fn subscription_purchase(
         string(&line["latestSuccessfulOrderId"]).or_else(|| string(&v2["latestOrderId"]));
     let price = {
         let price = &line["autoRenewingPlan"]["recurringPrice"];
-        let units = price["units"].as_str().and_then(|u| u.parse::<i64>().ok());
-        match (string(&price["currencyCode"]), units) {
-            (Some(currency), Some(units)) => Some(Money {
+        // A price beyond i64 micros is no price Google sends; it is dropped, not wrapped.
+        let micros = price["units"]
+            .as_str()
+            .and_then(|u| u.parse::<i64>().ok())
+            .and_then(|units| units.checked_mul(1_000_000))
+            .and_then(|micros| micros.checked_add(price["nanos"].as_i64().unwrap_or(0) / 1000));
+        match (string(&price["currencyCode"]), micros) {
+            (Some(currency), Some(amount_micros)) => Some(Money {
                 currency,
-                amount_micros: units * 1_000_000 + price["nanos"].as_i64().unwrap_or(0) / 1000,
+                amount_micros,
             }),
             _ => None,
         }
