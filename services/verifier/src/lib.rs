@@ -95,7 +95,7 @@ impl Verifier {
                 tracing::warn!(order_id = %id, error = %e, "fast-path delivery failed; the sweeper will retry");
             }
             Ok(Err(e)) => {
-                tracing::error!(order_id = %id, error = %e, "fast-path delivery task failed")
+                tracing::error!(order_id = %id, error = %e, "fast-path delivery task failed");
             }
             Err(_) => tracing::debug!(order_id = %id, "fast path still running; replying"),
         }

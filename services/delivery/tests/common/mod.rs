@@ -1,0 +1,231 @@
+//! A whole system in one test process: a fresh PostgreSQL database, the emulator (Google Play),
+//! the reference game server with its ledger, the verifier (to make real paid orders) and the
+//! delivery role on port-0 listeners.
+
+// Each test binary uses a different part of this harness.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use iap_domain::usecases::deliver::Deliveries;
+use iap_domain::{Order, OrderId};
+use iap_game_server::GameServerHandle;
+use iap_proto::v1 as pb;
+use iap_proto::v1::order_service_client::OrderServiceClient;
+use iap_proto::v1::verification_service_client::VerificationServiceClient;
+use iap_runtime::lock::LockBackend;
+use iap_runtime::{Settings, Shutdown};
+use iap_storage::{PoolOptions, Storage};
+use iap_test_support::TestDatabase;
+use iap_test_support::emulator::Emulator;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tonic::transport::Channel;
+
+pub(crate) const APP: &str = "com.example.game";
+
+pub(crate) struct World {
+    pub(crate) db: TestDatabase,
+    pub(crate) storage: Storage,
+    pub(crate) store: Emulator,
+    pub(crate) game: GameServerHandle,
+    pub(crate) settings: Settings,
+    pub(crate) delivery: iap_delivery::Delivery,
+    /// DeliveryService.
+    pub(crate) delivery_channel: Channel,
+    verifier_channel: Channel,
+    pub(crate) shutdown: Shutdown,
+}
+
+/// Settings with short timings, so retries and backoff happen within a test.
+pub(crate) async fn settings(store: &Emulator, game_url: &str, redis_url: Option<&str>) -> Settings {
+    let redis = match redis_url {
+        Some(url) => format!(
+            "[redis]\nurl = \"{url}\"\nkey_prefix = \"{}\"\n",
+            iap_test_support::TestRedis::new().prefix
+        ),
+        None => String::new(),
+    };
+    Settings::from_toml(&format!(
+        r#"
+        {redis}
+        [delivery]
+        game_server_url = "{game_url}"
+        max_attempts = 3
+        call_deadline_ms = 1000
+        calls_per_attempt = 2
+        backoff_base_ms = 20
+        backoff_max_ms = 100
+        lock_ttl_ms = 3000
+        sweep_interval_ms = 0
+        [apps."{APP}"]
+        [apps."{APP}".products.gems_100]
+        kind = "consumable"
+        max_quantity = 10
+        [apps."{APP}".products.no_ads]
+        kind = "non_consumable"
+        {}
+        "#,
+        store.store_settings_for(APP).await
+    ))
+    .unwrap()
+}
+
+impl World {
+    /// A world whose delivery lock is on the shared test Redis.
+    pub(crate) async fn start() -> Self {
+        Self::start_with_redis(Some(&iap_test_support::redis_url())).await
+    }
+
+    /// A world whose delivery lock is on `redis` (or in process when `None`).
+    pub(crate) async fn start_with_redis(redis: Option<&str>) -> Self {
+        iap_test_support::init_tracing();
+        let db = TestDatabase::create().await;
+        let storage = Storage::connect(db.url(), &PoolOptions::default())
+            .await
+            .unwrap();
+        storage.migrate().await.unwrap();
+        let store = Emulator::start().await;
+        let game = iap_game_server::spawn(
+            ([127, 0, 0, 1], 0).into(),
+            iap_game_server::Ledger::in_memory(),
+        )
+        .await
+        .unwrap();
+        let settings = settings(&store, &game.endpoint(), redis).await;
+        let shutdown = Shutdown::new();
+
+        let delivery = iap_delivery::Delivery::new(
+            storage.clone(),
+            LockBackend::from_settings(&settings).unwrap(),
+            iap_delivery::game_server(&settings).unwrap(),
+            iap_delivery::store_confirmers(&settings).unwrap(),
+            settings.delivery.policy(),
+        );
+        let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let delivery_addr = grpc.local_addr().unwrap();
+        tokio::spawn(iap_delivery::serve(
+            delivery.clone(),
+            grpc,
+            http,
+            shutdown.clone(),
+        ));
+
+        // The verifier without a fast path: tests decide when delivery runs.
+        let catalog = Arc::new(settings.catalog().unwrap());
+        let stores = iap_verifier::store_verifiers(&settings).unwrap();
+        let verifier = iap_verifier::Verifier::new(storage.clone(), catalog, stores);
+        let listeners = iap_verifier::Listeners {
+            grpc: TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            http: TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        };
+        let verifier_addr = listeners.grpc.local_addr().unwrap();
+        tokio::spawn(iap_verifier::serve(verifier, listeners, shutdown.clone()));
+
+        Self {
+            db,
+            storage,
+            store,
+            game,
+            settings,
+            delivery,
+            delivery_channel: connect(delivery_addr).await,
+            verifier_channel: connect(verifier_addr).await,
+            shutdown,
+        }
+    }
+
+    pub(crate) fn deliveries(&self) -> Arc<Deliveries<Storage>> {
+        self.delivery.deliveries()
+    }
+
+    /// A real paid order: CreateOrder, a purchase at the emulator's Google Play carrying the
+    /// order's ids, and VerifyPurchase. Returns the PAID order's id.
+    pub(crate) async fn paid_order(&self, user: &str, product: &str) -> OrderId {
+        let created = OrderServiceClient::new(self.verifier_channel.clone())
+            .create_order(pb::CreateOrderRequest {
+                app_id: APP.into(),
+                user_id: user.into(),
+                product_id: product.into(),
+                platform: pb::Platform::Google.into(),
+                quantity: 1,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let binding = created.binding.unwrap();
+        let kind = "inapp";
+        let made = self
+            .store
+            .post_json(
+                "/emulator/google/purchases",
+                json!({ "package_name": APP, "product_id": product, "kind": kind,
+                    "obfuscated_account_id": binding.google_obfuscated_account_id,
+                    "obfuscated_profile_id": binding.google_obfuscated_profile_id }),
+            )
+            .await;
+        let verified = VerificationServiceClient::new(self.verifier_channel.clone())
+            .verify_purchase(pb::VerifyPurchaseRequest {
+                app_id: APP.into(),
+                user_id: user.into(),
+                order_id: String::new(),
+                purchase: Some(pb::verify_purchase_request::Purchase::Google(
+                    pb::GooglePurchase {
+                        purchase_token: made["purchase_token"].as_str().unwrap().into(),
+                        product_id: product.into(),
+                        original_json: made["original_json"].as_str().unwrap().into(),
+                        signature: made["signature"].as_str().unwrap().into(),
+                    },
+                )),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let order = verified.order.unwrap();
+        assert_eq!(order.state(), pb::OrderState::Paid);
+        OrderId::parse(&order.order_id).unwrap()
+    }
+
+    pub(crate) async fn order(&self, id: OrderId) -> Order {
+        use iap_domain::ports::OrderRepository;
+        self.storage.get_order(id).await.unwrap().unwrap()
+    }
+
+    /// Rows of `table` matching `condition`.
+    pub(crate) async fn count(&self, table: &str, condition: &str) -> i64 {
+        use sea_orm::{ConnectionTrait, Statement};
+        let row = self
+            .storage
+            .connection()
+            .query_one(Statement::from_string(
+                self.storage.backend(),
+                format!("SELECT COUNT(*) AS n FROM {table} WHERE {condition}"),
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        row.try_get("", "n").unwrap()
+    }
+
+    /// Runs the sweeper until nothing is due (or `passes` run out).
+    pub(crate) async fn sweep_until_quiet(&self, passes: usize) {
+        let sweeper = self.delivery.sweeper(&self.settings.delivery);
+        for _ in 0..passes {
+            let report = sweeper.run_once().await.unwrap();
+            if report.due == 0 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(120)).await;
+        }
+    }
+}
+
+pub(crate) async fn connect(addr: std::net::SocketAddr) -> Channel {
+    Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
