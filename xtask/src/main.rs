@@ -40,6 +40,10 @@ fn main() -> ExitCode {
 
 type Result<T = ()> = std::result::Result<T, String>;
 
+/// Tests are built with the crash points compiled in, so the crash matrix runs with the rest;
+/// they stay inert unless a test configures one. Release builds never have them.
+const CRASH_POINTS: &str = "iap-delivery/failpoints";
+
 fn ci(extra: &[String]) -> Result {
     ensure_services()?;
     step("format", cargo(&["fmt", "--all", "--", "--check"]))?;
@@ -48,6 +52,8 @@ fn ci(extra: &[String]) -> Result {
         "--workspace",
         "--all-targets",
         "--locked",
+        "--features",
+        CRASH_POINTS,
         "--",
         "-D",
         "warnings",
@@ -148,6 +154,8 @@ fn nextest(extra: &[String]) -> Result {
         "run",
         "--workspace",
         "--locked",
+        "--features",
+        CRASH_POINTS,
         "--profile",
         "ci",
     ];

@@ -169,4 +169,5 @@ mod tests {
 }
 
 pub mod emulator;
+pub mod private;
 pub mod process;

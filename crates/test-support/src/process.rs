@@ -60,6 +60,26 @@ impl RunningBinary {
         }
     }
 
+    /// Waits up to `timeout` for the process to exit on its own (a crash, an abort).
+    ///
+    /// # Panics
+    /// If it is still running after `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                self.seen.extend(self.lines.try_iter());
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "process still running; output:\n{}",
+                self.seen.join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Sends SIGTERM and waits for the exit.
     ///
     /// # Panics

@@ -15,6 +15,9 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    // Crash-matrix builds read `FAILPOINTS` (e.g. `deliver::after_grant=return(abort)`).
+    #[cfg(feature = "failpoints")]
+    let _failpoints = iap_domain::fail::FailScenario::setup();
     let args = Args::parse();
     iap_runtime::run_main(
         "iap-delivery",

@@ -67,7 +67,8 @@ impl DeliveryPolicy {
     /// running never loses its order to another.
     pub fn lease(&self) -> Duration {
         let calls = self.calls_per_attempt.max(1);
-        self.call_deadline * calls + self.pause_within_attempt() * calls + Duration::from_secs(5)
+        // One more deadline as margin for the database writes around the calls.
+        self.call_deadline * (calls + 1) + self.pause_within_attempt() * calls
     }
 
     fn pause_within_attempt(&self) -> Duration {

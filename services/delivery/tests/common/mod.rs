@@ -25,11 +25,15 @@ use tonic::transport::Channel;
 pub(crate) const APP: &str = "com.example.game";
 
 pub(crate) struct World {
-    pub(crate) db: TestDatabase,
+    /// The database URL (a fresh database on the shared server, or a private server's).
+    pub(crate) db_url: String,
+    _db: Option<TestDatabase>,
     pub(crate) storage: Storage,
     pub(crate) store: Emulator,
     pub(crate) game: GameServerHandle,
     pub(crate) settings: Settings,
+    /// The TOML the settings came from (for child processes).
+    pub(crate) toml: String,
     pub(crate) delivery: iap_delivery::Delivery,
     /// DeliveryService.
     pub(crate) delivery_channel: Channel,
@@ -37,8 +41,12 @@ pub(crate) struct World {
     pub(crate) shutdown: Shutdown,
 }
 
-/// Settings with short timings, so retries and backoff happen within a test.
-pub(crate) async fn settings(store: &Emulator, game_url: &str, redis_url: Option<&str>) -> Settings {
+/// Settings (as TOML) with short timings, so retries and backoff happen within a test.
+pub(crate) async fn settings_toml(
+    store: &Emulator,
+    game_url: &str,
+    redis_url: Option<&str>,
+) -> String {
     let redis = match redis_url {
         Some(url) => format!(
             "[redis]\nurl = \"{url}\"\nkey_prefix = \"{}\"\n",
@@ -46,7 +54,7 @@ pub(crate) async fn settings(store: &Emulator, game_url: &str, redis_url: Option
         ),
         None => String::new(),
     };
-    Settings::from_toml(&format!(
+    format!(
         r#"
         {redis}
         [delivery]
@@ -67,8 +75,7 @@ pub(crate) async fn settings(store: &Emulator, game_url: &str, redis_url: Option
         {}
         "#,
         store.store_settings_for(APP).await
-    ))
-    .unwrap()
+    )
 }
 
 impl World {
@@ -79,9 +86,19 @@ impl World {
 
     /// A world whose delivery lock is on `redis` (or in process when `None`).
     pub(crate) async fn start_with_redis(redis: Option<&str>) -> Self {
-        iap_test_support::init_tracing();
         let db = TestDatabase::create().await;
-        let storage = Storage::connect(db.url(), &PoolOptions::default())
+        let url = db.url().to_owned();
+        Self::start_on(url, Some(db), redis).await
+    }
+
+    /// A world on the database at `db_url`, with its delivery lock on `redis`.
+    pub(crate) async fn start_on(
+        db_url: String,
+        db: Option<TestDatabase>,
+        redis: Option<&str>,
+    ) -> Self {
+        iap_test_support::init_tracing();
+        let storage = Storage::connect(&db_url, &PoolOptions::default())
             .await
             .unwrap();
         storage.migrate().await.unwrap();
@@ -92,7 +109,8 @@ impl World {
         )
         .await
         .unwrap();
-        let settings = settings(&store, &game.endpoint(), redis).await;
+        let toml = settings_toml(&store, &game.endpoint(), redis).await;
+        let settings = Settings::from_toml(&toml).unwrap();
         let shutdown = Shutdown::new();
 
         let delivery = iap_delivery::Delivery::new(
@@ -124,11 +142,13 @@ impl World {
         tokio::spawn(iap_verifier::serve(verifier, listeners, shutdown.clone()));
 
         Self {
-            db,
+            db_url,
+            _db: db,
             storage,
             store,
             game,
             settings,
+            toml,
             delivery,
             delivery_channel: connect(delivery_addr).await,
             verifier_channel: connect(verifier_addr).await,
@@ -140,9 +160,9 @@ impl World {
         self.delivery.deliveries()
     }
 
-    /// A real paid order: CreateOrder, a purchase at the emulator's Google Play carrying the
-    /// order's ids, and VerifyPurchase. Returns the PAID order's id.
-    pub(crate) async fn paid_order(&self, user: &str, product: &str) -> OrderId {
+    /// A purchase ready to verify: CreateOrder, then a purchase at the emulator's Google Play
+    /// carrying the order's ids.
+    pub(crate) async fn purchase(&self, user: &str, product: &str) -> pb::VerifyPurchaseRequest {
         let created = OrderServiceClient::new(self.verifier_channel.clone())
             .create_order(pb::CreateOrderRequest {
                 app_id: APP.into(),
@@ -156,34 +176,45 @@ impl World {
             .unwrap()
             .into_inner();
         let binding = created.binding.unwrap();
-        let kind = "inapp";
         let made = self
             .store
             .post_json(
                 "/emulator/google/purchases",
-                json!({ "package_name": APP, "product_id": product, "kind": kind,
+                json!({ "package_name": APP, "product_id": product, "kind": "inapp",
                     "obfuscated_account_id": binding.google_obfuscated_account_id,
                     "obfuscated_profile_id": binding.google_obfuscated_profile_id }),
             )
             .await;
-        let verified = VerificationServiceClient::new(self.verifier_channel.clone())
-            .verify_purchase(pb::VerifyPurchaseRequest {
-                app_id: APP.into(),
-                user_id: user.into(),
-                order_id: String::new(),
-                purchase: Some(pb::verify_purchase_request::Purchase::Google(
-                    pb::GooglePurchase {
-                        purchase_token: made["purchase_token"].as_str().unwrap().into(),
-                        product_id: product.into(),
-                        original_json: made["original_json"].as_str().unwrap().into(),
-                        signature: made["signature"].as_str().unwrap().into(),
-                    },
-                )),
-            })
+        pb::VerifyPurchaseRequest {
+            app_id: APP.into(),
+            user_id: user.into(),
+            order_id: String::new(),
+            purchase: Some(pb::verify_purchase_request::Purchase::Google(
+                pb::GooglePurchase {
+                    purchase_token: made["purchase_token"].as_str().unwrap().into(),
+                    product_id: product.into(),
+                    original_json: made["original_json"].as_str().unwrap().into(),
+                    signature: made["signature"].as_str().unwrap().into(),
+                },
+            )),
+        }
+    }
+
+    /// VerifyPurchase through gRPC.
+    pub(crate) async fn verify(
+        &self,
+        request: pb::VerifyPurchaseRequest,
+    ) -> Result<pb::VerifyPurchaseResponse, tonic::Status> {
+        VerificationServiceClient::new(self.verifier_channel.clone())
+            .verify_purchase(request)
             .await
-            .unwrap()
-            .into_inner();
-        let order = verified.order.unwrap();
+            .map(tonic::Response::into_inner)
+    }
+
+    /// A real paid order (see [`World::purchase`]), verified. Returns the PAID order's id.
+    pub(crate) async fn paid_order(&self, user: &str, product: &str) -> OrderId {
+        let request = self.purchase(user, product).await;
+        let order = self.verify(request).await.unwrap().order.unwrap();
         assert_eq!(order.state(), pb::OrderState::Paid);
         OrderId::parse(&order.order_id).unwrap()
     }
