@@ -30,10 +30,21 @@ pub struct RedisLock {
     timeout: Duration,
     // Connected lazily and reconnected by the manager, so a Redis that is down at startup or
     // restarts later never stops the process; calls fail fast with `Unavailable` meanwhile.
-    connection: Mutex<Option<ConnectionManager>>,
+    connection: Mutex<Slot>,
     renew: Script,
     release: Script,
 }
+
+/// The shared connection, or when the last attempt to make one failed: while Redis is down,
+/// callers fail fast for a short while instead of queueing behind one connect attempt each.
+#[derive(Default)]
+struct Slot {
+    manager: Option<ConnectionManager>,
+    failed_at: Option<std::time::Instant>,
+}
+
+/// How long a failed connect is remembered before the next caller tries again.
+const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
 
 impl std::fmt::Debug for RedisLock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -52,7 +63,7 @@ impl RedisLock {
             client,
             prefix: prefix.to_owned(),
             timeout: Duration::from_millis(500),
-            connection: Mutex::new(None),
+            connection: Mutex::new(Slot::default()),
             renew: Script::new(RENEW),
             release: Script::new(RELEASE),
         })
@@ -74,22 +85,41 @@ impl RedisLock {
 
     async fn connection(&self) -> Result<ConnectionManager, LockError> {
         let mut slot = self.connection.lock().await;
-        if let Some(connection) = slot.as_ref() {
+        if let Some(connection) = slot.manager.as_ref() {
             return Ok(connection.clone());
+        }
+        if slot
+            .failed_at
+            .is_some_and(|at| at.elapsed() < RECONNECT_PAUSE)
+        {
+            return Err(LockError::Unavailable(
+                "Redis unreachable (retrying shortly)".into(),
+            ));
         }
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.timeout))
             .set_response_timeout(Some(self.timeout))
             .set_number_of_retries(1);
-        let connection = tokio::time::timeout(
+        let connected = tokio::time::timeout(
             self.timeout * 2,
             ConnectionManager::new_with_config(self.client.clone(), config),
         )
         .await
-        .map_err(|_| LockError::Unavailable("Redis connect timed out".into()))?
-        .map_err(unavailable)?;
-        *slot = Some(connection.clone());
-        Ok(connection)
+        .map_err(|_| LockError::Unavailable("Redis connect timed out".into()))
+        .and_then(|r| r.map_err(unavailable));
+        match connected {
+            Ok(connection) => {
+                *slot = Slot {
+                    manager: Some(connection.clone()),
+                    failed_at: None,
+                };
+                Ok(connection)
+            }
+            Err(e) => {
+                slot.failed_at = Some(std::time::Instant::now());
+                Err(e)
+            }
+        }
     }
 }
 
