@@ -5,11 +5,13 @@ COPY . .
 RUN cargo build --release --locked --bins \
  && mkdir /out \
  && cp target/release/iapd target/release/iap-verifier target/release/iap-delivery \
-       target/release/iap-scheduler target/release/iap-emulator target/release/iap-migrate /out/
+       target/release/iap-scheduler target/release/iap-emulator target/release/iap-migrate \
+       target/release/iap-game-server /out/
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
- && rm -rf /var/lib/apt/lists/* && useradd --system --uid 10001 iap
+ && rm -rf /var/lib/apt/lists/* && useradd --system --uid 10001 iap \
+ && mkdir -p /var/lib/iap-game && chown iap /var/lib/iap-game
 COPY --from=build /out/ /usr/local/bin/
 USER iap
 WORKDIR /home/iap

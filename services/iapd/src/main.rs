@@ -191,6 +191,7 @@ async fn run(mut settings: Settings, shutdown: Shutdown) -> Result<(), StartupEr
         grpc_addr,
         http_addr,
         emulator.as_ref().map(|(_, _, url, _)| url.as_str()),
+        game_server.as_ref().map(iap_game_server::GameServerHandle::endpoint),
     );
     let jobs_shutdown = shutdown.clone();
     let jobs = async {
@@ -230,7 +231,11 @@ fn print_banner(
     grpc: std::net::SocketAddr,
     http: std::net::SocketAddr,
     emulator: Option<&str>,
+    game_server: Option<String>,
 ) {
+    let game = game_server.map_or_else(String::new, |url| {
+        format!("  game      {url}   (reference GameServerService; ledger in {DEMO_GAME_LEDGER})\n")
+    });
     let (emulator, buy) = emulator.map_or_else(
         || (String::new(), String::new()),
         |url| {
@@ -240,7 +245,9 @@ fn print_banner(
                     "\nBuy it at the emulator's App Store, then verify the signed transaction it returns:\n  \
                      curl -s -XPOST {url}/emulator/apple/purchases -H 'content-type: application/json' \\\n    \
                      -d '{{\"bundle_id\":\"{DEMO_APP}\",\"product_id\":\"gems_100\",\"product_type\":\"Consumable\",\"app_account_token\":\"<order_id>\"}}'\n  \
-                     grpcurl -plaintext -d '{{\"app_id\":\"{DEMO_APP}\",\"user_id\":\"player-1\",\"apple\":{{\"signed_transaction\":\"<signed_transaction>\"}}}}' {grpc} iap.v1.VerificationService/VerifyPurchase\n"
+                     grpcurl -plaintext -d '{{\"app_id\":\"{DEMO_APP}\",\"user_id\":\"player-1\",\"apple\":{{\"signed_transaction\":\"<signed_transaction>\"}}}}' {grpc} iap.v1.VerificationService/VerifyPurchase\n  \
+                     (the reply shows the order CONFIRMED: granted by the game server, nothing to confirm at Apple)\n  \
+                     grpcurl -plaintext -d '{{\"order_id\":\"<order_id>\"}}' {grpc} iap.v1.DeliveryService/GetDelivery\n"
                 ),
             )
         },
@@ -250,9 +257,9 @@ fn print_banner(
         "\
 iapd is ready (all roles in one process)
   database  {database}
-  gRPC      {grpc}   (OrderService, VerificationService; health and reflection on)
+  gRPC      {grpc}   (OrderService, VerificationService, DeliveryService; health and reflection on)
   HTTP      http://{http}/metrics   /healthz   /readyz
-{emulator}
+{emulator}{game}
 Create an order, then read it back with the order_id it prints:
   grpcurl -plaintext -d '{{\"app_id\":\"{DEMO_APP}\",\"user_id\":\"player-1\",\"product_id\":\"gems_100\",\"platform\":\"PLATFORM_APPLE\"}}' {grpc} iap.v1.OrderService/CreateOrder
   grpcurl -plaintext -d '{{\"order_id\":\"<order_id>\"}}' {grpc} iap.v1.OrderService/GetOrder
