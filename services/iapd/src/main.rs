@@ -191,7 +191,9 @@ async fn run(mut settings: Settings, shutdown: Shutdown) -> Result<(), StartupEr
         grpc_addr,
         http_addr,
         emulator.as_ref().map(|(_, _, url, _)| url.as_str()),
-        game_server.as_ref().map(iap_game_server::GameServerHandle::endpoint),
+        game_server
+            .as_ref()
+            .map(iap_game_server::GameServerHandle::endpoint),
     );
     let jobs_shutdown = shutdown.clone();
     let jobs = async {
