@@ -35,6 +35,7 @@ pub use fail;
 pub mod catalog;
 pub mod delivery;
 pub mod ids;
+pub mod notifications;
 pub mod order;
 pub mod ports;
 pub mod purchase;

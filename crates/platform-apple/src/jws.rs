@@ -178,6 +178,20 @@ fn parse(index: usize, der: &[u8]) -> Result<X509Certificate<'_>, JwsError> {
         })
 }
 
+/// Decodes the payload of a compact JWS **without verifying anything**, only to learn which
+/// app's trust settings to verify it with. Never act on what it returns.
+pub fn peek_payload(jws: &str) -> Result<serde_json::Value, JwsError> {
+    let payload = jws
+        .trim()
+        .split('.')
+        .nth(1)
+        .ok_or_else(|| JwsError::Malformed("a JWS has three dot-separated parts".into()))?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .map_err(|_| JwsError::Malformed("payload is not base64url".into()))?;
+    serde_json::from_slice(&bytes).map_err(|e| JwsError::Malformed(format!("payload: {e}")))
+}
+
 /// Verifies `jws` against `trust` and decodes its payload. `now_ms` is used as the check time
 /// when the payload has no `signedDate`.
 pub fn verify<T: DeserializeOwned>(

@@ -76,6 +76,7 @@ fn yes() -> bool {
 #[derive(Debug, Clone)]
 struct AppleApp {
     bundle_id: String,
+    app_apple_id: Option<i64>,
     trust: ChainTrust,
     receipts: ReceiptClient,
     shared_secret: Option<String>,
@@ -148,6 +149,7 @@ impl AppleVerifier {
                 app_id.clone(),
                 AppleApp {
                     bundle_id: config.bundle_id.clone(),
+                    app_apple_id: config.app_apple_id,
                     trust,
                     receipts,
                     shared_secret: config.shared_secret.clone(),
@@ -407,5 +409,115 @@ impl iap_domain::ports::StoreConfirmer for AppleVerifier {
         _purchase: &iap_domain::ports::PurchaseToConfirm,
     ) -> Result<iap_domain::ports::ConfirmOutcome, StoreError> {
         Ok(iap_domain::ports::ConfirmOutcome::NotApplicable)
+    }
+}
+
+/// App Store Server Notifications V2: `{"signedPayload": JWS}`, verified like a transaction
+/// (chain to a trusted root, Apple OIDs, validity at `signedDate`), for the configured app whose
+/// bundle id it names; production notifications must also carry the configured `appAppleId`.
+/// The transaction inside is verified again when the event is acted on.
+#[async_trait::async_trait]
+impl iap_domain::notifications::NotificationDecoder for AppleVerifier {
+    fn platform(&self) -> Platform {
+        Platform::Apple
+    }
+
+    async fn decode(
+        &self,
+        raw_body: &str,
+    ) -> Result<iap_domain::notifications::DecodedNotification, StoreError> {
+        use iap_domain::notifications::{DecodedNotification, InboundNotification, StoreEvent};
+        let malformed =
+            |detail: String| StoreError::rejected(RejectReason::Malformed, "malformed", detail);
+        let body: serde_json::Value = serde_json::from_str(raw_body)
+            .map_err(|e| malformed(format!("body is not JSON: {e}")))?;
+        let signed = body["signedPayload"]
+            .as_str()
+            .ok_or_else(|| malformed("signedPayload is missing".into()))?;
+        // Which app: the bundle id inside, read before verification only to pick the trust.
+        let claimed = crate::jws::peek_payload(signed).map_err(StoreError::from)?;
+        let bundle = claimed["data"]["bundleId"]
+            .as_str()
+            .or_else(|| claimed["summary"]["bundleId"].as_str())
+            .unwrap_or_default()
+            .to_owned();
+        let (app_id, app) = self
+            .apps
+            .iter()
+            .find(|(_, a)| a.bundle_id == bundle)
+            .ok_or_else(|| {
+                StoreError::rejected(
+                    RejectReason::BundleMismatch,
+                    "bundle_not_configured",
+                    format!("no app is configured for bundle {bundle:?}"),
+                )
+            })?;
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let verified =
+            jws::verify::<crate::model::NotificationPayload>(signed, &app.trust, now_ms)?;
+        let n = verified.payload;
+        let kind = n.notification_type.clone().unwrap_or_default();
+        let full_kind = match &n.subtype {
+            Some(subtype) => format!("{kind}/{subtype}"),
+            None => kind.clone(),
+        };
+        let id = n
+            .notification_uuid
+            .clone()
+            .ok_or_else(|| malformed("notificationUUID is missing".into()))?;
+        let data = n.data.clone().unwrap_or_default();
+        if data.environment.as_deref() == Some("Production")
+            && let (Some(expected), Some(found)) = (app.app_apple_id, data.app_apple_id)
+            && expected != found
+        {
+            return Err(StoreError::rejected(
+                RejectReason::BundleMismatch,
+                "app_apple_id_mismatch",
+                format!("the notification is for appAppleId {found}"),
+            ));
+        }
+        // The transaction it is about (verified in full when acted on; here only its ids).
+        let transaction = match &data.signed_transaction_info {
+            Some(jws) => Some(
+                jws::verify::<TransactionPayload>(jws, &app.trust, now_ms)
+                    .map_err(StoreError::from)?
+                    .payload,
+            ),
+            None => None,
+        };
+        let subject = transaction.as_ref().and_then(|t| t.transaction_id.clone());
+        let event = match (kind.as_str(), &data.signed_transaction_info, &transaction) {
+            ("TEST", _, _) => StoreEvent::Ignored("test notification".into()),
+            // A paid charge: granted even if the client never reported it.
+            (
+                "ONE_TIME_CHARGE" | "SUBSCRIBED" | "DID_RENEW" | "OFFER_REDEEMED",
+                Some(jws),
+                Some(t),
+            ) => StoreEvent::Purchased {
+                app_id: app_id.clone(),
+                proof: iap_domain::purchase::PurchaseProof::AppleSignedTransaction(jws.clone()),
+                carried_order_id: t.app_account_token.as_ref().map(|s| s.to_ascii_lowercase()),
+            },
+            ("REFUND" | "REVOKE", _, Some(t)) => StoreEvent::Refunded {
+                platform: Platform::Apple,
+                store_transaction_id: t.transaction_id.clone().unwrap_or_default(),
+                revoked: kind == "REVOKE",
+            },
+            _ => StoreEvent::Ignored(format!(
+                "{full_kind}: recorded; subscription state changes are applied by the subscription jobs"
+            )),
+        };
+        Ok(DecodedNotification {
+            inbound: InboundNotification {
+                platform: Platform::Apple,
+                notification_id: id,
+                app_id: Some(app_id.clone()),
+                notification_type: full_kind,
+                subject,
+                raw_body: raw_body.to_owned(),
+                event_at: n.signed_date.and_then(chrono_from_ms),
+            },
+            event,
+        })
     }
 }

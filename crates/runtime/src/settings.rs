@@ -439,6 +439,25 @@ impl Settings {
         self.huawei_verifier().map(|_| ())
     }
 
+    /// Every store's purchase verifier, for the apps that configure it.
+    pub fn purchase_verifiers(
+        &self,
+    ) -> Result<Vec<std::sync::Arc<dyn iap_domain::ports::PurchaseVerifier>>, ConfigError> {
+        Ok(vec![
+            std::sync::Arc::new(self.apple_verifier()?),
+            std::sync::Arc::new(self.google_verifier()?),
+            std::sync::Arc::new(self.huawei_verifier()?),
+        ])
+    }
+
+    /// The store-notification decoders (App Store Server Notifications V2 so far).
+    pub fn notification_decoders(
+        &self,
+    ) -> Result<Vec<std::sync::Arc<dyn iap_domain::notifications::NotificationDecoder>>, ConfigError>
+    {
+        Ok(vec![std::sync::Arc::new(self.apple_verifier()?)])
+    }
+
     /// The App Store verifier for every app with `[apps.<id>.apple]`.
     pub fn apple_verifier(&self) -> Result<iap_platform_apple::AppleVerifier, ConfigError> {
         let mut configured = Vec::new();

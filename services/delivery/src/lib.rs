@@ -15,6 +15,8 @@ pub use sweep::{DeliverySweep, SweepReport};
 use iap_domain::delivery::GameServer;
 use iap_domain::ports::StoreConfirmer;
 use iap_domain::usecases::deliver::{Deliveries, DeliveryPolicy};
+use iap_domain::usecases::handle_notifications::NotificationHandler;
+use iap_domain::usecases::verify_purchase::PurchaseVerification;
 
 use tokio::net::TcpListener;
 use tonic::service::Routes;
@@ -132,10 +134,61 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), StartupEr
         store_confirmers(&settings)?,
         settings.delivery.policy(),
     );
+    let handler = notification_handler(&delivery, &settings, None)?;
     let sweeping = run_sweeper(delivery.clone(), &settings, shutdown.clone());
+    let notifications = run_notification_handler(
+        handler,
+        Duration::from_millis(settings.delivery.sweep_interval_ms.max(200)),
+        shutdown.clone(),
+    );
     let serving = serve(delivery, grpc, http, shutdown);
-    let ((), result) = tokio::join!(sweeping, serving);
+    let ((), (), result) = tokio::join!(sweeping, notifications, serving);
     result
+}
+
+/// The notification handler over this role's deliveries: the inbox the verifiers' receivers
+/// fill, the purchase verification use case for store-reported purchases, revocation for refunds.
+pub fn notification_handler(
+    delivery: &Delivery,
+    settings: &Settings,
+    purchases: Option<Arc<PurchaseVerification<Storage>>>,
+) -> Result<Arc<NotificationHandler<Storage>>, StartupError> {
+    let purchases = match purchases {
+        Some(purchases) => purchases,
+        None => Arc::new(PurchaseVerification::new(
+            Arc::new(settings.catalog()?),
+            settings.purchase_verifiers()?,
+            delivery.storage.clone(),
+        )),
+    };
+    Ok(Arc::new(NotificationHandler::new(
+        Arc::new(delivery.storage.clone()),
+        settings.notification_decoders()?,
+        purchases,
+        delivery.deliveries.clone(),
+        delivery.storage.clone(),
+    )))
+}
+
+/// Works the notification inbox every `interval` until the shutdown.
+pub async fn run_notification_handler(
+    handler: Arc<NotificationHandler<Storage>>,
+    interval: Duration,
+    shutdown: Shutdown,
+) {
+    loop {
+        match handler.run_once(100).await {
+            Ok(report) if report.processed + report.retried > 0 => {
+                tracing::info!(?report, "notification inbox");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "notification inbox unavailable"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            () = shutdown.wait() => return,
+        }
+    }
 }
 
 /// Runs the sweeper until the shutdown, unless `delivery.sweep_interval_ms` is 0.

@@ -112,11 +112,22 @@ fn demo_app(emulator: Option<&EmulatedStores>) -> AppSettings {
 
 async fn run(mut settings: Settings, shutdown: Shutdown) -> Result<(), StartupError> {
     // The embedded emulator starts first: the demo app trusts its App Store root.
+    // The HTTP port first: the embedded emulator pushes its App Store notifications there.
+    let http_listener = iap_runtime::http::bind("HTTP", settings.verifier.http_listen).await?;
+    let http_addr = http_listener
+        .local_addr()
+        .map_err(|e| StartupError::Server(e.to_string()))?;
     let emulator = if settings.emulator.embedded {
         let listener = iap_runtime::http::bind("the emulator", settings.emulator.listen).await?;
-        let (emulator, router) =
-            iap_emulator::build(&listener, iap_emulator::EmulatorConfig::default())
-                .map_err(|e| StartupError::Server(format!("emulator: {e}")))?;
+        let config = iap_emulator::EmulatorConfig {
+            notify_urls: vec![(
+                iap_emulator::Store::Apple,
+                format!("http://{http_addr}/notifications/apple"),
+            )],
+            ..iap_emulator::EmulatorConfig::default()
+        };
+        let (emulator, router) = iap_emulator::build(&listener, config)
+            .map_err(|e| StartupError::Server(format!("emulator: {e}")))?;
         let stores = EmulatedStores {
             apple_root: emulator.apple_root_der(),
             apple_shared_secret: emulator.apple_shared_secret(DEMO_APP),
@@ -163,18 +174,18 @@ async fn run(mut settings: Settings, shutdown: Shutdown) -> Result<(), StartupEr
         iap_delivery::store_confirmers(&settings)?,
         settings.delivery.policy(),
     );
-    let verifier = iap_verifier::Verifier::new(storage.clone(), catalog, stores).with_fast_path(
-        delivery.deliveries(),
-        std::time::Duration::from_millis(settings.verifier.fast_path_wait_ms),
-    );
+    let verifier = iap_verifier::Verifier::new(storage.clone(), catalog, stores)
+        .with_fast_path(
+            delivery.deliveries(),
+            std::time::Duration::from_millis(settings.verifier.fast_path_wait_ms),
+        )
+        .with_notifications(iap_verifier::notification_decoders(&settings)?);
+    let notifications =
+        iap_delivery::notification_handler(&delivery, &settings, Some(verifier.purchases()))?;
     let scheduler = iap_scheduler::Scheduler::new(storage);
 
     let grpc_listener = iap_runtime::http::bind("gRPC", settings.verifier.grpc_listen).await?;
-    let http_listener = iap_runtime::http::bind("HTTP", settings.verifier.http_listen).await?;
     let grpc_addr = grpc_listener
-        .local_addr()
-        .map_err(|e| StartupError::Server(e.to_string()))?;
-    let http_addr = http_listener
         .local_addr()
         .map_err(|e| StartupError::Server(e.to_string()))?;
 
@@ -200,6 +211,11 @@ async fn run(mut settings: Settings, shutdown: Shutdown) -> Result<(), StartupEr
         tokio::join!(
             scheduler.run_jobs(jobs_shutdown.clone()),
             iap_delivery::run_sweeper(delivery.clone(), &settings, jobs_shutdown.clone()),
+            iap_delivery::run_notification_handler(
+                notifications,
+                std::time::Duration::from_millis(500),
+                jobs_shutdown.clone(),
+            ),
         );
         if let Some(game) = game_server {
             let _ = game.shutdown().await;

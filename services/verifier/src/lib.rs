@@ -6,6 +6,7 @@
 //! `iap_runtime::status`. Wiring (which adapters implement which ports) happens in [`Verifier`].
 
 mod grpc;
+mod notifications;
 
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use tonic::service::Routes;
 use std::time::Duration;
 
 use iap_domain::delivery::DeliveryTrigger;
+use iap_domain::notifications::NotificationDecoder;
 use iap_domain::ports::PurchaseVerifier;
 use iap_domain::usecases::create_order::OrderCreator;
 use iap_domain::usecases::verify_purchase::PurchaseVerification;
@@ -35,6 +37,7 @@ pub struct Verifier {
     orders: Arc<OrderCreator<Storage>>,
     purchases: Arc<PurchaseVerification<Storage>>,
     delivery: Option<FastPath>,
+    decoders: Vec<Arc<dyn NotificationDecoder>>,
 }
 
 /// The delivery fast path: who to call and how long a reply may wait for it.
@@ -66,7 +69,21 @@ impl Verifier {
             orders,
             purchases,
             delivery: None,
+            decoders: Vec::new(),
         }
+    }
+
+    /// Receives store notifications on the HTTP port (`POST /notifications/{store}`) for the
+    /// stores these decoders authenticate.
+    pub fn with_notifications(mut self, decoders: Vec<Arc<dyn NotificationDecoder>>) -> Self {
+        self.decoders = decoders;
+        self
+    }
+
+    /// The verification use case (the notification handler records store-reported purchases
+    /// through it).
+    pub fn purchases(&self) -> Arc<PurchaseVerification<Storage>> {
+        self.purchases.clone()
     }
 
     /// Starts delivery right after a payment is recorded, waiting up to `wait` for it before
@@ -112,7 +129,16 @@ impl Verifier {
 
     /// The HTTP routes: operations endpoints (and store notifications when they land).
     pub fn http_router(&self) -> axum::Router {
+        let receivers = notifications::Receivers {
+            decoders: self
+                .decoders
+                .iter()
+                .map(|d| (d.platform(), d.clone()))
+                .collect(),
+            inbox: Arc::new(self.storage.clone()),
+        };
         iap_runtime::http::ops_router(Some(self.readiness()))
+            .merge(notifications::router(receivers))
     }
 
     /// Ready when the database answers.
@@ -147,7 +173,8 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), StartupEr
         http: iap_runtime::http::bind("HTTP", settings.verifier.http_listen).await?,
     };
     let stores = store_verifiers(&settings)?;
-    let mut verifier = Verifier::new(storage, catalog, stores);
+    let mut verifier = Verifier::new(storage, catalog, stores)
+        .with_notifications(notification_decoders(&settings)?);
     if let Some(url) = &settings.verifier.delivery_url {
         let trigger = grpc::DeliveryClient::new(url)
             .map_err(|e| StartupError::Config(iap_runtime::ConfigError::Invalid(e)))?;
@@ -183,8 +210,12 @@ pub async fn serve(
 pub fn store_verifiers(
     settings: &Settings,
 ) -> Result<Vec<Arc<dyn PurchaseVerifier>>, StartupError> {
-    let apple = settings.apple_verifier()?;
-    let google = settings.google_verifier()?;
-    let huawei = settings.huawei_verifier()?;
-    Ok(vec![Arc::new(apple), Arc::new(google), Arc::new(huawei)])
+    Ok(settings.purchase_verifiers()?)
+}
+
+/// The store-notification decoders the settings configure.
+pub fn notification_decoders(
+    settings: &Settings,
+) -> Result<Vec<Arc<dyn NotificationDecoder>>, StartupError> {
+    Ok(settings.notification_decoders()?)
 }

@@ -2,4 +2,5 @@
 
 pub mod create_order;
 pub mod deliver;
+pub mod handle_notifications;
 pub mod verify_purchase;

@@ -38,6 +38,11 @@ pub(crate) struct World {
     /// DeliveryService.
     pub(crate) delivery_channel: Channel,
     verifier_channel: Channel,
+    /// The verifier's HTTP port (store notifications).
+    pub(crate) verifier_http: std::net::SocketAddr,
+    /// The notification inbox's handler (run it with `run_once`).
+    pub(crate) notifications:
+        Arc<iap_domain::usecases::handle_notifications::NotificationHandler<Storage>>,
     pub(crate) shutdown: Shutdown,
 }
 
@@ -133,12 +138,15 @@ impl World {
         // The verifier without a fast path: tests decide when delivery runs.
         let catalog = Arc::new(settings.catalog().unwrap());
         let stores = iap_verifier::store_verifiers(&settings).unwrap();
-        let verifier = iap_verifier::Verifier::new(storage.clone(), catalog, stores);
+        let verifier = iap_verifier::Verifier::new(storage.clone(), catalog, stores)
+            .with_notifications(iap_verifier::notification_decoders(&settings).unwrap());
         let listeners = iap_verifier::Listeners {
             grpc: TcpListener::bind("127.0.0.1:0").await.unwrap(),
             http: TcpListener::bind("127.0.0.1:0").await.unwrap(),
         };
         let verifier_addr = listeners.grpc.local_addr().unwrap();
+        let verifier_http = listeners.http.local_addr().unwrap();
+        let notifications = iap_delivery::notification_handler(&delivery, &settings, None).unwrap();
         tokio::spawn(iap_verifier::serve(verifier, listeners, shutdown.clone()));
 
         Self {
@@ -151,9 +159,15 @@ impl World {
             toml,
             delivery,
             delivery_channel: connect(delivery_addr).await,
+            verifier_http,
+            notifications,
             verifier_channel: connect(verifier_addr).await,
             shutdown,
         }
+    }
+
+    pub(crate) fn verifier_channel(&self) -> Channel {
+        self.verifier_channel.clone()
     }
 
     pub(crate) fn deliveries(&self) -> Arc<Deliveries<Storage>> {

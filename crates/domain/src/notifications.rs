@@ -1,0 +1,124 @@
+//! Store server notifications: what a verified notification means for us ([`StoreEvent`]), and
+//! the inbox that stores each one under the store's unique id before anything acts on it, so a
+//! redelivered notification is a no-op and a crash mid-processing loses nothing.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::ids::AppId;
+use crate::order::Platform;
+use crate::ports::StorageError;
+use crate::purchase::PurchaseProof;
+
+/// A notification received and authenticated, ready for the inbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundNotification {
+    /// Store.
+    pub platform: Platform,
+    /// The store's unique id (Apple `notificationUUID`, Pub/Sub `messageId`, Huawei event id).
+    pub notification_id: String,
+    /// The app it concerns, when known.
+    pub app_id: Option<AppId>,
+    /// Store type and subtype, e.g. `REFUND`, `DID_FAIL_TO_RENEW/GRACE_PERIOD`.
+    pub notification_type: String,
+    /// The store transaction or token it is about, for operators' searches.
+    pub subject: Option<String>,
+    /// The body exactly as received.
+    pub raw_body: String,
+    /// When the store says it happened.
+    pub event_at: Option<DateTime<Utc>>,
+}
+
+/// A notification in the inbox, claimed for processing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredNotification {
+    /// Inbox row id.
+    pub id: String,
+    /// Store.
+    pub platform: Platform,
+    /// Store type and subtype.
+    pub notification_type: String,
+    /// The body exactly as received.
+    pub raw_body: String,
+    /// Processing attempts so far, this one included.
+    pub attempts: u32,
+}
+
+/// The notification inbox.
+#[async_trait]
+pub trait NotificationInbox: Send + Sync {
+    /// Stores a notification unless its id is already there. `true` when it is new.
+    async fn receive(&self, notification: InboundNotification) -> Result<bool, StorageError>;
+
+    /// Claims up to `limit` unprocessed notifications whose time has come, hiding them from other
+    /// processors for `lease` (a crashed processor's claim simply runs out).
+    async fn claim_due(
+        &self,
+        limit: u32,
+        lease: Duration,
+    ) -> Result<Vec<StoredNotification>, StorageError>;
+
+    /// Marks a notification processed, with what it led to.
+    async fn mark_processed(&self, id: &str, outcome: &str) -> Result<(), StorageError>;
+
+    /// Records a failed attempt; it is tried again at `retry_at`.
+    async fn retry_later(
+        &self,
+        id: &str,
+        error: &str,
+        retry_at: DateTime<Utc>,
+    ) -> Result<(), StorageError>;
+}
+
+/// What a notification asks us to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreEvent {
+    /// The store reports a paid purchase (Apple ONE_TIME_CHARGE, SUBSCRIBED, DID_RENEW; Google
+    /// ONE_TIME_PRODUCT_PURCHASED): verify and record it like a client's VerifyPurchase, for the
+    /// user of the order the purchase carries, then deliver. This is how a purchase whose client
+    /// died before calling us is still granted.
+    Purchased {
+        /// App.
+        app_id: AppId,
+        /// The proof to verify with the store.
+        proof: PurchaseProof,
+        /// Our order id as the purchase carries it (Apple `appAccountToken`, Google obfuscated
+        /// profile id), when the notification shows it.
+        carried_order_id: Option<String>,
+    },
+    /// The store refunded or revoked a purchase: take the items back and mark the order.
+    Refunded {
+        /// Store.
+        platform: Platform,
+        /// The charge refunded (our replay key for it).
+        store_transaction_id: String,
+        /// Revoked (family sharing removed, chargeback) rather than refunded.
+        revoked: bool,
+    },
+    /// Nothing to do (a test notification, an informational type); the reason is recorded.
+    Ignored(String),
+}
+
+/// A notification authenticated and understood.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodedNotification {
+    /// What goes into the inbox.
+    pub inbound: InboundNotification,
+    /// What it asks us to do.
+    pub event: StoreEvent,
+}
+
+/// Authenticates one store's notification bodies and says what they mean. The receiver calls it
+/// before storing (an unauthenticated body must not occupy a notification id), the processor
+/// again when acting.
+#[async_trait]
+pub trait NotificationDecoder: Send + Sync {
+    /// The store.
+    fn platform(&self) -> Platform;
+
+    /// Verifies and decodes one body as the store sent it.
+    async fn decode(&self, raw_body: &str)
+    -> Result<DecodedNotification, crate::ports::StoreError>;
+}

@@ -1,0 +1,159 @@
+//! App Store Server Notifications V2 end to end: the emulator pushes signed notifications to the
+//! verifier's `POST /notifications/apple`; the inbox stores each once; the handler grants a paid
+//! purchase whose client never called us (ONE_TIME_CHARGE) and takes back a refunded one
+//! (REFUND), exactly once, however often the store repeats itself.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use iap_domain::{OrderId, OrderState};
+use iap_proto::v1 as pb;
+use iap_proto::v1::order_service_client::OrderServiceClient;
+use serde_json::{Value, json};
+
+use common::{APP, World};
+
+impl World {
+    async fn apple_order(&self, user: &str) -> OrderId {
+        let channel = self.verifier_channel();
+        let created = OrderServiceClient::new(channel)
+            .create_order(pb::CreateOrderRequest {
+                app_id: APP.into(),
+                user_id: user.into(),
+                product_id: "gems_100".into(),
+                platform: pb::Platform::Apple.into(),
+                quantity: 1,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        OrderId::parse(&created.order.unwrap().order_id).unwrap()
+    }
+
+    async fn apple_buy(&self, token: Option<OrderId>) -> Value {
+        let mut body = json!({ "bundle_id": APP, "product_id": "gems_100",
+            "product_type": "Consumable", "environment": "Production" });
+        if let Some(token) = token {
+            body["app_account_token"] = json!(token.to_string());
+        }
+        self.store
+            .post_json("/emulator/apple/purchases", body)
+            .await
+    }
+
+    /// Waits until the emulator has pushed `count` notifications in all.
+    async fn pushed(&self, count: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let deliveries = self
+                .store
+                .get_json("/emulator/notifications/deliveries")
+                .await;
+            let done = deliveries.as_array().map_or(0, Vec::len);
+            if done >= count {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {done} notifications pushed"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn settle(&self) {
+        for _ in 0..5 {
+            self.notifications.run_once(100).await.unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn store_notifications_grant_unreported_purchases_and_revoke_refunds_once() {
+    let w = World::start().await;
+    let target = format!("http://{}/notifications/apple", w.verifier_http);
+    let http = reqwest::Client::new();
+    http.put(format!(
+        "{}/emulator/notifications/targets/apple",
+        w.store.base
+    ))
+    .json(&json!({ "url": target }))
+    .send()
+    .await
+    .unwrap();
+    // Stores deliver at least once: every notification arrives three times.
+    http.put(format!("{}/emulator/notifications/mode", w.store.base))
+        .json(&json!({ "duplicate": 2 }))
+        .send()
+        .await
+        .unwrap();
+
+    // The player paid, the app died before calling VerifyPurchase: ONE_TIME_CHARGE grants it.
+    let order = w.apple_order("player-1").await;
+    let bought = w.apple_buy(Some(order)).await;
+    w.pushed(3).await;
+    assert_eq!(
+        w.count("notifications", "notification_type = 'ONE_TIME_CHARGE'")
+            .await,
+        1,
+        "three deliveries, one inbox row"
+    );
+    w.settle().await;
+    assert_eq!(w.order(order).await.state, OrderState::Confirmed);
+    assert_eq!(w.game.ledger().effects_for_order(&order.to_string()), 1);
+    assert_eq!(
+        w.count("notifications", "processed_at IS NOT NULL").await,
+        1
+    );
+
+    // Refunded at the store: REFUND takes the items back, once.
+    let transaction = bought["transaction_id"].as_str().unwrap();
+    w.store
+        .post_json(
+            &format!("/emulator/apple/transactions/{transaction}/refund"),
+            json!({}),
+        )
+        .await;
+    w.pushed(6).await;
+    w.settle().await;
+    assert_eq!(w.order(order).await.state, OrderState::Refunded);
+    assert_eq!(w.game.ledger().balance(APP, "player-1", "gems_100"), 0);
+    assert_eq!(w.game.ledger().stats().revoke_calls, 1);
+
+    // A purchase that carries no order of ours is recorded in the inbox for reconciliation,
+    // and nothing is granted.
+    let before = w.game.ledger().stats().grant_effects;
+    w.apple_buy(None).await;
+    w.pushed(9).await;
+    w.settle().await;
+    assert_eq!(w.game.ledger().stats().grant_effects, before);
+    assert_eq!(
+        w.count(
+            "notifications",
+            "outcome LIKE 'paid purchase without an order of ours%'"
+        )
+        .await,
+        1
+    );
+
+    // Bodies that are not authentic notifications are refused and never stored.
+    let rows = w.count("notifications", "1 = 1").await;
+    for body in [
+        "not json".to_owned(),
+        json!({ "signedPayload": "a.b.c" }).to_string(),
+        json!({}).to_string(),
+    ] {
+        let reply = http.post(&target).body(body).send().await.unwrap();
+        assert_eq!(reply.status().as_u16(), 400);
+    }
+    assert_eq!(w.count("notifications", "1 = 1").await, rows);
+    let unknown = http
+        .post(format!("http://{}/notifications/nokia", w.verifier_http))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status().as_u16(), 404);
+}
