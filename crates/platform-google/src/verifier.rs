@@ -465,3 +465,122 @@ impl iap_domain::ports::StoreConfirmer for GoogleVerifier {
         }
     }
 }
+
+/// Real-time developer notifications, as Pub/Sub pushes them:
+/// `{"message": {"data": base64(DeveloperNotification), "messageId" | "message_id", …},
+/// "subscription": …}`. The message id is the inbox key. A one-time purchase is looked up at
+/// Google before anything is granted (a notification only says that something changed); a voided
+/// purchase is revoked under its replay key (the purchase token for one-time products, the order
+/// id for subscriptions).
+#[async_trait]
+impl iap_domain::notifications::NotificationDecoder for GoogleVerifier {
+    fn platform(&self) -> Platform {
+        Platform::Google
+    }
+
+    async fn decode(
+        &self,
+        raw_body: &str,
+    ) -> Result<iap_domain::notifications::DecodedNotification, StoreError> {
+        use base64::Engine;
+        use iap_domain::notifications::{DecodedNotification, InboundNotification, StoreEvent};
+        let malformed = |detail: &str| rejected(RejectReason::Malformed, "malformed", detail);
+        let envelope: Value =
+            serde_json::from_str(raw_body).map_err(|_| malformed("body is not JSON"))?;
+        let message = &envelope["message"];
+        let id = string(&message["messageId"])
+            .or_else(|| string(&message["message_id"]))
+            .ok_or_else(|| malformed("message.messageId is missing"))?;
+        let data = message["data"]
+            .as_str()
+            .ok_or_else(|| malformed("message.data is missing"))?;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(data.trim())
+            .map_err(|_| malformed("message.data is not base64"))?;
+        let n: Value = serde_json::from_slice(&decoded)
+            .map_err(|_| malformed("message.data is not a DeveloperNotification"))?;
+        let package = n["packageName"].as_str().unwrap_or_default();
+        let app_id = self
+            .apps
+            .iter()
+            .find(|(_, a)| a.package == package)
+            .map(|(id, _)| id.clone())
+            .ok_or_else(|| {
+                rejected(
+                    RejectReason::BundleMismatch,
+                    "package_not_configured",
+                    format!("no app is configured for package {package:?}"),
+                )
+            })?;
+        let event_at = match &n["eventTimeMillis"] {
+            Value::String(s) => s.parse::<i64>().ok(),
+            other => other.as_i64(),
+        }
+        .and_then(chrono::DateTime::from_timestamp_millis);
+        let (kind, subject, event) = if let Some(one) = n.get("oneTimeProductNotification") {
+            let token = string(&one["purchaseToken"]);
+            let sku = string(&one["sku"]);
+            let kind = format!("ONE_TIME_PRODUCT/{}", one["notificationType"]);
+            let event = match (one["notificationType"].as_i64(), &token, &sku) {
+                (Some(1), Some(token), Some(sku)) => StoreEvent::Purchased {
+                    app_id: app_id.clone(),
+                    proof: PurchaseProof::Google {
+                        purchase_token: token.clone(),
+                        product_id: ProductId::parse(sku.as_str())
+                            .map_err(|e| malformed(&e.to_string()))?,
+                        signed_data: None,
+                    },
+                    carried_order_id: None,
+                },
+                _ => StoreEvent::Ignored(format!(
+                    "{kind}: a pending purchase was cancelled; nothing was granted"
+                )),
+            };
+            (kind, token, event)
+        } else if let Some(voided) = n.get("voidedPurchaseNotification") {
+            let subscription = voided["productType"].as_i64() == Some(1);
+            let key = if subscription {
+                string(&voided["orderId"])
+            } else {
+                string(&voided["purchaseToken"])
+            }
+            .ok_or_else(|| malformed("voidedPurchaseNotification without its ids"))?;
+            let event = StoreEvent::Refunded {
+                platform: Platform::Google,
+                store_transaction_id: key.clone(),
+                revoked: false,
+            };
+            ("VOIDED_PURCHASE".to_owned(), Some(key), event)
+        } else if let Some(sub) = n.get("subscriptionNotification") {
+            let kind = format!("SUBSCRIPTION/{}", sub["notificationType"]);
+            let event = StoreEvent::Ignored(format!(
+                "{kind}: recorded; subscription state changes are applied by the subscription jobs"
+            ));
+            (kind, string(&sub["purchaseToken"]), event)
+        } else if n.get("testNotification").is_some() {
+            (
+                "TEST".to_owned(),
+                None,
+                StoreEvent::Ignored("test notification".into()),
+            )
+        } else {
+            (
+                "UNKNOWN".to_owned(),
+                None,
+                StoreEvent::Ignored("a notification kind this version does not know".into()),
+            )
+        };
+        Ok(DecodedNotification {
+            inbound: InboundNotification {
+                platform: Platform::Google,
+                notification_id: id,
+                app_id: Some(app_id),
+                notification_type: kind,
+                subject,
+                raw_body: raw_body.to_owned(),
+                event_at,
+            },
+            event,
+        })
+    }
+}

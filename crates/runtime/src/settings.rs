@@ -450,12 +450,16 @@ impl Settings {
         ])
     }
 
-    /// The store-notification decoders (App Store Server Notifications V2 so far).
+    /// The store-notification decoders: App Store Server Notifications V2 and Google Play
+    /// real-time developer notifications.
     pub fn notification_decoders(
         &self,
     ) -> Result<Vec<std::sync::Arc<dyn iap_domain::notifications::NotificationDecoder>>, ConfigError>
     {
-        Ok(vec![std::sync::Arc::new(self.apple_verifier()?)])
+        Ok(vec![
+            std::sync::Arc::new(self.apple_verifier()?),
+            std::sync::Arc::new(self.google_verifier()?),
+        ])
     }
 
     /// The App Store verifier for every app with `[apps.<id>.apple]`.

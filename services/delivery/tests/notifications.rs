@@ -157,3 +157,56 @@ async fn store_notifications_grant_unreported_purchases_and_revoke_refunds_once(
         .unwrap();
     assert_eq!(unknown.status().as_u16(), 404);
 }
+
+/// Google Play real-time developer notifications through a Pub/Sub push: a one-time purchase the
+/// client never reported is looked up at Google, bound to the order its obfuscated ids carry,
+/// granted and consumed; its refund (voided purchase) takes the items back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn google_rtdn_grants_unreported_purchases_and_revokes_voided_ones() {
+    let w = World::start().await;
+    let target = format!("http://{}/notifications/google", w.verifier_http);
+    reqwest::Client::new()
+        .put(format!(
+            "{}/emulator/notifications/targets/google",
+            w.store.base
+        ))
+        .json(&json!({ "url": target }))
+        .send()
+        .await
+        .unwrap();
+    let request = w.purchase("player-7", "gems_100").await;
+    w.pushed(1).await;
+    w.settle().await;
+    let token = match &request.purchase {
+        Some(pb::verify_purchase_request::Purchase::Google(g)) => g.purchase_token.clone(),
+        _ => unreachable!(),
+    };
+    let order = {
+        use iap_domain::Platform;
+        use iap_domain::ports::PaymentLedger;
+        w.storage
+            .find_purchase(Platform::Google, &token)
+            .await
+            .unwrap()
+            .expect("the notification recorded the purchase")
+            .order_id
+    };
+    assert_eq!(w.order(order).await.state, OrderState::Confirmed);
+    assert_eq!(w.game.ledger().balance(APP, "player-7", "gems_100"), 1);
+
+    // The client's late VerifyPurchase finds it recorded: nothing doubles.
+    let late = w.verify(request).await.unwrap();
+    assert!(late.already_recorded);
+    assert_eq!(w.game.ledger().stats().grant_effects, 1);
+
+    w.store
+        .post_json(
+            &format!("/emulator/google/purchases/{token}/refund"),
+            json!({}),
+        )
+        .await;
+    w.pushed(2).await;
+    w.settle().await;
+    assert_eq!(w.order(order).await.state, OrderState::Refunded);
+    assert_eq!(w.game.ledger().balance(APP, "player-7", "gems_100"), 0);
+}

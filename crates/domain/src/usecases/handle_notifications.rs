@@ -138,7 +138,21 @@ where
                 proof,
                 carried_order_id,
             } => {
-                let owner = match carried_order_id.as_deref().map(OrderId::parse) {
+                // Whose purchase: the order it carries. Notifications that do not show it
+                // (Google's) are looked up at the store first.
+                let carried = match carried_order_id {
+                    Some(id) => Some(id),
+                    None => match self.purchases.inspect(&app_id, &proof).await {
+                        Ok(purchase) => purchase.carried_order_id,
+                        Err(
+                            e @ (VerifyError::StoreUnavailable { .. } | VerifyError::Storage(_)),
+                        ) => {
+                            return Err(Retry::Later(e.to_string()));
+                        }
+                        Err(e) => return Ok(format!("purchase refused: {e}")),
+                    },
+                };
+                let owner = match carried.as_deref().map(OrderId::parse) {
                     Some(Ok(id)) => self.store.get_order(id).await?,
                     _ => None,
                 };

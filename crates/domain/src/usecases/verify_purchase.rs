@@ -151,6 +151,39 @@ impl<S: OrderRepository + PaymentLedger> PurchaseVerification<S> {
         }
     }
 
+    /// Asks the store about a purchase without recording anything: who it is bound to (the
+    /// carried order id) before deciding whose it is. Store notifications use it.
+    pub async fn inspect(
+        &self,
+        app_id: &AppId,
+        proof: &PurchaseProof,
+    ) -> Result<VerifiedPurchase, VerifyError> {
+        let platform = proof.platform();
+        let app = self
+            .catalog
+            .app(app_id)
+            .ok_or_else(|| VerifyError::UnknownApp(app_id.clone()))?;
+        let verifier = self
+            .verifiers
+            .get(&platform)
+            .filter(|v| v.serves(app_id))
+            .ok_or(VerifyError::StoreNotConfigured(platform))?;
+        let named = match proof {
+            PurchaseProof::Google { product_id, .. } | PurchaseProof::Huawei { product_id, .. } => {
+                Some(
+                    app.product(product_id)
+                        .ok_or_else(|| unknown_product(product_id))?,
+                )
+            }
+            _ => None,
+        };
+        let ctx = VerifyContext {
+            app_id,
+            product: named,
+        };
+        Ok(verifier.verify(ctx, proof).await?)
+    }
+
     /// Verifies and records one purchase.
     #[tracing::instrument(name = "verify_purchase", skip_all, fields(app_id = %cmd.app_id, platform = %cmd.proof.platform(), order_id), err(level = "info", Display))]
     pub async fn verify(&self, cmd: VerifyPurchase) -> Result<Verified, VerifyError> {
