@@ -269,6 +269,17 @@ pub trait PaymentLedger: Send + Sync {
         store_transaction_id: &str,
     ) -> Result<Option<RecordedPurchase>, StorageError>;
 
+    /// Who redeemed the purchase with this Google or Huawei purchase token (refund notifications
+    /// that name only the token).
+    async fn find_purchase_by_token(
+        &self,
+        platform: Platform,
+        purchase_token: &str,
+    ) -> Result<Option<RecordedPurchase>, StorageError> {
+        let _ = (platform, purchase_token);
+        Ok(None)
+    }
+
     /// The user's oldest order still CREATED for this product on this store.
     async fn oldest_unpaid_order(
         &self,

@@ -53,6 +53,7 @@ fn subscriptions_root() -> String {
 
 #[derive(Debug, Clone)]
 struct HuaweiApp {
+    agc_app_id: String,
     key: IapPublicKey,
     api: Arc<HuaweiApi>,
     prefer_pss: bool,
@@ -103,6 +104,7 @@ impl HuaweiVerifier {
             built.insert(
                 app_id.clone(),
                 HuaweiApp {
+                    agc_app_id: c.app_id.clone(),
                     key,
                     api: Arc::new(api),
                     prefer_pss: c.prefer_pss,
@@ -399,5 +401,136 @@ impl iap_domain::ports::StoreConfirmer for HuaweiVerifier {
                 "Huawei confirm answered responseCode {code}"
             ))),
         }
+    }
+}
+
+/// Huawei IAP server notifications v2: `{version: "v2", eventType: "ORDER" | "SUBSCRIPTION",
+/// notifyTime, applicationId, orderNotification | subNotification}`. ORDER events are unsigned,
+/// so they are only a hint: a payment (type 1) is re-queried with the Order service, whose signed
+/// answer becomes the proof; a refund (type 2) names the purchase token to revoke. There is no
+/// event id, so the inbox key is the event type, notification type and purchase token.
+#[async_trait]
+impl iap_domain::notifications::NotificationDecoder for HuaweiVerifier {
+    fn platform(&self) -> Platform {
+        Platform::Huawei
+    }
+
+    async fn decode(
+        &self,
+        raw_body: &str,
+    ) -> Result<iap_domain::notifications::DecodedNotification, StoreError> {
+        use iap_domain::notifications::{DecodedNotification, InboundNotification, StoreEvent};
+        let malformed = |detail: &str| rejected(RejectReason::Malformed, "malformed", detail);
+        let body: Value =
+            serde_json::from_str(raw_body).map_err(|_| malformed("body is not JSON"))?;
+        let application = string(&body["applicationId"]).unwrap_or_default();
+        let (app_id, app) = self
+            .apps
+            .iter()
+            .find(|(_, a)| a.agc_app_id == application)
+            .ok_or_else(|| {
+                rejected(
+                    RejectReason::BundleMismatch,
+                    "app_not_configured",
+                    format!("no app is configured for Huawei application {application:?}"),
+                )
+            })?;
+        let event_type = string(&body["eventType"]).unwrap_or_default();
+        let event_at =
+            number(&body["notifyTime"]).and_then(chrono::DateTime::from_timestamp_millis);
+        let (id, kind, subject, event) = match event_type.as_str() {
+            "ORDER" => {
+                let order = &body["orderNotification"];
+                let token = string(&order["purchaseToken"])
+                    .ok_or_else(|| malformed("orderNotification.purchaseToken is missing"))?;
+                let product = string(&order["productId"])
+                    .ok_or_else(|| malformed("orderNotification.productId is missing"))?;
+                let kind = number(&order["notificationType"]).unwrap_or(-1);
+                let event = match kind {
+                    1 => 'paid: {
+                        // Ask the Order service; its signed answer is the proof.
+                        let reply = app
+                            .api
+                            .verify_order(&token, &product, app.prefer_pss)
+                            .await?;
+                        if response_code(&reply) == "9" {
+                            // Confirmed already: it was delivered (we confirm only after the
+                            // grant). A resent event must still be answered 200.
+                            break 'paid StoreEvent::Ignored(
+                                "ORDER/1: the purchase is already confirmed".into(),
+                            );
+                        }
+                        if response_code(&reply) != "0" {
+                            return Err(refusal(
+                                &response_code(&reply),
+                                reply["responseMessage"].as_str().unwrap_or(""),
+                            ));
+                        }
+                        let data = reply["purchaseTokenData"].as_str().unwrap_or("").to_owned();
+                        let signature = reply["dataSignature"].as_str().unwrap_or("").to_owned();
+                        let algorithm = string(&reply["signatureAlgorithm"])
+                            .or_else(|| app.prefer_pss.then(|| PSS.to_owned()));
+                        let store_data = signed_json(app, &data, &signature, algorithm.as_deref())?;
+                        StoreEvent::Purchased {
+                            app_id: app_id.clone(),
+                            carried_order_id: string(&store_data["developerPayload"]),
+                            proof: PurchaseProof::Huawei {
+                                purchase_token: token.clone(),
+                                product_id: ProductId::parse(product.as_str())
+                                    .map_err(|e| malformed(&e.to_string()))?,
+                                signed_data: SignedData { data, signature },
+                                signature_algorithm: algorithm,
+                            },
+                        }
+                    }
+                    2 => StoreEvent::Refunded {
+                        platform: Platform::Huawei,
+                        store_transaction_id: token.clone(),
+                        revoked: false,
+                    },
+                    _ => {
+                        StoreEvent::Ignored(format!("ORDER/{kind}: not a type this version knows"))
+                    }
+                };
+                (
+                    format!("order:{kind}:{token}"),
+                    format!("ORDER/{kind}"),
+                    Some(token),
+                    event,
+                )
+            }
+            "SUBSCRIPTION" => {
+                let sub = &body["subNotification"];
+                let inner: Value = sub["statusUpdateNotification"]
+                    .as_str()
+                    .and_then(|s| serde_json::from_str(s).ok())
+                    .unwrap_or(Value::Null);
+                let kind = number(&inner["notificationType"]).unwrap_or(-1);
+                let token = string(&inner["purchaseToken"]).unwrap_or_default();
+                let subscription = string(&inner["subscriptionId"]).unwrap_or_default();
+                let order = string(&inner["orderId"]).unwrap_or_default();
+                (
+                    format!("subscription:{kind}:{subscription}:{order}:{token}"),
+                    format!("SUBSCRIPTION/{kind}"),
+                    Some(subscription),
+                    StoreEvent::Ignored(format!(
+                        "SUBSCRIPTION/{kind}: recorded; subscription state changes are applied by the subscription jobs"
+                    )),
+                )
+            }
+            other => return Err(malformed(&format!("unknown eventType {other:?}"))),
+        };
+        Ok(DecodedNotification {
+            inbound: InboundNotification {
+                platform: Platform::Huawei,
+                notification_id: id,
+                app_id: Some(app_id.clone()),
+                notification_type: kind,
+                subject,
+                raw_body: raw_body.to_owned(),
+                event_at,
+            },
+            event,
+        })
     }
 }

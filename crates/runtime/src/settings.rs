@@ -450,8 +450,8 @@ impl Settings {
         ])
     }
 
-    /// The store-notification decoders: App Store Server Notifications V2 and Google Play
-    /// real-time developer notifications.
+    /// The store-notification decoders: App Store Server Notifications V2, Google Play
+    /// real-time developer notifications and Huawei IAP notifications v2.
     pub fn notification_decoders(
         &self,
     ) -> Result<Vec<std::sync::Arc<dyn iap_domain::notifications::NotificationDecoder>>, ConfigError>
@@ -459,6 +459,7 @@ impl Settings {
         Ok(vec![
             std::sync::Arc::new(self.apple_verifier()?),
             std::sync::Arc::new(self.google_verifier()?),
+            std::sync::Arc::new(self.huawei_verifier()?),
         ])
     }
 

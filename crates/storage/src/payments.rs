@@ -270,6 +270,23 @@ impl PaymentLedger for Storage {
         self.find_in(self.connection(), platform, id).await
     }
 
+    async fn find_purchase_by_token(
+        &self,
+        platform: Platform,
+        purchase_token: &str,
+    ) -> Result<Option<RecordedPurchase>, StorageError> {
+        // The newest charge of the token (a Huawei or Google token names one purchase; for
+        // subscriptions, renewals share it and the latest is the one refunded).
+        let row = store_transactions::Entity::find()
+            .filter(store_transactions::Column::Platform.eq(platform.as_str()))
+            .filter(store_transactions::Column::PurchaseToken.eq(purchase_token))
+            .order_by_desc(store_transactions::Column::VerifiedAt)
+            .one(self.connection())
+            .await
+            .map_err(classify)?;
+        row.map(|row| recorded(row, false)).transpose()
+    }
+
     async fn oldest_unpaid_order(
         &self,
         app: &AppId,

@@ -210,3 +210,69 @@ async fn google_rtdn_grants_unreported_purchases_and_revokes_voided_ones() {
     assert_eq!(w.order(order).await.state, OrderState::Refunded);
     assert_eq!(w.game.ledger().balance(APP, "player-7", "gems_100"), 0);
 }
+
+/// Huawei IAP notifications v2: the unsigned ORDER event is only a hint — the purchase is
+/// re-queried at the Order service, whose signed answer is verified and recorded for the order
+/// its developerPayload names, granted and confirmed; the refund event takes the items back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn huawei_order_events_are_requeried_then_granted_and_refunds_revoked() {
+    use iap_test_support::emulator::HUAWEI_APP;
+    let w = World::start().await;
+    let target = format!("http://{}/notifications/huawei", w.verifier_http);
+    reqwest::Client::new()
+        .put(format!(
+            "{}/emulator/notifications/targets/huawei",
+            w.store.base
+        ))
+        .json(&json!({ "url": target }))
+        .send()
+        .await
+        .unwrap();
+    let created = OrderServiceClient::new(w.verifier_channel())
+        .create_order(pb::CreateOrderRequest {
+            app_id: APP.into(),
+            user_id: "player-9".into(),
+            product_id: "gems_100".into(),
+            platform: pb::Platform::Huawei.into(),
+            quantity: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let order = OrderId::parse(&created.order.unwrap().order_id).unwrap();
+    let payload = created.binding.unwrap().huawei_developer_payload;
+    let bought = w
+        .store
+        .post_json(
+            "/emulator/huawei/purchases",
+            json!({ "app_id": HUAWEI_APP, "product_id": "gems_100", "kind": 0,
+                "developer_payload": payload }),
+        )
+        .await;
+    w.pushed(1).await;
+    w.settle().await;
+    assert_eq!(w.order(order).await.state, OrderState::Confirmed);
+    assert_eq!(w.game.ledger().balance(APP, "player-9", "gems_100"), 1);
+
+    let token = bought["purchase_token"].as_str().unwrap();
+    w.store
+        .post_json(
+            &format!("/emulator/huawei/purchases/{token}/refund"),
+            json!({}),
+        )
+        .await;
+    w.pushed(2).await;
+    w.settle().await;
+    assert_eq!(w.order(order).await.state, OrderState::Refunded);
+    assert_eq!(w.game.ledger().balance(APP, "player-9", "gems_100"), 0);
+
+    // The same event again (Huawei resends until it sees 200): one inbox row.
+    let again = reqwest::Client::new()
+        .post(&target)
+        .body(bought["notification"].to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.text().await.unwrap(), "duplicate");
+}

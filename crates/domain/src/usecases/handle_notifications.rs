@@ -168,11 +168,17 @@ where
                 store_transaction_id,
                 revoked,
             } => {
-                let Some(redeemed) = self
+                let mut redeemed = self
                     .store
                     .find_purchase(platform, &store_transaction_id)
-                    .await?
-                else {
+                    .await?;
+                if redeemed.is_none() && platform != Platform::Apple {
+                    redeemed = self
+                        .store
+                        .find_purchase_by_token(platform, &store_transaction_id)
+                        .await?;
+                }
+                let Some(redeemed) = redeemed else {
                     return Ok("refund of a purchase never redeemed here".into());
                 };
                 let reason = if revoked {
