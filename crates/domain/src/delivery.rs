@@ -231,6 +231,17 @@ pub trait DeliveryStore: Send + Sync {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<OrderId>, StorageError>;
+
+    /// Like [`DeliveryStore::due_orders`], but takes them: their `next_attempt_at` moves `hold`
+    /// ahead, under `FOR UPDATE SKIP LOCKED`, so concurrent sweepers (scheduler replicas) share
+    /// the work instead of racing for the same orders. A sweeper that dies leaves them due again
+    /// after `hold`.
+    async fn reserve_due_orders(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        hold: Duration,
+    ) -> Result<Vec<OrderId>, StorageError>;
 }
 
 /// What a revocation claim found.

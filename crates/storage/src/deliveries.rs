@@ -649,6 +649,17 @@ impl DeliveryStore for Storage {
             .transpose()
     }
 
+    async fn reserve_due_orders(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        hold: Duration,
+    ) -> Result<Vec<OrderId>, StorageError> {
+        let txn = self.connection().begin().await.map_err(classify)?;
+        let result = self.reserve_in(&txn, now, limit, hold).await;
+        finish(txn, result).await
+    }
+
     async fn due_orders(
         &self,
         now: DateTime<Utc>,
@@ -660,6 +671,41 @@ impl DeliveryStore for Storage {
             .await
             .map_err(classify)?;
         rows.iter()
+            .map(|id| {
+                OrderId::parse(id).map_err(|e| StorageError::Corrupt(format!("orders.id: {e}")))
+            })
+            .collect()
+    }
+}
+
+impl Storage {
+    async fn reserve_in(
+        &self,
+        txn: &DatabaseTransaction,
+        now: DateTime<Utc>,
+        limit: u32,
+        hold: Duration,
+    ) -> Result<Vec<OrderId>, StorageError> {
+        let mut query = due_orders_query(now, limit);
+        if self.backend() == sea_orm::DatabaseBackend::Postgres {
+            query = query.lock_with_behavior(
+                sea_orm::sea_query::LockType::Update,
+                sea_orm::sea_query::LockBehavior::SkipLocked,
+            );
+        }
+        let ids: Vec<String> = query.into_tuple().all(txn).await.map_err(classify)?;
+        if !ids.is_empty() {
+            orders::Entity::update_many()
+                .col_expr(
+                    orders::Column::NextAttemptAt,
+                    Expr::value(until(now, hold)),
+                )
+                .filter(orders::Column::Id.is_in(ids.clone()))
+                .exec(txn)
+                .await
+                .map_err(classify)?;
+        }
+        ids.iter()
             .map(|id| {
                 OrderId::parse(id).map_err(|e| StorageError::Corrupt(format!("orders.id: {e}")))
             })

@@ -53,7 +53,7 @@ impl DeliverySweep {
 
     /// One pass over the orders due now.
     pub async fn run_once(&self) -> Result<SweepReport, StorageError> {
-        let due = self.deliveries.due_orders(self.batch).await?;
+        let due = self.deliveries.reserve_due_orders(self.batch).await?;
         let mut report = SweepReport {
             due: due.len(),
             ..SweepReport::default()

@@ -181,6 +181,14 @@ impl<S: DeliveryStore + OrderRepository> Deliveries<S> {
         self.store.due_orders(Utc::now(), limit).await
     }
 
+    /// Takes up to `limit` due orders for this sweeper (see
+    /// [`DeliveryStore::reserve_due_orders`]); they come due again after a lease if it dies.
+    pub async fn reserve_due_orders(&self, limit: u32) -> Result<Vec<OrderId>, StorageError> {
+        self.store
+            .reserve_due_orders(Utc::now(), limit, self.policy.lease())
+            .await
+    }
+
     /// Takes the per-order lock. `None` inside means Redis was unreachable and we go on with
     /// the database fence alone; `Err(())` means another worker holds it.
     async fn take_lock(&self, order: OrderId) -> Result<HeldLock<'_>, ()> {
