@@ -3,6 +3,7 @@
 //! reflection. Depends on `iap-domain` (to build the catalog) and `iap-proto` (descriptors).
 
 pub mod database;
+pub mod delivery_client;
 pub mod grpc;
 pub mod http;
 pub mod lock;

@@ -187,12 +187,29 @@ impl DeliverySettings {
 pub struct SchedulerSettings {
     /// HTTP: `/metrics`, `/healthz`, `/readyz`.
     pub http_listen: SocketAddr,
+    /// `iap-delivery`'s gRPC address: the sweep asks it to deliver each due order. Unset: this
+    /// replica does not sweep orders.
+    pub delivery_url: Option<String>,
+    /// How often the order sweep runs (ms).
+    pub sweep_interval_ms: u64,
+    /// Orders one pass takes at most.
+    pub sweep_batch: u32,
+    /// Deliver calls in flight at once.
+    pub sweep_concurrency: usize,
+    /// How long a pass keeps its orders from other replicas (ms); if this replica dies, they
+    /// come due again after it.
+    pub sweep_hold_ms: u64,
 }
 
 impl Default for SchedulerSettings {
     fn default() -> Self {
         Self {
             http_listen: SocketAddr::from(([127, 0, 0, 1], 9102)),
+            delivery_url: None,
+            sweep_interval_ms: 2_000,
+            sweep_batch: 200,
+            sweep_concurrency: 16,
+            sweep_hold_ms: 30_000,
         }
     }
 }

@@ -696,10 +696,7 @@ impl Storage {
         let ids: Vec<String> = query.into_tuple().all(txn).await.map_err(classify)?;
         if !ids.is_empty() {
             orders::Entity::update_many()
-                .col_expr(
-                    orders::Column::NextAttemptAt,
-                    Expr::value(until(now, hold)),
-                )
+                .col_expr(orders::Column::NextAttemptAt, Expr::value(until(now, hold)))
                 .filter(orders::Column::Id.is_in(ids.clone()))
                 .exec(txn)
                 .await

@@ -28,10 +28,12 @@ impl DeliveryService for Delivery {
         request: Request<pb::DeliverRequest>,
     ) -> Result<Response<pb::DeliverResponse>, Status> {
         let id = order_id(&request.into_inner().order_id)?;
-        let outcome = self
-            .deliveries
-            .deliver(id)
+        // Its own task: a caller that goes away (a sweeper killed, a deadline) must not cut a
+        // grant in the middle, which would leave the order leased until the lease runs out.
+        let deliveries = self.deliveries.clone();
+        let outcome = tokio::spawn(async move { deliveries.deliver(id).await })
             .await
+            .map_err(|e| Status::internal(format!("delivery task failed: {e}")))?
             .map_err(IntoStatus::into_status)?;
         Ok(Response::new(pb::DeliverResponse {
             order: Some(wire::order(&outcome.order)),

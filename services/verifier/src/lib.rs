@@ -176,7 +176,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), StartupEr
     let mut verifier = Verifier::new(storage, catalog, stores)
         .with_notifications(notification_decoders(&settings)?);
     if let Some(url) = &settings.verifier.delivery_url {
-        let trigger = grpc::DeliveryClient::new(url)
+        let trigger = iap_runtime::delivery_client::DeliveryClient::new(url)
             .map_err(|e| StartupError::Config(iap_runtime::ConfigError::Invalid(e)))?;
         verifier = verifier.with_fast_path(
             Arc::new(trigger),

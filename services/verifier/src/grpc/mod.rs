@@ -5,6 +5,3 @@ mod verification;
 
 pub(crate) use order::order_service;
 pub(crate) use verification::verification_service;
-mod delivery_client;
-
-pub(crate) use delivery_client::DeliveryClient;

@@ -1,4 +1,5 @@
-//! The fast path to a separate `iap-delivery`: `DeliveryService.Deliver` over gRPC.
+//! `DeliveryService.Deliver` over gRPC, for processes that trigger deliveries without running
+//! them: the verifier's fast path and the scheduler's sweeps.
 
 use async_trait::async_trait;
 use tonic::transport::{Channel, Endpoint};
@@ -8,16 +9,16 @@ use iap_domain::delivery::DeliveryTrigger;
 use iap_proto::v1 as pb;
 use iap_proto::v1::delivery_service_client::DeliveryServiceClient;
 
-/// `DeliveryService` client used right after a payment is recorded.
+/// A `DeliveryService` client.
 #[derive(Debug, Clone)]
-pub(crate) struct DeliveryClient {
+pub struct DeliveryClient {
     client: DeliveryServiceClient<Channel>,
 }
 
 impl DeliveryClient {
-    /// Connects lazily to `url`: a delivery service that is down only leaves the work to the
-    /// sweeper.
-    pub(crate) fn new(url: &str) -> Result<Self, String> {
+    /// Connects lazily to `url`: a delivery service that is down delays deliveries (the callers
+    /// retry), it does not stop the caller.
+    pub fn new(url: &str) -> Result<Self, String> {
         let endpoint = Endpoint::from_shared(url.to_owned())
             .map_err(|e| format!("verifier.delivery_url {url:?}: {e}"))?
             .connect_timeout(std::time::Duration::from_secs(2));
