@@ -732,7 +732,55 @@ fn due_orders_query(now: DateTime<Utc>, limit: u32) -> sea_orm::Select<orders::E
         .limit(u64::from(limit))
 }
 
+/// How far behind delivery is: the oldest paid order not yet granted, and the oldest granted one
+/// not yet confirmed at the store (Google refunds purchases unacknowledged after three days).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backlog {
+    /// Orders PAID or DELIVERING.
+    pub undelivered: u64,
+    /// When the oldest of them was paid.
+    pub oldest_undelivered_paid_at: Option<DateTime<Utc>>,
+    /// Orders DELIVERED, not CONFIRMED.
+    pub unconfirmed: u64,
+    /// When the oldest of them was delivered.
+    pub oldest_unconfirmed_delivered_at: Option<DateTime<Utc>>,
+}
+
 impl Storage {
+    /// The delivery backlog (reads only unsettled rows, through the index on `state`).
+    pub async fn backlog(&self) -> Result<Backlog, StorageError> {
+        use sea_orm::sea_query::{Expr as E, Func};
+        let undelivered: Option<(i64, Option<DateTime<Utc>>)> = orders::Entity::find()
+            .select_only()
+            .expr(E::col(orders::Column::Id).count())
+            .expr(Func::min(E::col(orders::Column::PaidAt)))
+            .filter(
+                orders::Column::State
+                    .is_in([OrderState::Paid.as_str(), OrderState::Delivering.as_str()]),
+            )
+            .into_tuple()
+            .one(self.connection())
+            .await
+            .map_err(classify)?;
+        let unconfirmed: Option<(i64, Option<DateTime<Utc>>)> = orders::Entity::find()
+            .select_only()
+            .expr(E::col(orders::Column::Id).count())
+            .expr(Func::min(E::col(orders::Column::DeliveredAt)))
+            .filter(orders::Column::State.eq(OrderState::Delivered.as_str()))
+            .into_tuple()
+            .one(self.connection())
+            .await
+            .map_err(classify)?;
+        let (undelivered, oldest_undelivered_paid_at) = undelivered.unwrap_or((0, None));
+        let (unconfirmed, oldest_unconfirmed_delivered_at) = unconfirmed.unwrap_or((0, None));
+        Ok(Backlog {
+            undelivered: u64::try_from(undelivered).unwrap_or(0),
+            oldest_undelivered_paid_at,
+            unconfirmed: u64::try_from(unconfirmed).unwrap_or(0),
+            oldest_unconfirmed_delivered_at,
+        })
+    }
+
     /// The sweeper's query as SQL with its values inlined, for `EXPLAIN` in benchmarks and by
     /// operators.
     pub fn due_orders_sql(&self, now: DateTime<Utc>, limit: u32) -> String {

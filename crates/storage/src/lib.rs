@@ -16,6 +16,7 @@ use std::time::Duration;
 use sea_orm::Statement;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection};
 
+pub use deliveries::Backlog;
 pub use error::{ConnectError, classify};
 
 /// Connection pool settings.

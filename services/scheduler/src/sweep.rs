@@ -89,7 +89,28 @@ impl OrderSweep {
             }
         }
         metrics::counter!("iap_scheduler_swept_orders_total").increment(pass.reserved as u64);
+        self.report_backlog().await;
         Ok(pass)
+    }
+
+    /// Gauges to alert on: how many paid orders wait for their grant or their store
+    /// confirmation, and for how long the oldest has (alert well inside Google's three days).
+    async fn report_backlog(&self) {
+        let Ok(backlog) = self.storage.backlog().await else {
+            return;
+        };
+        let now = Utc::now();
+        let age = |at: Option<chrono::DateTime<Utc>>| {
+            at.map_or(0.0, |at| {
+                (now - at).num_milliseconds().max(0) as f64 / 1000.0
+            })
+        };
+        metrics::gauge!("iap_orders_undelivered").set(backlog.undelivered as f64);
+        metrics::gauge!("iap_orders_undelivered_oldest_age_seconds")
+            .set(age(backlog.oldest_undelivered_paid_at));
+        metrics::gauge!("iap_orders_unconfirmed").set(backlog.unconfirmed as f64);
+        metrics::gauge!("iap_orders_unconfirmed_oldest_age_seconds")
+            .set(age(backlog.oldest_unconfirmed_delivered_at));
     }
 
     /// Passes every `interval` until the shutdown; a full batch is followed at once by the next.

@@ -111,6 +111,13 @@ async fn replicas_killed_and_restarted_deliver_every_stuck_order_once() {
             .unwrap();
     }
 
+    let backlog = storage.backlog().await.unwrap();
+    assert_eq!(
+        (backlog.undelivered, backlog.unconfirmed),
+        (ORDERS as u64, 0)
+    );
+    assert!(backlog.oldest_undelivered_paid_at.is_some());
+
     // The delivery service the replicas call, with the reference game server behind it.
     let game = iap_game_server::spawn(
         ([127, 0, 0, 1], 0).into(),
@@ -160,6 +167,9 @@ async fn replicas_killed_and_restarted_deliver_every_stuck_order_once() {
     }
     drop(replicas);
     shutdown.trigger();
+    let backlog = storage.backlog().await.unwrap();
+    assert_eq!((backlog.undelivered, backlog.unconfirmed), (0, 0));
+    assert_eq!(backlog.oldest_undelivered_paid_at, None);
 
     let ledger: Arc<iap_game_server::Ledger> = game.ledger().clone();
     let grants = ledger.grants();
