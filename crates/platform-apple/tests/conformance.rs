@@ -298,3 +298,38 @@ async fn the_verifier_checks_bundle_and_environment_after_the_chain() {
         RejectReason::BundleMismatch
     );
 }
+
+/// A real App Store Server Notification (Apple-signed TEST for a real app), posted the way Apple
+/// posts it, is authenticated under the pinned Apple Root CA G3 and answered as a test; the same
+/// body for an app we do not serve, or under the test root only, is refused.
+#[tokio::test]
+async fn a_real_apple_notification_is_decoded_by_the_receiver() {
+    use iap_domain::notifications::{NotificationDecoder, StoreEvent};
+    use iap_domain::{AppId, Platform};
+
+    let body = json!({ "signedPayload": text("real/realTestNotification.jws") }).to_string();
+    let app = AppId::parse("loki-messenger").unwrap();
+    let config: iap_platform_apple::AppleAppConfig =
+        serde_json::from_value(json!({ "bundle_id": "com.loki-project.loki-messenger" })).unwrap();
+    let verifier = iap_platform_apple::AppleVerifier::new([(&app, &config)]).unwrap();
+    let decoded = verifier.decode(&body).await.unwrap();
+    assert_eq!(decoded.inbound.platform, Platform::Apple);
+    assert_eq!(decoded.inbound.notification_type, "TEST");
+    assert_eq!(decoded.inbound.app_id, Some(app.clone()));
+    assert!(!decoded.inbound.notification_id.is_empty());
+    assert!(matches!(decoded.event, StoreEvent::Ignored(_)));
+
+    let other: iap_platform_apple::AppleAppConfig =
+        serde_json::from_value(json!({ "bundle_id": "com.example.other" })).unwrap();
+    let stranger = iap_platform_apple::AppleVerifier::new([(&app, &other)]).unwrap();
+    assert!(stranger.decode(&body).await.is_err(), "not our bundle");
+
+    let untrusting: iap_platform_apple::AppleAppConfig = serde_json::from_value(json!({
+        "bundle_id": "com.loki-project.loki-messenger",
+        "trust_apple_root": false,
+        "extra_roots_base64": [STANDARD.encode(vector("official-test/testCA.der"))],
+    }))
+    .unwrap();
+    let wrong_root = iap_platform_apple::AppleVerifier::new([(&app, &untrusting)]).unwrap();
+    assert!(wrong_root.decode(&body).await.is_err(), "untrusted root");
+}
