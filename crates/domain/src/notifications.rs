@@ -121,4 +121,16 @@ pub trait NotificationDecoder: Send + Sync {
     /// Verifies and decodes one body as the store sent it.
     async fn decode(&self, raw_body: &str)
     -> Result<DecodedNotification, crate::ports::StoreError>;
+
+    /// Checks how the body was sent, when the store authenticates the request itself (Google's
+    /// OIDC-signed Pub/Sub push: the `Authorization` header). Called by the receiver only, after
+    /// `decode`; by default there is nothing to check.
+    async fn authenticate(
+        &self,
+        decoded: &DecodedNotification,
+        authorization: Option<&str>,
+    ) -> Result<(), crate::ports::StoreError> {
+        let _ = (decoded, authorization);
+        Ok(())
+    }
 }

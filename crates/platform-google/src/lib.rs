@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod push;
 pub mod signature;
 pub mod verifier;
 

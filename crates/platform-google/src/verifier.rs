@@ -39,6 +39,20 @@ pub struct GoogleAppConfig {
     /// Android Publisher API root; the emulator's `{base}/google/` in tests.
     #[serde(default = "production_root")]
     pub api_root_url: String,
+    /// The audience of the authenticated Pub/Sub push subscription: when set, every RTDN push
+    /// must carry a valid Google OIDC token for it.
+    #[serde(default)]
+    pub push_audience: Option<String>,
+    /// The push subscription's service account; when set, the token's verified email must be it.
+    #[serde(default)]
+    pub push_service_account: Option<String>,
+    /// Where Google's OIDC keys are published.
+    #[serde(default = "google_certs")]
+    pub push_certs_url: String,
+}
+
+fn google_certs() -> String {
+    crate::push::GOOGLE_CERTS_URL.to_owned()
 }
 
 fn production_root() -> String {
@@ -48,6 +62,7 @@ fn production_root() -> String {
 #[derive(Debug, Clone)]
 struct GoogleApp {
     package: String,
+    push: Option<Arc<crate::push::PushAuth>>,
     api: AndroidPublisher,
     license_key: Option<LicenseKey>,
 }
@@ -105,6 +120,14 @@ impl GoogleVerifier {
                 app_id.clone(),
                 GoogleApp {
                     package: config.package_name.clone(),
+                    push: config.push_audience.clone().map(|audience| {
+                        Arc::new(crate::push::PushAuth::new(
+                            audience,
+                            config.push_service_account.clone(),
+                            config.push_certs_url.clone(),
+                            http.clone(),
+                        ))
+                    }),
                     api,
                     license_key,
                 },
@@ -476,6 +499,23 @@ impl iap_domain::ports::StoreConfirmer for GoogleVerifier {
 impl iap_domain::notifications::NotificationDecoder for GoogleVerifier {
     fn platform(&self) -> Platform {
         Platform::Google
+    }
+
+    async fn authenticate(
+        &self,
+        decoded: &iap_domain::notifications::DecodedNotification,
+        authorization: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let push = decoded
+            .inbound
+            .app_id
+            .as_ref()
+            .and_then(|app| self.apps.get(app))
+            .and_then(|app| app.push.clone());
+        match push {
+            Some(push) => push.verify(authorization).await,
+            None => Ok(()),
+        }
     }
 
     async fn decode(

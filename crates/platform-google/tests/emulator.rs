@@ -51,6 +51,9 @@ impl Setup {
             service_account_json: account,
             license_key_base64: key["public_key_base64"].as_str().map(str::to_owned),
             api_root_url: format!("{base}/google/"),
+            push_audience: None,
+            push_service_account: None,
+            push_certs_url: iap_platform_google::push::GOOGLE_CERTS_URL.to_owned(),
         };
         let app = AppId::parse("game").unwrap();
         let verifier = GoogleVerifier::new([(&app, &config)]).unwrap();

@@ -109,6 +109,9 @@ impl Fixture {
             .to_string(),
             license_key_base64: Some(field("base64PublicKey").to_owned()),
             api_root_url: format!("{base}/"),
+            push_audience: None,
+            push_service_account: None,
+            push_certs_url: iap_platform_google::push::GOOGLE_CERTS_URL.to_owned(),
         };
         let app = AppId::parse("game").unwrap();
         let verifier = GoogleVerifier::new([(&app, &config)]).unwrap();

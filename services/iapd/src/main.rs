@@ -97,6 +97,10 @@ fn demo_app(emulator: Option<&EmulatedStores>) -> AppSettings {
             service_account_json: stores.google_account.clone(),
             license_key_base64: Some(stores.google_license_key.clone()),
             api_root_url: format!("{}/google/", stores.base_url),
+            // The embedded emulator's pushes are not OIDC-signed.
+            push_audience: None,
+            push_service_account: None,
+            push_certs_url: iap_platform_google::push::GOOGLE_CERTS_URL.to_owned(),
         }),
         huawei: emulator.map(|stores| iap_platform_huawei::HuaweiAppConfig {
             app_id: DEMO_HUAWEI_APP_ID.to_owned(),

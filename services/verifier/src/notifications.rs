@@ -2,15 +2,15 @@
 //! authenticated by its store's decoder, stored in the inbox under the store's unique id (a
 //! redelivery is a no-op) and answered at once; processing happens asynchronously
 //! (`NotificationHandler`). Answers: 200 stored or already stored; 400 a body that is not an
-//! authentic notification (the store need not retry it); 503 when it cannot be stored now (the
-//! store retries).
+//! authentic notification (the store need not retry it); 401 a Google push without a valid OIDC
+//! token when the app requires one; 503 when it cannot be stored now (the store retries).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 
 use iap_domain::Platform;
@@ -33,6 +33,7 @@ pub(crate) fn router(receivers: Receivers) -> Router {
 async fn receive(
     State(receivers): State<Receivers>,
     Path(store): Path<String>,
+    headers: HeaderMap,
     body: String,
 ) -> (StatusCode, String) {
     let Ok(platform) = store.parse::<Platform>() else {
@@ -56,6 +57,19 @@ async fn receive(
             return (StatusCode::BAD_REQUEST, e.to_string());
         }
     };
+    let authorization = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if let Err(e) = decoder.authenticate(&decoded, authorization).await {
+        tracing::warn!(store = %platform, error = %e, "notification push not authenticated");
+        metrics::counter!("iap_notifications_refused_total", "store" => platform.as_str())
+            .increment(1);
+        let status = match e {
+            StoreError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::UNAUTHORIZED,
+        };
+        return (status, e.to_string());
+    }
     let kind = decoded.inbound.notification_type.clone();
     match receivers.inbox.receive(decoded.inbound).await {
         Ok(new) => {
