@@ -6,6 +6,7 @@ pub mod database;
 pub mod delivery_client;
 pub mod grpc;
 pub mod http;
+pub mod jobs;
 pub mod lock;
 pub mod process;
 pub mod settings;

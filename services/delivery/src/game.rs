@@ -34,16 +34,22 @@ impl GrpcGameServer {
     }
 }
 
-fn failure(call: &str, e: impl std::fmt::Display) -> GameError {
-    GameError(format!("{call}: {e}"))
-}
-
-fn status_failure(call: &str, status: &tonic::Status) -> GameError {
-    GameError(format!(
-        "{call}: {:?} {}",
-        status.code(),
-        status.message().chars().take(200).collect::<String>()
-    ))
+/// Awaits one call within `deadline`; a timeout or a status is a failure to retry (its outcome is
+/// unknown, and the idempotency key makes the retry safe).
+async fn within<T>(
+    call: &str,
+    deadline: Duration,
+    reply: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+) -> Result<T, GameError> {
+    match tokio::time::timeout(deadline, reply).await {
+        Err(_) => Err(GameError(format!("{call}: deadline exceeded"))),
+        Ok(Err(status)) => Err(GameError(format!(
+            "{call}: {:?} {}",
+            status.code(),
+            status.message().chars().take(200).collect::<String>()
+        ))),
+        Ok(Ok(reply)) => Ok(reply.into_inner()),
+    }
 }
 
 #[async_trait]
@@ -77,11 +83,7 @@ impl GameServer for GrpcGameServer {
         });
         request.set_timeout(deadline);
         let mut client = self.client.clone();
-        let reply = tokio::time::timeout(deadline, client.grant_items(request))
-            .await
-            .map_err(|_| failure("GrantItems", "deadline exceeded"))?
-            .map_err(|s| status_failure("GrantItems", &s))?
-            .into_inner();
+        let reply = within("GrantItems", deadline, client.grant_items(request)).await?;
         Ok(GameAck {
             reference: reply.reference,
             duplicate: reply.duplicate,
@@ -112,11 +114,7 @@ impl GameServer for GrpcGameServer {
         });
         request.set_timeout(deadline);
         let mut client = self.client.clone();
-        let reply = tokio::time::timeout(deadline, client.revoke_items(request))
-            .await
-            .map_err(|_| failure("RevokeItems", "deadline exceeded"))?
-            .map_err(|s| status_failure("RevokeItems", &s))?
-            .into_inner();
+        let reply = within("RevokeItems", deadline, client.revoke_items(request)).await?;
         Ok(GameAck {
             reference: reply.reference,
             duplicate: reply.duplicate,

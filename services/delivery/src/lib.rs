@@ -176,7 +176,7 @@ pub async fn run_notification_handler(
     interval: Duration,
     shutdown: Shutdown,
 ) {
-    loop {
+    iap_runtime::jobs::repeat(interval, shutdown, || async {
         match handler.run_once(100).await {
             Ok(report) if report.processed + report.retried > 0 => {
                 tracing::info!(?report, "notification inbox");
@@ -184,11 +184,9 @@ pub async fn run_notification_handler(
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "notification inbox unavailable"),
         }
-        tokio::select! {
-            () = tokio::time::sleep(interval) => {}
-            () = shutdown.wait() => return,
-        }
-    }
+        false
+    })
+    .await;
 }
 
 /// Runs the sweeper until the shutdown, unless `delivery.sweep_interval_ms` is 0.

@@ -85,8 +85,8 @@ impl DeliverySweep {
 
     /// Passes every `interval` until the shutdown; a full batch is followed at once by the next.
     pub async fn run(self, interval: Duration, shutdown: Shutdown) {
-        loop {
-            let full = match self.run_once().await {
+        iap_runtime::jobs::repeat(interval, shutdown, || async {
+            match self.run_once().await {
                 Ok(report) => {
                     if report.due > 0 {
                         tracing::info!(?report, "sweep");
@@ -97,16 +97,8 @@ impl DeliverySweep {
                     tracing::warn!(error = %e, "sweep: cannot list due orders");
                     false
                 }
-            };
-            if shutdown.is_triggered() {
-                return;
             }
-            if !full {
-                tokio::select! {
-                    () = tokio::time::sleep(interval) => {}
-                    () = shutdown.wait() => return,
-                }
-            }
-        }
+        })
+        .await;
     }
 }

@@ -115,8 +115,8 @@ impl OrderSweep {
 
     /// Passes every `interval` until the shutdown; a full batch is followed at once by the next.
     pub async fn run(self, interval: Duration, shutdown: Shutdown) {
-        loop {
-            let full = match self.run_once().await {
+        iap_runtime::jobs::repeat(interval, shutdown, || async {
+            match self.run_once().await {
                 Ok(pass) => {
                     if pass.reserved > 0 {
                         tracing::info!(?pass, "order sweep");
@@ -127,16 +127,8 @@ impl OrderSweep {
                     tracing::warn!(error = %e, "order sweep: database unavailable");
                     false
                 }
-            };
-            if shutdown.is_triggered() {
-                return;
             }
-            if !full {
-                tokio::select! {
-                    () = tokio::time::sleep(interval) => {}
-                    () = shutdown.wait() => return,
-                }
-            }
-        }
+        })
+        .await;
     }
 }

@@ -246,32 +246,29 @@ impl<S: DeliveryStore + OrderRepository> Deliveries<S> {
     pub async fn deliver(&self, order_id: OrderId) -> Result<DeliveryOutcome, DeliverError> {
         let Ok(held) = self.take_lock(order_id).await else {
             metrics::counter!("iap_delivery_held_elsewhere_total").increment(1);
-            return self.held_elsewhere(order_id).await;
+            return self.finish(order_id, true).await;
         };
         let result = self.renewing(&held, self.advance(order_id)).await;
         held.release().await;
         result
     }
 
-    async fn held_elsewhere(&self, order_id: OrderId) -> Result<DeliveryOutcome, DeliverError> {
-        let (order, delivery) = self.read(order_id).await?;
-        Ok(DeliveryOutcome {
-            order,
-            delivery,
-            held_elsewhere: true,
-        })
-    }
-
-    async fn read(
+    /// The order and its grant record as they stand now, after this call's work.
+    async fn finish(
         &self,
         order_id: OrderId,
-    ) -> Result<(Order, Option<DeliveryRecord>), DeliverError> {
+        held_elsewhere: bool,
+    ) -> Result<DeliveryOutcome, DeliverError> {
         let order = self
             .store
             .get_order(order_id)
             .await?
             .ok_or(DeliverError::NotFound(order_id))?;
-        Ok((order, self.store.delivery(order_id).await?))
+        Ok(DeliveryOutcome {
+            delivery: self.store.delivery(order_id).await?,
+            order,
+            held_elsewhere,
+        })
     }
 
     /// Grant then confirm; at most one step of each per call.
@@ -297,19 +294,6 @@ impl<S: DeliveryStore + OrderRepository> Deliveries<S> {
             }
         }
         self.finish(order_id, false).await
-    }
-
-    async fn finish(
-        &self,
-        order_id: OrderId,
-        held_elsewhere: bool,
-    ) -> Result<DeliveryOutcome, DeliverError> {
-        let (order, delivery) = self.read(order_id).await?;
-        Ok(DeliveryOutcome {
-            order,
-            delivery,
-            held_elsewhere,
-        })
     }
 
     /// One grant attempt: a few calls with the same grant id, then DELIVERED or a recorded

@@ -151,13 +151,24 @@ impl<S: OrderRepository + PaymentLedger> PurchaseVerification<S> {
         }
     }
 
-    /// Asks the store about a purchase without recording anything: who it is bound to (the
-    /// carried order id) before deciding whose it is. Store notifications use it.
-    pub async fn inspect(
-        &self,
-        app_id: &AppId,
+    /// The app's policy, the store's verifier, and the context the store check needs (the
+    /// catalog entry of the product the proof names, when it names one).
+    #[allow(
+        clippy::type_complexity,
+        reason = "a private triple, named where destructured"
+    )]
+    fn store_check<'a>(
+        &'a self,
+        app_id: &'a AppId,
         proof: &PurchaseProof,
-    ) -> Result<VerifiedPurchase, VerifyError> {
+    ) -> Result<
+        (
+            &'a AppPolicy,
+            &'a Arc<dyn PurchaseVerifier>,
+            VerifyContext<'a>,
+        ),
+        VerifyError,
+    > {
         let platform = proof.platform();
         let app = self
             .catalog
@@ -168,7 +179,7 @@ impl<S: OrderRepository + PaymentLedger> PurchaseVerification<S> {
             .get(&platform)
             .filter(|v| v.serves(app_id))
             .ok_or(VerifyError::StoreNotConfigured(platform))?;
-        let named = match proof {
+        let product = match proof {
             PurchaseProof::Google { product_id, .. } | PurchaseProof::Huawei { product_id, .. } => {
                 Some(
                     app.product(product_id)
@@ -177,10 +188,17 @@ impl<S: OrderRepository + PaymentLedger> PurchaseVerification<S> {
             }
             _ => None,
         };
-        let ctx = VerifyContext {
-            app_id,
-            product: named,
-        };
+        Ok((app, verifier, VerifyContext { app_id, product }))
+    }
+
+    /// Asks the store about a purchase without recording anything: who it is bound to (the
+    /// carried order id) before deciding whose it is. Store notifications use it.
+    pub async fn inspect(
+        &self,
+        app_id: &AppId,
+        proof: &PurchaseProof,
+    ) -> Result<VerifiedPurchase, VerifyError> {
+        let (_, verifier, ctx) = self.store_check(app_id, proof)?;
         Ok(verifier.verify(ctx, proof).await?)
     }
 
@@ -188,32 +206,7 @@ impl<S: OrderRepository + PaymentLedger> PurchaseVerification<S> {
     #[tracing::instrument(name = "verify_purchase", skip_all, fields(app_id = %cmd.app_id, platform = %cmd.proof.platform(), order_id), err(level = "info", Display))]
     pub async fn verify(&self, cmd: VerifyPurchase) -> Result<Verified, VerifyError> {
         let platform = cmd.proof.platform();
-        let app = self
-            .catalog
-            .app(&cmd.app_id)
-            .ok_or_else(|| VerifyError::UnknownApp(cmd.app_id.clone()))?;
-        let verifier = self
-            .verifiers
-            .get(&platform)
-            .filter(|v| v.serves(&cmd.app_id))
-            .ok_or(VerifyError::StoreNotConfigured(platform))?;
-        let named_product = match &cmd.proof {
-            PurchaseProof::Google { product_id, .. } | PurchaseProof::Huawei { product_id, .. } => {
-                Some(product_id)
-            }
-            _ => None,
-        };
-        let named_policy = match named_product {
-            Some(product) => Some(
-                app.product(product)
-                    .ok_or_else(|| unknown_product(product))?,
-            ),
-            None => None,
-        };
-        let ctx = VerifyContext {
-            app_id: &cmd.app_id,
-            product: named_policy,
-        };
+        let (app, verifier, ctx) = self.store_check(&cmd.app_id, &cmd.proof)?;
         let purchase = verifier.verify(ctx, &cmd.proof).await;
         let purchase = match purchase {
             Ok(purchase) => purchase,
