@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use tonic::transport::{Channel, Endpoint};
 
 use iap_domain::OrderId;
-use iap_domain::delivery::DeliveryTrigger;
+use iap_domain::delivery::{DeliveryTrigger, RevokeReason};
 use iap_proto::v1 as pb;
 use iap_proto::v1::delivery_service_client::DeliveryServiceClient;
 
@@ -39,5 +39,22 @@ impl DeliveryTrigger for DeliveryClient {
             .await
             .map(|_| ())
             .map_err(|s| format!("Deliver: {:?} {}", s.code(), s.message()))
+    }
+
+    async fn revoke_now(&self, order: OrderId, reason: RevokeReason) -> Result<(), String> {
+        let reason = match reason {
+            RevokeReason::Refunded => pb::RevokeReason::Refunded,
+            RevokeReason::Revoked => pb::RevokeReason::Revoked,
+            RevokeReason::Operator => pb::RevokeReason::Operator,
+        };
+        self.client
+            .clone()
+            .revoke(pb::RevokeRequest {
+                order_id: order.to_string(),
+                reason: reason.into(),
+            })
+            .await
+            .map(|_| ())
+            .map_err(|s| format!("Revoke: {:?} {}", s.code(), s.message()))
     }
 }

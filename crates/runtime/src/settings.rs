@@ -197,8 +197,13 @@ pub struct SchedulerSettings {
     /// Deliver calls in flight at once.
     pub sweep_concurrency: usize,
     /// How long a pass keeps its orders from other replicas (ms); if this replica dies, they
-    /// come due again after it.
+    /// come due again after it. Subscription checks use the same hold.
     pub sweep_hold_ms: u64,
+    /// How often the subscription job looks for subscriptions to check at the store (ms):
+    /// periods about to end, grace periods ending, suspended subscriptions.
+    pub subscription_interval_ms: u64,
+    /// Subscriptions one pass checks at most.
+    pub subscription_batch: u32,
 }
 
 impl Default for SchedulerSettings {
@@ -210,6 +215,8 @@ impl Default for SchedulerSettings {
             sweep_batch: 200,
             sweep_concurrency: 16,
             sweep_hold_ms: 30_000,
+            subscription_interval_ms: 30_000,
+            subscription_batch: 100,
         }
     }
 }

@@ -10,6 +10,7 @@ mod error;
 mod notifications;
 mod orders;
 mod payments;
+mod subscriptions;
 
 use std::time::Duration;
 

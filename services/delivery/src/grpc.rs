@@ -3,6 +3,7 @@
 use tonic::{Request, Response, Status};
 
 use iap_domain::OrderId;
+use iap_domain::delivery::RevokeReason;
 use iap_proto::v1 as pb;
 use iap_proto::v1::delivery_service_server::{DeliveryService, DeliveryServiceServer};
 use iap_runtime::status::{IntoStatus, invalid_argument, not_found};
@@ -60,6 +61,39 @@ impl DeliveryService for Delivery {
             })?;
         Ok(Response::new(pb::GetDeliveryResponse {
             delivery: Some(wire::delivery(&record)),
+        }))
+    }
+
+    async fn revoke(
+        &self,
+        request: Request<pb::RevokeRequest>,
+    ) -> Result<Response<pb::RevokeResponse>, Status> {
+        let request = request.into_inner();
+        let id = order_id(&request.order_id)?;
+        let reason = match pb::RevokeReason::try_from(request.reason) {
+            Ok(pb::RevokeReason::Refunded) => RevokeReason::Refunded,
+            Ok(pb::RevokeReason::Revoked) => RevokeReason::Revoked,
+            _ => {
+                return Err(invalid_argument(
+                    "reason",
+                    "must be REVOKE_REASON_REFUNDED or REVOKE_REASON_REVOKED",
+                ));
+            }
+        };
+        // Its own task, like Deliver: a RevokeItems call is never cut by a caller going away.
+        let deliveries = self.deliveries.clone();
+        let order = tokio::spawn(async move { deliveries.revoke(id, reason).await })
+            .await
+            .map_err(|e| Status::internal(format!("revocation task failed: {e}")))?
+            .map_err(IntoStatus::into_status)?;
+        let delivery = self
+            .deliveries
+            .delivery(id)
+            .await
+            .map_err(IntoStatus::into_status)?;
+        Ok(Response::new(pb::RevokeResponse {
+            order: Some(wire::order(&order)),
+            delivery: delivery.as_ref().map(wire::delivery),
         }))
     }
 }

@@ -3,4 +3,6 @@
 pub mod create_order;
 pub mod deliver;
 pub mod handle_notifications;
+pub mod refresh_subscription;
+pub mod sync_entitlements;
 pub mod verify_purchase;
