@@ -690,10 +690,20 @@ impl iap_domain::notifications::NotificationDecoder for GoogleVerifier {
             let kind = format!("SUBSCRIPTION/{}", sub["notificationType"]);
             let token = string(&sub["purchaseToken"])
                 .ok_or_else(|| malformed("subscriptionNotification.purchaseToken is missing"))?;
-            let event = StoreEvent::SubscriptionChanged {
-                subscription: subscription_ref(&app_id, token.clone()),
-                paid: None,
-                carried_order_id: None,
+            let event = match sub["notificationType"].as_i64() {
+                // SUBSCRIPTION_REVOKED: refunded or charged back; the latest period is taken
+                // back now, then the subscription refreshed.
+                Some(12) => StoreEvent::Refunded {
+                    platform: Platform::Google,
+                    store_transaction_id: token.clone(),
+                    revoked: true,
+                    subscription: Some(subscription_ref(&app_id, token.clone())),
+                },
+                _ => StoreEvent::SubscriptionChanged {
+                    subscription: subscription_ref(&app_id, token.clone()),
+                    paid: None,
+                    carried_order_id: None,
+                },
             };
             (kind, Some(token), event)
         } else if n.get("testNotification").is_some() {

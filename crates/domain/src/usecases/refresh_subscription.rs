@@ -13,6 +13,7 @@ use chrono::Utc;
 
 use crate::delivery::{DeliveryTrigger, RevokeReason};
 use crate::ids::{OrderId, UserId};
+use crate::order::OrderState;
 use crate::ports::{OrderRepository, PaymentLedger, StorageError};
 use crate::purchase::PurchaseStatus;
 use crate::subscriptions::{
@@ -249,6 +250,16 @@ where
         // A replaced subscription stays replaced: its successor carries the entitlement.
         if known.state == SubscriptionState::Replaced {
             state = SubscriptionState::Replaced;
+        } else if latest_period.is_none()
+            && self
+                .store
+                .get_order(known.latest_order_id)
+                .await?
+                .is_some_and(|o| matches!(o.state, OrderState::Refunded | OrderState::Revoked))
+        {
+            // Its latest period was taken back (Google reports a revoked subscription as
+            // expired): no access, whatever the store's state name.
+            state = SubscriptionState::Revoked;
         }
         let product_id = if latest_period.is_some() {
             latest.product_id.clone()
