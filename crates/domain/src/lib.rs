@@ -39,6 +39,7 @@ pub mod notifications;
 pub mod order;
 pub mod ports;
 pub mod purchase;
+pub mod reconciliation;
 pub mod subscriptions;
 pub mod usecases;
 

@@ -229,4 +229,38 @@ impl ServerApi {
         .await
         .map(|_| ())
     }
+
+    /// Get Notification History, one page: notifications Apple sent (or tried to) between
+    /// `start_ms` and `end_ms` in `environment`.
+    pub async fn notification_history(
+        &self,
+        environment: iap_domain::Environment,
+        start_ms: i64,
+        end_ms: i64,
+        pagination_token: Option<&str>,
+    ) -> Result<Value, StoreError> {
+        let mut path = "/inApps/v1/notifications/history".to_owned();
+        if let Some(token) = pagination_token {
+            path.push_str("?paginationToken=");
+            path.push_str(
+                &token
+                    .bytes()
+                    .map(|b| match b {
+                        b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                            (b as char).to_string()
+                        }
+                        _ => format!("%{b:02X}"),
+                    })
+                    .collect::<String>(),
+            );
+        }
+        let body = serde_json::json!({ "startDate": start_ms, "endDate": end_ms });
+        self.call(
+            reqwest::Method::POST,
+            self.root(Some(environment)),
+            &path,
+            Some(&body),
+        )
+        .await
+    }
 }

@@ -716,3 +716,70 @@ impl iap_domain::notifications::NotificationDecoder for AppleVerifier {
         })
     }
 }
+
+/// The App Store's history for reconciliation: Get Notification History in both environments
+/// (180 days in production, 30 in sandbox). Every notification Apple sent — a purchase whose
+/// client died, a renewal, a refund — goes through the inbox, which keeps what it already had.
+/// Needs the app's `api` credentials.
+#[async_trait::async_trait]
+impl iap_domain::reconciliation::StoreHistory for AppleVerifier {
+    fn platform(&self) -> Platform {
+        Platform::Apple
+    }
+
+    fn apps(&self) -> Vec<AppId> {
+        self.apps
+            .iter()
+            .filter(|(_, app)| app.api.is_some())
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    async fn changes(
+        &self,
+        app: &AppId,
+        from: chrono::DateTime<chrono::Utc>,
+        to: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<iap_domain::reconciliation::StoreChange>, StoreError> {
+        use iap_domain::reconciliation::StoreChange;
+        let Some(api) = self.apps.get(app).and_then(|a| a.api.clone()) else {
+            return Ok(Vec::new());
+        };
+        let mut changes = Vec::new();
+        for environment in [
+            iap_domain::Environment::Production,
+            iap_domain::Environment::Sandbox,
+        ] {
+            let mut page: Option<String> = None;
+            loop {
+                let reply = api
+                    .notification_history(
+                        environment,
+                        from.timestamp_millis(),
+                        to.timestamp_millis(),
+                        page.as_deref(),
+                    )
+                    .await?;
+                for item in reply["notificationHistory"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(signed) = item["signedPayload"].as_str() {
+                        changes.push(StoreChange::Notification {
+                            raw_body: serde_json::json!({ "signedPayload": signed }).to_string(),
+                        });
+                    }
+                }
+                page = reply["paginationToken"]
+                    .as_str()
+                    .filter(|_| reply["hasMore"] == true)
+                    .map(str::to_owned);
+                if page.is_none() {
+                    break;
+                }
+            }
+        }
+        Ok(changes)
+    }
+}

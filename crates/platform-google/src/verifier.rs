@@ -733,3 +733,54 @@ impl iap_domain::notifications::NotificationDecoder for GoogleVerifier {
         })
     }
 }
+
+/// Google Play's history for reconciliation: voided purchases (refunds, chargebacks, revocations,
+/// one-time and subscription) of each app's package. Google keeps no list of purchases to find
+/// ones never reported: those arrive through RTDN only.
+#[async_trait]
+impl iap_domain::reconciliation::StoreHistory for GoogleVerifier {
+    fn platform(&self) -> Platform {
+        Platform::Google
+    }
+
+    fn apps(&self) -> Vec<AppId> {
+        self.apps.keys().cloned().collect()
+    }
+
+    async fn changes(
+        &self,
+        app: &AppId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<iap_domain::reconciliation::StoreChange>, StoreError> {
+        use iap_domain::reconciliation::StoreChange;
+        let Some(google) = self.apps.get(app) else {
+            return Ok(Vec::new());
+        };
+        let mut changes = Vec::new();
+        let mut page: Option<String> = None;
+        loop {
+            let reply = google
+                .api
+                .voided_purchases(
+                    &google.package,
+                    from.timestamp_millis(),
+                    to.timestamp_millis(),
+                    page.as_deref(),
+                )
+                .await?;
+            for voided in reply["voidedPurchases"].as_array().into_iter().flatten() {
+                changes.push(StoreChange::Voided {
+                    store_transaction_id: string(&voided["orderId"]),
+                    purchase_token: string(&voided["purchaseToken"]),
+                    // voidedSource 2 is a chargeback; 1 developer, 0 user.
+                    revoked: voided["voidedSource"].as_i64() == Some(2),
+                });
+            }
+            page = string(&reply["tokenPagination"]["nextPageToken"]);
+            if page.is_none() {
+                return Ok(changes);
+            }
+        }
+    }
+}

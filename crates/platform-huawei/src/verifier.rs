@@ -659,3 +659,65 @@ impl iap_domain::notifications::NotificationDecoder for HuaweiVerifier {
         })
     }
 }
+
+/// Huawei's history for reconciliation: the Order service's cancelled list (refunds, chargebacks,
+/// up/downgrades), one-time and subscription purchases. Huawei offers no server-side list of
+/// purchases to find ones never reported; those come from ORDER notifications and the client's
+/// own compensation flow (`obtainOwnedPurchases` then VerifyPurchase).
+#[async_trait]
+impl iap_domain::reconciliation::StoreHistory for HuaweiVerifier {
+    fn platform(&self) -> Platform {
+        Platform::Huawei
+    }
+
+    fn apps(&self) -> Vec<AppId> {
+        self.apps.keys().cloned().collect()
+    }
+
+    async fn changes(
+        &self,
+        app: &AppId,
+        from: chrono::DateTime<chrono::Utc>,
+        to: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<iap_domain::reconciliation::StoreChange>, StoreError> {
+        use iap_domain::reconciliation::StoreChange;
+        let Some(huawei) = self.apps.get(app) else {
+            return Ok(Vec::new());
+        };
+        let mut changes = Vec::new();
+        let mut continuation: Option<String> = None;
+        loop {
+            let reply = huawei
+                .api
+                .cancelled_list(
+                    from.timestamp_millis(),
+                    to.timestamp_millis(),
+                    continuation.as_deref(),
+                )
+                .await?;
+            if response_code(&reply) != "0" {
+                return Err(refusal(
+                    &response_code(&reply),
+                    reply["responseMessage"].as_str().unwrap_or(""),
+                ));
+            }
+            // The list is a JSON string holding an array.
+            let list: Value = reply["cancelledPurchaseList"]
+                .as_str()
+                .and_then(|s| serde_json::from_str(s).ok())
+                .unwrap_or(Value::Null);
+            for cancelled in list.as_array().into_iter().flatten() {
+                changes.push(StoreChange::Voided {
+                    store_transaction_id: string(&cancelled["orderId"]),
+                    purchase_token: string(&cancelled["purchaseToken"]),
+                    // cancelledReason 5 fraud, 6 chargeback.
+                    revoked: matches!(number(&cancelled["cancelledReason"]), Some(5 | 6)),
+                });
+            }
+            continuation = string(&reply["continuationToken"]).filter(|t| !t.is_empty());
+            if continuation.is_none() {
+                return Ok(changes);
+            }
+        }
+    }
+}

@@ -7,6 +7,7 @@ mod convert;
 mod deliveries;
 pub mod entity;
 mod error;
+mod jobs;
 mod notifications;
 mod orders;
 mod payments;

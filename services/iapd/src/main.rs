@@ -192,10 +192,15 @@ async fn run(mut settings: Settings, shutdown: Shutdown) -> Result<(), StartupEr
         delivery.deliveries(),
         storage.clone(),
     );
-    let scheduler = iap_scheduler::Scheduler::new(storage).with_subscriptions(
+    let mut scheduler = iap_scheduler::Scheduler::new(storage.clone()).with_subscriptions(
         std::sync::Arc::new(refresh),
         iap_scheduler::subscription_job(&settings),
     );
+    if let Some((job, interval)) =
+        iap_scheduler::reconciliation(&settings, &storage, delivery.deliveries())?
+    {
+        scheduler = scheduler.with_reconciliation(job, interval);
+    }
 
     let grpc_listener = iap_runtime::http::bind("gRPC", settings.verifier.grpc_listen).await?;
     let grpc_addr = grpc_listener

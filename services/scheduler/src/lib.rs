@@ -11,6 +11,8 @@ use tokio::net::TcpListener;
 
 pub use sweep::{OrderSweep, SweepPass};
 
+use iap_domain::delivery::DeliveryTrigger;
+use iap_domain::usecases::reconcile::Reconciliation;
 use iap_domain::usecases::refresh_subscription::SubscriptionRefresh;
 use iap_domain::usecases::verify_purchase::PurchaseVerification;
 use iap_runtime::http::ReadinessCheck;
@@ -23,6 +25,7 @@ pub struct Scheduler {
     storage: Storage,
     sweep: Option<(OrderSweep, Duration)>,
     subscriptions: Option<(Arc<SubscriptionRefresh<Storage>>, SubscriptionJob)>,
+    reconciliation: Option<(Arc<Reconciliation<Storage>>, Duration)>,
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -55,7 +58,18 @@ impl Scheduler {
             storage,
             sweep: None,
             subscriptions: None,
+            reconciliation: None,
         }
+    }
+
+    /// Adds the reconciliation job, run every `interval`.
+    pub fn with_reconciliation(
+        mut self,
+        reconciliation: Arc<Reconciliation<Storage>>,
+        interval: Duration,
+    ) -> Self {
+        self.reconciliation = Some((reconciliation, interval));
+        self
     }
 
     /// Adds the subscription job: subscriptions whose period or grace period is ending (or
@@ -115,7 +129,19 @@ impl Scheduler {
             })
             .await;
         };
-        tokio::join!(sweep, subscriptions);
+        let reconciliation = async {
+            let Some((job, interval)) = &self.reconciliation else {
+                return;
+            };
+            iap_runtime::jobs::repeat(*interval, shutdown.clone(), || async {
+                if let Err(e) = job.run_once().await {
+                    tracing::warn!(error = %e, "reconciliation: database unavailable");
+                }
+                false
+            })
+            .await;
+        };
+        tokio::join!(sweep, subscriptions, reconciliation);
     }
 }
 
@@ -143,10 +169,39 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), StartupEr
             settings.purchase_verifiers()?,
             storage.clone(),
         ));
-        let refresh = SubscriptionRefresh::new(purchases, Arc::new(client), storage.clone());
+        let client: Arc<dyn DeliveryTrigger> = Arc::new(client);
+        let refresh = SubscriptionRefresh::new(purchases, client.clone(), storage.clone());
         scheduler = scheduler.with_subscriptions(Arc::new(refresh), subscription_job(&settings));
+        if let Some((job, interval)) = reconciliation(&settings, &storage, client)? {
+            scheduler = scheduler.with_reconciliation(job, interval);
+        }
     }
     serve(scheduler, http, shutdown).await
+}
+
+/// The reconciliation job over `storage`, handing revocations to `delivery`; `None` when
+/// `scheduler.reconcile_interval_ms` is 0.
+pub fn reconciliation(
+    settings: &Settings,
+    storage: &Storage,
+    delivery: Arc<dyn DeliveryTrigger>,
+) -> Result<Option<(Arc<Reconciliation<Storage>>, Duration)>, StartupError> {
+    if settings.scheduler.reconcile_interval_ms == 0 {
+        tracing::info!("reconciliation off (scheduler.reconcile_interval_ms = 0)");
+        return Ok(None);
+    }
+    let job = Reconciliation::new(
+        settings.store_histories()?,
+        settings.notification_decoders()?,
+        Arc::new(storage.clone()),
+        delivery,
+        storage.clone(),
+        settings.reconcile_policy(),
+    );
+    Ok(Some((
+        Arc::new(job),
+        Duration::from_millis(settings.scheduler.reconcile_interval_ms),
+    )))
 }
 
 /// The subscription job's timing from `[scheduler]`.
