@@ -39,6 +39,7 @@ pub mod notifications;
 pub mod order;
 pub mod ports;
 pub mod purchase;
+pub mod store_calls;
 pub mod usecases;
 
 pub use catalog::{AppPolicy, Catalog, ProductPolicy, SandboxPolicy};

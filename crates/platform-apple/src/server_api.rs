@@ -9,8 +9,9 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::Mutex;
 
-use iap_domain::RejectReason;
 use iap_domain::ports::StoreError;
+use iap_domain::store_calls::StoreCall;
+use iap_domain::{Platform, RejectReason};
 
 /// Production API root.
 pub const PRODUCTION_URL: &str = "https://api.storekit.itunes.apple.com";
@@ -98,6 +99,18 @@ impl ServerApi {
     }
 
     async fn get(&self, root: &str, path: &str) -> Result<Value, StoreError> {
+        let mut call = StoreCall::start(Platform::Apple, "transactions.get");
+        let result = self.get_counted(root, path, &mut call).await;
+        call.finish(&result);
+        result
+    }
+
+    async fn get_counted(
+        &self,
+        root: &str,
+        path: &str,
+        call: &mut StoreCall,
+    ) -> Result<Value, StoreError> {
         let token = self.bearer().await?;
         let response = self
             .http
@@ -113,6 +126,7 @@ impl ServerApi {
                 ))
             })?;
         let status = response.status().as_u16();
+        call.saw_status(status);
         let retry_at = response
             .headers()
             .get("retry-after")
@@ -136,7 +150,6 @@ impl ServerApi {
                 "App Store Server API refused the key (HTTP {status})"
             ))),
             429 => {
-                metrics::counter!("iap_store_rate_limited_total", "store" => "apple").increment(1);
                 let now = chrono::Utc::now().timestamp_millis();
                 let retry_after =
                     retry_at.map(|at| Duration::from_millis(u64::try_from(at - now).unwrap_or(0)));

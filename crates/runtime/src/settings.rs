@@ -199,6 +199,9 @@ pub struct SchedulerSettings {
     /// How long a pass keeps its orders from other replicas (ms); if this replica dies, they
     /// come due again after it.
     pub sweep_hold_ms: u64,
+    /// How often the operations gauges (orders by state, oldest waiting order, notification
+    /// backlog) are read from the database (ms; 0 = never).
+    pub gauges_interval_ms: u64,
 }
 
 impl Default for SchedulerSettings {
@@ -210,6 +213,7 @@ impl Default for SchedulerSettings {
             sweep_batch: 200,
             sweep_concurrency: 16,
             sweep_hold_ms: 30_000,
+            gauges_interval_ms: 15_000,
         }
     }
 }
@@ -252,6 +256,9 @@ pub struct TelemetrySettings {
     pub log_format: LogFormat,
     /// `tracing` filter directives; `RUST_LOG` overrides.
     pub log_filter: String,
+    /// OpenTelemetry collector (OTLP over gRPC, e.g. `http://otel-collector:4317`) to export
+    /// spans to. Needs a build with the `otel` feature; unset: no export.
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Default for TelemetrySettings {
@@ -259,6 +266,7 @@ impl Default for TelemetrySettings {
         Self {
             log_format: LogFormat::Pretty,
             log_filter: "info".to_owned(),
+            otlp_endpoint: None,
         }
     }
 }

@@ -98,6 +98,9 @@ where
                     self.inbox
                         .mark_processed(&notification.id, &outcome)
                         .await?;
+                    let lag = (Utc::now() - notification.received_at).num_milliseconds();
+                    metrics::histogram!("iap_notification_lag_seconds", "store" => notification.platform.as_str())
+                        .record(lag.max(0) as f64 / 1000.0);
                     report.processed += 1;
                 }
                 Err(Retry::Later(error)) => {
@@ -117,6 +120,7 @@ where
         Ok(report)
     }
 
+    #[tracing::instrument(name = "handle_notification", skip_all, fields(platform = %notification.platform, kind = %notification.notification_type, order_id))]
     async fn process(&self, notification: &StoredNotification) -> Result<String, Retry> {
         let Some(decoder) = self.decoders.get(&notification.platform) else {
             return Err(Retry::Later(format!(
@@ -161,6 +165,7 @@ where
                         "paid purchase without an order of ours: left for reconciliation".into(),
                     );
                 };
+                tracing::Span::current().record("order_id", tracing::field::display(order.id));
                 self.record_and_deliver(app_id, order.user_id, proof).await
             }
             StoreEvent::Refunded {
@@ -181,6 +186,8 @@ where
                 let Some(redeemed) = redeemed else {
                     return Ok("refund of a purchase never redeemed here".into());
                 };
+                tracing::Span::current()
+                    .record("order_id", tracing::field::display(redeemed.order_id));
                 let reason = if revoked {
                     RevokeReason::Revoked
                 } else {
