@@ -1,32 +1,113 @@
-//! Logging (pretty for a terminal, JSON for a collector) and the process-wide Prometheus
-//! recorder.
+//! Logging (pretty for a terminal, JSON for a collector), optional OpenTelemetry span export
+//! (the `otel` feature), and the process-wide Prometheus recorder.
 
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{
     BuildError, Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 use crate::settings::{LogFormat, TelemetrySettings};
 
-/// Installs the tracing subscriber. `RUST_LOG`, when set, overrides the configured filter.
-/// Calling it twice is harmless (the first subscriber stays).
-pub fn init_logging(settings: &TelemetrySettings) {
+/// A layer over the bare registry; the filter applies to all of them.
+type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
+
+/// Installs the tracing subscriber: logs on stderr and, when built with the `otel` feature and
+/// `telemetry.otlp_endpoint` is set, spans exported over OTLP as `service`. `RUST_LOG`, when set,
+/// overrides the configured filter. Calling it twice is harmless (the first subscriber stays).
+/// Call it inside a tokio runtime: the exporter's gRPC channel needs one.
+pub fn init_logging(service: &str, settings: &TelemetrySettings) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&settings.log_filter))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match settings.log_format {
-        LogFormat::Json => builder
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let logs: BoxedLayer = match settings.log_format {
+        LogFormat::Json => logs
             .json()
             .flatten_event(true)
             .with_current_span(true)
-            .try_init(),
-        LogFormat::Pretty => builder.compact().try_init(),
+            .boxed(),
+        LogFormat::Pretty => logs.compact().boxed(),
     };
+    let mut layers = vec![logs];
+    layers.extend(span_export(service, settings));
+    let _ = tracing_subscriber::registry()
+        .with(layers)
+        .with(filter)
+        .try_init();
+}
+
+/// Sends the spans still buffered for export; call once before the process exits.
+pub fn flush() {
+    #[cfg(feature = "otel")]
+    if let Some(provider) = otel::PROVIDER.get()
+        && let Err(e) = provider.shutdown()
+    {
+        eprintln!("OpenTelemetry: spans not flushed: {e}");
+    }
+}
+
+#[cfg(not(feature = "otel"))]
+fn span_export(service: &str, settings: &TelemetrySettings) -> Option<BoxedLayer> {
+    if settings.otlp_endpoint.is_some() {
+        // Printed, not logged: the subscriber is not installed yet.
+        eprintln!(
+            "{service}: telemetry.otlp_endpoint is set, but this build has no `otel` feature; \
+             spans are not exported"
+        );
+    }
+    None
+}
+
+#[cfg(feature = "otel")]
+fn span_export(service: &str, settings: &TelemetrySettings) -> Option<BoxedLayer> {
+    let endpoint = settings.otlp_endpoint.as_deref()?;
+    match otel::layer(service, endpoint) {
+        Ok(layer) => Some(layer),
+        Err(e) => {
+            eprintln!("{service}: OpenTelemetry export to {endpoint} unavailable: {e}");
+            None
+        }
+    }
+}
+
+#[cfg(feature = "otel")]
+mod otel {
+    use std::sync::OnceLock;
+
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_otlp::WithExportConfig as _;
+    use opentelemetry_sdk::trace::SdkTracerProvider;
+    use tracing_subscriber::Layer as _;
+
+    use super::BoxedLayer;
+
+    /// The provider whose batches `flush` sends at exit.
+    pub(super) static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
+
+    /// A layer exporting spans in batches over OTLP/gRPC to `endpoint`.
+    pub(super) fn layer(
+        service: &str,
+        endpoint: &str,
+    ) -> Result<BoxedLayer, opentelemetry_otlp::ExporterBuildError> {
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(endpoint)
+            .build()?;
+        let resource = opentelemetry_sdk::Resource::builder()
+            .with_service_name(service.to_owned())
+            .build();
+        let provider = SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_resource(resource)
+            .build();
+        let tracer = provider.tracer(service.to_owned());
+        let _ = PROVIDER.set(provider);
+        Ok(tracing_opentelemetry::layer().with_tracer(tracer).boxed())
+    }
 }
 
 /// Latency buckets in seconds, from 1 ms (a cached read) to 30 s (a store timeout).
