@@ -25,6 +25,9 @@ issuer_id = "required"
 key_id = "required"
 private_key_pem = "required"
 
+[apps.sample.apple.consumption]
+customer_consented = true
+
 [apps.sample.google]
 package_name = "required"
 service_account_json = "required"
