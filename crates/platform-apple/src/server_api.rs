@@ -260,17 +260,7 @@ impl ServerApi {
         let mut path = "/inApps/v1/notifications/history".to_owned();
         if let Some(token) = pagination_token {
             path.push_str("?paginationToken=");
-            path.push_str(
-                &token
-                    .bytes()
-                    .map(|b| match b {
-                        b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                            (b as char).to_string()
-                        }
-                        _ => format!("%{b:02X}"),
-                    })
-                    .collect::<String>(),
-            );
+            path.extend(url::form_urlencoded::byte_serialize(token.as_bytes()));
         }
         let body = serde_json::json!({ "startDate": start_ms, "endDate": end_ms });
         self.call(

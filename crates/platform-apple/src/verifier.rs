@@ -639,14 +639,14 @@ impl iap_domain::notifications::NotificationDecoder for AppleVerifier {
             .clone()
             .map(iap_domain::purchase::PurchaseProof::AppleSignedTransaction);
         // Every type and subtype of platforms/apple.md §3 has a handling here.
-        let event = match (kind.as_str(), &transaction) {
-            ("TEST", _) => StoreEvent::Ignored("test notification".into()),
+        let event = match (kind.as_str(), &transaction, subscription) {
+            ("TEST", _, _) => StoreEvent::Ignored("test notification".into()),
             // A paid charge of a consumable, non-consumable or non-renewing product: granted
             // even if the client never reported it.
-            ("ONE_TIME_CHARGE", Some(_)) => StoreEvent::Purchased {
+            ("ONE_TIME_CHARGE", Some(_), _) => StoreEvent::Purchased {
                 app_id: app_id.clone(),
-                proof: paid.clone().ok_or_else(|| malformed("no signedTransactionInfo".into()))?,
-                carried_order_id: carried.clone(),
+                proof: paid.ok_or_else(|| malformed("no signedTransactionInfo".into()))?,
+                carried_order_id: carried,
             },
             // Subscription life cycle: the store's current status decides (a refresh grants a
             // new period once, keyed by its transaction; grace, retry and expiry change access).
@@ -663,37 +663,39 @@ impl iap_domain::notifications::NotificationDecoder for AppleVerifier {
                 | "RENEWAL_EXTENDED"
                 | "REFUND_REVERSED",
                 Some(_),
-            ) if subscription.is_some() => StoreEvent::SubscriptionChanged {
-                subscription: subscription.clone().unwrap_or_else(|| unreachable!("guarded")),
-                paid: matches!(kind.as_str(), "SUBSCRIBED" | "DID_RENEW" | "OFFER_REDEEMED")
-                    .then(|| paid.clone())
-                    .flatten(),
-                carried_order_id: carried.clone(),
+                Some(subscription),
+            ) => StoreEvent::SubscriptionChanged {
+                subscription,
+                paid: paid.filter(|_| {
+                    matches!(kind.as_str(), "SUBSCRIBED" | "DID_RENEW" | "OFFER_REDEEMED")
+                }),
+                carried_order_id: carried,
             },
-            ("REFUND" | "REVOKE", Some(t)) => StoreEvent::Refunded {
+            ("REFUND" | "REVOKE", Some(t), subscription) => StoreEvent::Refunded {
                 platform: Platform::Apple,
                 store_transaction_id: t.transaction_id.clone().unwrap_or_default(),
                 revoked: kind == "REVOKE",
-                subscription: subscription.clone(),
+                subscription,
             },
-            ("CONSUMPTION_REQUEST", Some(t)) => StoreEvent::ConsumptionRequested {
+            ("CONSUMPTION_REQUEST", Some(t), _) => StoreEvent::ConsumptionRequested {
                 app_id: app_id.clone(),
                 store_transaction_id: t.transaction_id.clone().unwrap_or_default(),
                 environment: t.environment().unwrap_or(iap_domain::Environment::Production),
-                reason: data.consumption_request_reason.clone(),
+                reason: data.consumption_request_reason,
             },
-            ("REFUND_DECLINED", _) => {
+            ("REFUND_DECLINED", _, _) => {
                 StoreEvent::Ignored("REFUND_DECLINED: Apple kept the charge; nothing changes".into())
             }
-            ("REFUND_REVERSED", _) => StoreEvent::Ignored(
+            ("REFUND_REVERSED", _, _) => StoreEvent::Ignored(
                 "REFUND_REVERSED: the order stays refunded; an operator re-grants it with AdminService.CompensateOrder".into(),
             ),
-            ("RENEWAL_EXTENSION", _) => StoreEvent::Ignored(format!(
+            ("RENEWAL_EXTENSION", _, _) => StoreEvent::Ignored(format!(
                 "{full_kind}: a mass extension's summary; each extended subscription is refreshed on its own notification or check"
             )),
             (
                 "EXTERNAL_PURCHASE_TOKEN" | "METADATA_UPDATE" | "MIGRATION" | "PRICE_CHANGE"
                 | "RESCIND_CONSENT",
+                _,
                 _,
             ) => StoreEvent::Ignored(format!(
                 "{full_kind}: external purchase, Advanced Commerce or consent flow, not used here"

@@ -120,7 +120,7 @@ impl AndroidPublisher {
         );
         if let Some(token) = page_token {
             url.push_str("&token=");
-            url.push_str(&urlencode(token));
+            url.extend(url::form_urlencoded::byte_serialize(token.as_bytes()));
         }
         self.call(Method::GET, &url, "voidedpurchases.list").await
     }
@@ -274,17 +274,4 @@ mod tests {
             Value::Null
         );
     }
-}
-
-/// Percent-encodes a query value (page tokens are opaque).
-fn urlencode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

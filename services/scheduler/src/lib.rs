@@ -28,7 +28,7 @@ pub struct Scheduler {
     sweep: Option<(OrderSweep, Duration)>,
     gauges: Option<(OrderGauges, Duration)>,
     subscriptions: Option<(Arc<SubscriptionRefresh<Storage>>, SubscriptionJob)>,
-    reconciliation: Option<(Arc<Reconciliation<Storage>>, Duration)>,
+    reconciliation: Option<ScheduledReconciliation>,
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -199,8 +199,12 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), StartupEr
             scheduler = scheduler.with_reconciliation(job, interval);
         }
     }
-    serve(scheduler, http, shutdown).await
+    // Boxed: the joined job loops make a large future.
+    Box::pin(serve(scheduler, http, shutdown)).await
 }
+
+/// The reconciliation job and how often it runs.
+pub type ScheduledReconciliation = (Arc<Reconciliation<Storage>>, Duration);
 
 /// The reconciliation job over `storage`, handing revocations to `delivery`; `None` when
 /// `scheduler.reconcile_interval_ms` is 0.
@@ -208,7 +212,7 @@ pub fn reconciliation(
     settings: &Settings,
     storage: &Storage,
     delivery: Arc<dyn DeliveryTrigger>,
-) -> Result<Option<(Arc<Reconciliation<Storage>>, Duration)>, StartupError> {
+) -> Result<Option<ScheduledReconciliation>, StartupError> {
     if settings.scheduler.reconcile_interval_ms == 0 {
         tracing::info!("reconciliation off (scheduler.reconcile_interval_ms = 0)");
         return Ok(None);
