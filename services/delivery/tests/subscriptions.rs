@@ -471,3 +471,77 @@ async fn apple_consumption_request_is_answered_from_configuration_and_our_delive
     let stats = w.store.get_json("/emulator/stats").await;
     assert_eq!(stats["apple.consumption.put"], 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn huawei_subscription_from_notifications_renews_enters_grace_holds_and_is_refunded() {
+    use iap_test_support::emulator::HUAWEI_APP;
+    let w = World::start().await;
+    w.notify_here("huawei", 2).await;
+    let mut seen = 0;
+
+    // INITIAL_BUY for an order whose client died: the Subscription service's signed answer
+    // names the order (developerPayload); recorded and granted for its player.
+    let (order, binding) = w
+        .open_order("player-h", "vip_monthly", pb::Platform::Huawei)
+        .await;
+    let bought = w
+        .store
+        .post_json(
+            "/emulator/huawei/purchases",
+            json!({ "app_id": HUAWEI_APP, "product_id": "vip_monthly", "kind": 2,
+                "developer_payload": binding.huawei_developer_payload }),
+        )
+        .await;
+    w.after_notifications(&mut seen, 1).await;
+    assert_eq!(w.order(order).await.state, OrderState::Confirmed);
+    let token = bought["purchase_token"].as_str().unwrap().to_owned();
+    let first = w
+        .storage
+        .find_subscription_by_token(Platform::Huawei, &token)
+        .await
+        .unwrap()
+        .expect("recorded from the notification");
+    assert_eq!(first.state, SubscriptionState::Active);
+    let key = first.key.clone();
+
+    // RENEWAL_RECURRING: one more period, once.
+    w.subscription_action("huawei", &key, "renew").await;
+    w.after_notifications(&mut seen, 1).await;
+    assert_eq!(w.periods_granted("player-h", "vip_monthly"), 2);
+
+    // Grace keeps access without a grant; hold ends it.
+    w.subscription_action("huawei", &key, "enter_grace").await;
+    w.after_notifications(&mut seen, 1).await;
+    let grace = w.subscription(Platform::Huawei, &key).await;
+    assert_eq!(grace.state, SubscriptionState::InGrace);
+    assert!(grace.access_until().is_some_and(|t| t > Utc::now()));
+    assert_eq!(w.periods_granted("player-h", "vip_monthly"), 2);
+    w.subscription_action("huawei", &key, "hold").await;
+    w.after_notifications(&mut seen, 1).await;
+    assert_eq!(
+        w.subscription(Platform::Huawei, &key).await.state,
+        SubscriptionState::OnHold
+    );
+
+    // Recovered, then refunded by customer service (CANCEL): the period is taken back.
+    w.subscription_action("huawei", &key, "recover").await;
+    w.after_notifications(&mut seen, 1).await;
+    assert_eq!(w.periods_granted("player-h", "vip_monthly"), 3);
+    let recovered = w.subscription(Platform::Huawei, &key).await;
+    w.store
+        .post_json(
+            &format!("/emulator/huawei/purchases/{token}/refund"),
+            json!({}),
+        )
+        .await;
+    w.after_notifications(&mut seen, 1).await;
+    assert_eq!(
+        w.order(recovered.latest_order_id).await.state,
+        OrderState::Refunded
+    );
+    assert_eq!(w.periods_granted("player-h", "vip_monthly"), 2);
+    assert_eq!(
+        w.subscription(Platform::Huawei, &key).await.state,
+        SubscriptionState::Revoked
+    );
+}
