@@ -545,3 +545,81 @@ async fn huawei_subscription_from_notifications_renews_enters_grace_holds_and_is
         SubscriptionState::Revoked
     );
 }
+
+/// The scheduler's subscription job finds a renewal whose notification never came: when the
+/// period is about to end it asks the store, grants the new period once, and replicas running
+/// the job at the same time share the due subscriptions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_subscription_job_grants_a_renewal_whose_notification_was_lost() {
+    use iap_domain::usecases::refresh_subscription::SubscriptionRefresh;
+    use iap_domain::usecases::verify_purchase::PurchaseVerification;
+    let w = World::start().await;
+    // Bought and verified by the client; no notification target: the store's news is lost.
+    let (order, binding) = w
+        .open_order("player-j", "vip_monthly", pb::Platform::Google)
+        .await;
+    let bought = w
+        .google_subscribe("vip_monthly", Some(&binding), None)
+        .await;
+    let token = bought["purchase_token"].as_str().unwrap().to_owned();
+    w.verify(pb::VerifyPurchaseRequest {
+        app_id: APP.into(),
+        user_id: "player-j".into(),
+        order_id: order.to_string(),
+        purchase: Some(pb::verify_purchase_request::Purchase::Google(
+            pb::GooglePurchase {
+                purchase_token: token.clone(),
+                product_id: "vip_monthly".into(),
+                original_json: bought["original_json"].as_str().unwrap().into(),
+                signature: bought["signature"].as_str().unwrap().into(),
+            },
+        )),
+    })
+    .await
+    .unwrap();
+    w.sweep_until_quiet(10).await;
+    let first = w.subscription(Platform::Google, &token).await;
+    // The first check is planned shortly before the period ends.
+    let planned = first.next_check_at.unwrap();
+    let ends = first.expires_at.unwrap();
+    assert!(planned < ends && planned > ends - chrono::Duration::hours(1));
+
+    let purchases = std::sync::Arc::new(PurchaseVerification::new(
+        std::sync::Arc::new(w.settings.catalog().unwrap()),
+        w.settings.purchase_verifiers().unwrap(),
+        w.storage.clone(),
+    ));
+    let job = SubscriptionRefresh::new(purchases, w.deliveries(), w.storage.clone());
+    let hold = Duration::from_secs(30);
+    // Not due yet: nothing is asked.
+    assert_eq!(job.run_once(10, hold).await.unwrap().checked, 0);
+
+    // The store renews; the notification is lost. Time passes to the planned check.
+    w.subscription_action("google", &token, "renew").await;
+    {
+        use sea_orm::{ConnectionTrait, Statement};
+        w.storage
+            .connection()
+            .execute(Statement::from_string(
+                w.storage.backend(),
+                "UPDATE subscriptions SET next_check_at = CURRENT_TIMESTAMP - INTERVAL '1 minute'"
+                    .to_owned(),
+            ))
+            .await
+            .unwrap();
+    }
+    // Two replicas at once: the subscription is checked by one of them.
+    let (a, b) = tokio::join!(job.run_once(10, hold), job.run_once(10, hold));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.checked + b.checked, 1, "{a:?} {b:?}");
+    assert_eq!(a.granted + b.granted, 1);
+    w.sweep_until_quiet(10).await;
+    assert_eq!(w.periods_granted("player-j", "vip_monthly"), 2);
+    let renewed = w.subscription(Platform::Google, &token).await;
+    assert!(renewed.expires_at.unwrap() > ends);
+    assert!(
+        renewed.next_check_at.unwrap() > renewed.expires_at.unwrap() - chrono::Duration::hours(1)
+    );
+    // Once checked, it is not due again until the new period nears its end.
+    assert_eq!(job.run_once(10, hold).await.unwrap().checked, 0);
+}
