@@ -1,17 +1,23 @@
 //! `iap.v1.DeliveryService`: thin handlers over the delivery use case.
 
+use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
 use iap_domain::OrderId;
+use iap_domain::delivery::RevokeReason;
 use iap_proto::v1 as pb;
 use iap_proto::v1::delivery_service_server::{DeliveryService, DeliveryServiceServer};
+use iap_runtime::auth::BearerCheck;
 use iap_runtime::status::{IntoStatus, invalid_argument, not_found};
 use iap_runtime::wire;
 
 use crate::Delivery;
 
-pub(crate) fn delivery_service(delivery: Delivery) -> DeliveryServiceServer<Delivery> {
-    DeliveryServiceServer::new(delivery)
+pub(crate) fn delivery_service(
+    delivery: Delivery,
+    check: BearerCheck,
+) -> InterceptedService<DeliveryServiceServer<Delivery>, BearerCheck> {
+    DeliveryServiceServer::with_interceptor(delivery, check)
 }
 
 fn order_id(raw: &str) -> Result<OrderId, Status> {
@@ -60,6 +66,28 @@ impl DeliveryService for Delivery {
             })?;
         Ok(Response::new(pb::GetDeliveryResponse {
             delivery: Some(wire::delivery(&record)),
+        }))
+    }
+
+    async fn revoke(
+        &self,
+        request: Request<pb::RevokeRequest>,
+    ) -> Result<Response<pb::RevokeResponse>, Status> {
+        let id = order_id(&request.into_inner().order_id)?;
+        // Its own task, like Deliver: RevokeItems must not be cut short by a vanished caller.
+        let deliveries = self.deliveries.clone();
+        let order = tokio::spawn(async move { deliveries.revoke(id, RevokeReason::Operator).await })
+            .await
+            .map_err(|e| Status::internal(format!("revocation task failed: {e}")))?
+            .map_err(IntoStatus::into_status)?;
+        let delivery = self
+            .deliveries
+            .delivery(id)
+            .await
+            .map_err(IntoStatus::into_status)?;
+        Ok(Response::new(pb::RevokeResponse {
+            order: Some(wire::order(&order)),
+            delivery: delivery.as_ref().map(wire::delivery),
         }))
     }
 }
