@@ -234,6 +234,10 @@ pub trait AdminStore: Send + Sync {
     async fn store_purchase(&self, order: &Order)
     -> Result<Option<StorePurchaseView>, StorageError>;
 
+    /// The purchase tokens of the store purchases that paid these orders (to keep them out of
+    /// what operators see: Google's charge id is often the token itself).
+    async fn purchase_tokens(&self, orders: &[OrderId]) -> Result<Vec<String>, StorageError>;
+
     /// The order's outbox events and audit entries.
     async fn order_events(&self, order: OrderId) -> Result<Vec<HistoryEvent>, StorageError>;
 

@@ -298,13 +298,14 @@ impl AdminStore for Storage {
             .map_err(classify)?;
         let mut found = Vec::with_capacity(rows.len());
         for row in rows {
-            // The most specific id first: a renewal shares the original id with its siblings.
-            let kind = if row.store_transaction_id == id {
-                IdKind::StoreTransactionId
+            // The most telling name first: Google's charge id is often the token itself, and a
+            // renewal shares its original transaction id with its siblings.
+            let kind = if row.purchase_token.as_deref() == Some(id) {
+                IdKind::PurchaseToken
             } else if row.store_order_id.as_deref() == Some(id) {
                 IdKind::StoreOrderId
-            } else if row.purchase_token.as_deref() == Some(id) {
-                IdKind::PurchaseToken
+            } else if row.store_transaction_id == id {
+                IdKind::StoreTransactionId
             } else {
                 IdKind::OriginalTransactionId
             };
@@ -359,6 +360,24 @@ impl AdminStore for Storage {
             verified_at: row.verified_at,
             notification_subjects: subjects,
         }))
+    }
+
+    async fn purchase_tokens(&self, orders: &[OrderId]) -> Result<Vec<String>, StorageError> {
+        if orders.is_empty() {
+            return Ok(Vec::new());
+        }
+        let tokens: Vec<Option<String>> = store_transactions::Entity::find()
+            .select_only()
+            .column(store_transactions::Column::PurchaseToken)
+            .filter(
+                store_transactions::Column::OrderId.is_in(orders.iter().map(ToString::to_string)),
+            )
+            .filter(store_transactions::Column::PurchaseToken.is_not_null())
+            .into_tuple()
+            .all(self.connection())
+            .await
+            .map_err(classify)?;
+        Ok(tokens.into_iter().flatten().collect())
     }
 
     async fn order_events(&self, order: OrderId) -> Result<Vec<HistoryEvent>, StorageError> {

@@ -470,7 +470,23 @@ impl<S: AdminStore + OrderRepository + DeliveryStore> Administration<S> {
 
     async fn with_delivery(&self, order: Order) -> Result<OrderAndDelivery, AdminError> {
         let delivery = self.store.delivery(order.id).await?;
+        let order = self.redacted(vec![order]).await?.remove(0);
         Ok(OrderAndDelivery { order, delivery })
+    }
+
+    /// Orders as operators may see them: a store transaction id that is a purchase token (as
+    /// Google's often is) is masked.
+    async fn redacted(&self, mut orders: Vec<Order>) -> Result<Vec<Order>, AdminError> {
+        let ids: Vec<OrderId> = orders.iter().map(|o| o.id).collect();
+        let tokens = self.store.purchase_tokens(&ids).await?;
+        for order in &mut orders {
+            if let Some(id) = &mut order.store_transaction_id
+                && tokens.contains(id)
+            {
+                *id = mask_token(id);
+            }
+        }
+        Ok(orders)
     }
 
     /// Lists orders, stuck ones first (see [`SEGMENTS`]), one keyset page at a time.
@@ -510,13 +526,13 @@ impl<S: AdminStore + OrderRepository + DeliveryStore> Administration<S> {
                     },
                 };
                 return Ok(Page {
-                    items,
+                    items: self.redacted(items).await?,
                     next_page_token: token.encode("orders"),
                 });
             }
         }
         Ok(Page {
-            items,
+            items: self.redacted(items).await?,
             next_page_token: String::new(),
         })
     }
@@ -553,6 +569,12 @@ impl<S: AdminStore + OrderRepository + DeliveryStore> Administration<S> {
                     matched_by: kind,
                 });
             }
+        }
+        let orders = self
+            .redacted(matches.iter().map(|m| m.order.clone()).collect())
+            .await?;
+        for (found, order) in matches.iter_mut().zip(orders) {
+            found.order = order;
         }
         if matches.is_empty() {
             return Err(AdminError::OrderNotFound(
@@ -620,6 +642,23 @@ impl<S: AdminStore + OrderRepository + DeliveryStore> Administration<S> {
         }
         events.extend(self.store.order_events(id).await?);
         events.sort_by_key(|e| e.at);
+        // Events record the charge id, which for Google is often the purchase token.
+        let tokens = self.store.purchase_tokens(&[id]).await?;
+        for token in &tokens {
+            let masked = mask_token(token);
+            for event in &mut events {
+                if event.detail.contains(token.as_str()) {
+                    event.detail = event.detail.replace(token.as_str(), &masked);
+                }
+            }
+        }
+        let mut store_purchase = store_purchase;
+        if let Some(purchase) = &mut store_purchase
+            && tokens.contains(&purchase.store_transaction_id)
+        {
+            purchase.store_transaction_id = mask_token(&purchase.store_transaction_id);
+        }
+        let order = self.redacted(vec![order]).await?.remove(0);
         Ok(OrderHistory {
             order,
             delivery,
