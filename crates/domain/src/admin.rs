@@ -231,8 +231,10 @@ pub trait AdminStore: Send + Sync {
     async fn find_by_store_id(&self, id: &str) -> Result<Vec<(OrderId, IdKind)>, StorageError>;
 
     /// The store purchase that paid an order.
-    async fn store_purchase(&self, order: &Order)
-    -> Result<Option<StorePurchaseView>, StorageError>;
+    async fn store_purchase(
+        &self,
+        order: &Order,
+    ) -> Result<Option<StorePurchaseView>, StorageError>;
 
     /// The purchase tokens of the store purchases that paid these orders (to keep them out of
     /// what operators see: Google's charge id is often the token itself).
@@ -259,8 +261,10 @@ pub trait AdminStore: Send + Sync {
     ) -> Result<Option<Order>, StorageError>;
 
     /// The compensation recorded under an idempotency key, if any.
-    async fn prior_compensation(&self, key: &str)
-    -> Result<Option<PriorCompensation>, StorageError>;
+    async fn prior_compensation(
+        &self,
+        key: &str,
+    ) -> Result<Option<PriorCompensation>, StorageError>;
 
     /// Records a compensation in one commit: the audit entry (its key is unique), the order PAID
     /// and manual, and an `admin.compensate` event.

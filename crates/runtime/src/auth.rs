@@ -69,6 +69,8 @@ impl BearerCheck {
             return Ok(());
         };
         let refuse = |reason: &str, message: &str| {
+            metrics::counter!("iap_grpc_auth_refused_total", "audience" => self.audience)
+                .increment(1);
             with_reason(
                 Code::Unauthenticated,
                 reason,
@@ -94,8 +96,6 @@ impl BearerCheck {
         if bool::from(digest(presented.as_bytes()).ct_eq(expected.as_ref())) {
             Ok(())
         } else {
-            metrics::counter!("iap_grpc_auth_refused_total", "audience" => self.audience)
-                .increment(1);
             Err(refuse(
                 "BEARER_TOKEN_INVALID",
                 "the bearer token is not valid for this service",

@@ -89,7 +89,9 @@ impl OrderRevoker for DeliveryClient {
             Err(status) => Err(match status.code() {
                 tonic::Code::NotFound => RevokeFailure::NotFound,
                 tonic::Code::Aborted => RevokeFailure::GrantInFlight,
-                code => RevokeFailure::Unavailable(format!("Revoke: {code:?} {}", status.message())),
+                code => {
+                    RevokeFailure::Unavailable(format!("Revoke: {code:?} {}", status.message()))
+                }
             }),
         }
     }

@@ -40,9 +40,11 @@ pub async fn serve(
         let shutdown = shutdown.clone();
         async move {
             let result = match grpc {
-                Some(g) => crate::grpc::serve(g.listener, g.routes, &g.services, g.tls, shutdown.clone())
-                    .await
-                    .map_err(|e| StartupError::Server(format!("gRPC server: {e}"))),
+                Some(g) => {
+                    crate::grpc::serve(g.listener, g.routes, &g.services, g.tls, shutdown.clone())
+                        .await
+                        .map_err(|e| StartupError::Server(format!("gRPC server: {e}")))
+                }
                 None => Ok(()),
             };
             if result.is_err() {

@@ -326,7 +326,9 @@ impl AuthSettings {
                 if t.len() < MIN_TOKEN_LEN {
                     return Err(ConfigError::value(
                         key,
-                        format!("must be at least {MIN_TOKEN_LEN} characters (unset it to run open)"),
+                        format!(
+                            "must be at least {MIN_TOKEN_LEN} characters (unset it to run open)"
+                        ),
                     ));
                 }
                 if t.trim() != t || !t.chars().all(|c| c.is_ascii_graphic() || c == ' ') {

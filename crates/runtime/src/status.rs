@@ -216,7 +216,8 @@ impl IntoStatus for DeliverError {
 impl IntoStatus for AdminError {
     fn into_status(self) -> Status {
         let message = self.to_string();
-        let plain = |code: Code, reason: &str| with_reason(code, reason, message.clone(), HashMap::new());
+        let plain =
+            |code: Code, reason: &str| with_reason(code, reason, message.clone(), HashMap::new());
         match self {
             AdminError::InvalidArgument { field, problem } => invalid_argument(field, &problem),
             AdminError::OrderNotFound(_) => not_found("ORDER_NOT_FOUND", message),

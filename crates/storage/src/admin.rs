@@ -18,7 +18,9 @@ use iap_domain::admin::{
     StorePurchaseView,
 };
 use iap_domain::ports::StorageError;
-use iap_domain::{AppId, BindingReason, DeliveryState, Money, Order, OrderId, OrderState, Platform};
+use iap_domain::{
+    AppId, BindingReason, DeliveryState, Money, Order, OrderId, OrderState, Platform,
+};
 
 use crate::convert::{order_from_row, order_to_row, parse};
 use crate::entity::{
@@ -191,7 +193,10 @@ async fn make_due<C: ConnectionTrait>(
         .col_expr(orders::Column::NextAttemptAt, Expr::value(at))
         .col_expr(orders::Column::UpdatedAt, Expr::value(at));
     if matches!(from, OrderState::Dead | OrderState::Created) {
-        update = update.col_expr(orders::Column::State, Expr::value(OrderState::Paid.as_str()));
+        update = update.col_expr(
+            orders::Column::State,
+            Expr::value(OrderState::Paid.as_str()),
+        );
     }
     if from == OrderState::Created {
         // Never paid in our books: the operator's word is the payment, and the game is told
@@ -519,7 +524,9 @@ impl AdminStore for Storage {
     }
 
     async fn record_audit(&self, audit: &AuditEntry) -> Result<(), StorageError> {
-        insert_audit(self.connection(), audit, now()).await.map(drop)
+        insert_audit(self.connection(), audit, now())
+            .await
+            .map(drop)
     }
 
     async fn list_notifications(
@@ -636,10 +643,11 @@ impl AdminStore for Storage {
         .await
         .map_err(classify)?
         .flatten();
-        let oldest_unconfirmed_since = oldest(&[OrderState::Delivered], orders::Column::DeliveredAt)
-            .await
-            .map_err(classify)?
-            .flatten();
+        let oldest_unconfirmed_since =
+            oldest(&[OrderState::Delivered], orders::Column::DeliveredAt)
+                .await
+                .map_err(classify)?
+                .flatten();
         let mut unprocessed =
             notifications::Entity::find().filter(notifications::Column::ProcessedAt.is_null());
         if let Some(app) = app {

@@ -76,10 +76,11 @@ impl DeliveryService for Delivery {
         let id = order_id(&request.into_inner().order_id)?;
         // Its own task, like Deliver: RevokeItems must not be cut short by a vanished caller.
         let deliveries = self.deliveries.clone();
-        let order = tokio::spawn(async move { deliveries.revoke(id, RevokeReason::Operator).await })
-            .await
-            .map_err(|e| Status::internal(format!("revocation task failed: {e}")))?
-            .map_err(IntoStatus::into_status)?;
+        let order =
+            tokio::spawn(async move { deliveries.revoke(id, RevokeReason::Operator).await })
+                .await
+                .map_err(|e| Status::internal(format!("revocation task failed: {e}")))?
+                .map_err(IntoStatus::into_status)?;
         let delivery = self
             .deliveries
             .delivery(id)

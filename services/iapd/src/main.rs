@@ -285,7 +285,11 @@ fn print_banner(
             )
         },
     );
-    let tls = if plaintext { "" } else { "; TLS: use grpcurl without -plaintext" };
+    let tls = if plaintext {
+        ""
+    } else {
+        "; TLS: use grpcurl without -plaintext"
+    };
     // Printed on stdout, not logged: it is the newcomer's next step, whatever the log filter.
     println!(
         "\

@@ -178,10 +178,7 @@ impl Verifier {
     /// Adds the verifier's gRPC services to `routes` (alone, or beside other roles in iapd).
     pub fn add_grpc_services(&self, routes: Routes) -> Routes {
         routes
-            .add_service(grpc::order_service(
-                self.clone(),
-                self.auth.service.clone(),
-            ))
+            .add_service(grpc::order_service(self.clone(), self.auth.service.clone()))
             .add_service(grpc::verification_service(
                 self.clone(),
                 self.auth.service.clone(),

@@ -194,24 +194,26 @@ impl World {
                     "obfuscated_profile_id": binding.google_obfuscated_profile_id }),
             )
             .await;
-        let verified =
-            VerificationServiceClient::with_interceptor(self.verifier.clone(), bearer(SERVICE_TOKEN))
-                .verify_purchase(pb::VerifyPurchaseRequest {
-                    app_id: APP.into(),
-                    user_id: user.into(),
-                    order_id: String::new(),
-                    purchase: Some(pb::verify_purchase_request::Purchase::Google(
-                        pb::GooglePurchase {
-                            purchase_token: made["purchase_token"].as_str().unwrap().into(),
-                            product_id: "gems_100".into(),
-                            original_json: made["original_json"].as_str().unwrap().into(),
-                            signature: made["signature"].as_str().unwrap().into(),
-                        },
-                    )),
-                })
-                .await
-                .unwrap()
-                .into_inner();
+        let verified = VerificationServiceClient::with_interceptor(
+            self.verifier.clone(),
+            bearer(SERVICE_TOKEN),
+        )
+        .verify_purchase(pb::VerifyPurchaseRequest {
+            app_id: APP.into(),
+            user_id: user.into(),
+            order_id: String::new(),
+            purchase: Some(pb::verify_purchase_request::Purchase::Google(
+                pb::GooglePurchase {
+                    purchase_token: made["purchase_token"].as_str().unwrap().into(),
+                    product_id: "gems_100".into(),
+                    original_json: made["original_json"].as_str().unwrap().into(),
+                    signature: made["signature"].as_str().unwrap().into(),
+                },
+            )),
+        })
+        .await
+        .unwrap()
+        .into_inner();
         (verified.order.unwrap(), made)
     }
 
@@ -234,7 +236,10 @@ impl World {
         use sea_orm::{ConnectionTrait, Statement};
         self.storage
             .connection()
-            .execute(Statement::from_string(self.storage.backend(), sql.to_owned()))
+            .execute(Statement::from_string(
+                self.storage.backend(),
+                sql.to_owned(),
+            ))
             .await
             .unwrap();
     }
@@ -369,7 +374,10 @@ async fn a_compensation_grants_once_per_key_and_is_audited() {
     assert!(!first.duplicate);
     let order = first.order.unwrap();
     assert!(order.manual);
-    assert_eq!(order.binding_reason(), pb::BindingReason::ManualCompensation);
+    assert_eq!(
+        order.binding_reason(),
+        pb::BindingReason::ManualCompensation
+    );
     assert_eq!(order.quantity, 2);
     assert!(matches!(
         order.state(),
@@ -494,7 +502,10 @@ async fn an_operator_revokes_a_delivered_order_once() {
         .unwrap()
         .into_inner();
     assert_eq!(revoked.order.unwrap().state(), pb::OrderState::Revoked);
-    assert_eq!(revoked.delivery.unwrap().state(), pb::DeliveryState::Revoked);
+    assert_eq!(
+        revoked.delivery.unwrap().state(),
+        pb::DeliveryState::Revoked
+    );
     assert_eq!(w.game.ledger().revokes().len(), 1);
     assert_eq!(w.game.ledger().balance(APP, "cheater", "gems_100"), 0);
 
@@ -547,7 +558,10 @@ async fn lookup_finds_an_order_by_each_of_its_ids() {
         .unwrap()
         .into_inner();
     let stored = history.store_transaction.unwrap();
-    assert!(!stored.store_order_id.is_empty(), "Google gives a GPA order id");
+    assert!(
+        !stored.store_order_id.is_empty(),
+        "Google gives a GPA order id"
+    );
     // Apple's original transaction id shares the lookup; a Google purchase has none, so give
     // this one a stored value to find it by.
     w.execute(&format!(
@@ -571,7 +585,10 @@ async fn lookup_finds_an_order_by_each_of_its_ids() {
         assert_eq!(matches.len(), 1, "{kind}");
         assert_eq!(matches[0].order.as_ref().unwrap().order_id, order.order_id);
         assert_eq!(matches[0].matched_by, kind, "{id}");
-        assert!(!format!("{matches:?}").contains(&token), "token in a lookup reply");
+        assert!(
+            !format!("{matches:?}").contains(&token),
+            "token in a lookup reply"
+        );
     }
     // The token never comes back in a response.
     let history = admin
@@ -618,7 +635,13 @@ async fn listing_puts_stuck_orders_first_and_pages_through_all() {
     let w = World::start().await;
     let mut ids = Vec::new();
     for i in 0..7 {
-        ids.push(w.create_order(&format!("list-{i}")).await.order.unwrap().order_id);
+        ids.push(
+            w.create_order(&format!("list-{i}"))
+                .await
+                .order
+                .unwrap()
+                .order_id,
+        );
     }
     // Shape the states and ages directly: two paid-but-undelivered (the older one first), one
     // DELIVERING, two DEAD, two left CREATED.
@@ -890,10 +913,11 @@ async fn admin_calls_need_the_admin_token_and_no_other() {
     assert_eq!(status.code(), Code::Unauthenticated);
     assert_eq!(reason(&status), "BEARER_TOKEN_MISSING");
 
-    let status = AdminServiceClient::with_interceptor(w.verifier.clone(), bearer("wrong-token-wrong-token"))
-        .get_stats(request())
-        .await
-        .unwrap_err();
+    let status =
+        AdminServiceClient::with_interceptor(w.verifier.clone(), bearer("wrong-token-wrong-token"))
+            .get_stats(request())
+            .await
+            .unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
     assert_eq!(reason(&status), "BEARER_TOKEN_INVALID");
 
@@ -969,9 +993,10 @@ async fn mutual_tls_refuses_clients_without_a_certificate_from_the_ca() {
         .await
         .unwrap();
     storage.migrate().await.unwrap();
-    let verifier = iap_verifier::Verifier::new(storage, Arc::new(settings.catalog().unwrap()), vec![])
-        .with_auth(GrpcAuth::from_settings(&settings.auth))
-        .with_tls(iap_runtime::auth::server_tls(&settings.auth).unwrap());
+    let verifier =
+        iap_verifier::Verifier::new(storage, Arc::new(settings.catalog().unwrap()), vec![])
+            .with_auth(GrpcAuth::from_settings(&settings.auth))
+            .with_tls(iap_runtime::auth::server_tls(&settings.auth).unwrap());
     let listeners = iap_verifier::Listeners {
         grpc: TcpListener::bind("127.0.0.1:0").await.unwrap(),
         http: TcpListener::bind("127.0.0.1:0").await.unwrap(),
@@ -1020,7 +1045,11 @@ async fn mutual_tls_refuses_clients_without_a_certificate_from_the_ca() {
     };
     assert!(refused, "a client without a certificate got through");
     // Plaintext is refused too.
-    let plaintext = match Channel::from_shared(format!("http://{addr}")).unwrap().connect().await {
+    let plaintext = match Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+    {
         Err(_) => true,
         Ok(channel) => AdminServiceClient::with_interceptor(channel, bearer(ADMIN_TOKEN))
             .get_stats(pb::GetStatsRequest::default())

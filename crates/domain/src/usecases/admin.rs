@@ -142,7 +142,10 @@ impl Accountability {
     fn parse_reason(reason: &str) -> Result<String, AdminError> {
         let reason = reason.trim();
         if reason.is_empty() {
-            return Err(invalid("reason", "is required (why; a ticket number will do)"));
+            return Err(invalid(
+                "reason",
+                "is required (why; a ticket number will do)",
+            ));
         }
         if reason.len() > MAX_REASON_LEN {
             return Err(invalid(
@@ -505,9 +508,7 @@ impl<S: AdminStore + OrderRepository + DeliveryStore> Administration<S> {
             if states.is_empty() {
                 continue;
             }
-            let after = start
-                .filter(|t| t.segment == index)
-                .map(|t| t.position);
+            let after = start.filter(|t| t.segment == index).map(|t| t.position);
             let wanted = limit - u32::try_from(items.len()).unwrap_or(limit);
             // One row more than the page holds tells whether another page follows.
             let rows = self
@@ -722,10 +723,7 @@ impl<S: AdminStore + OrderRepository + DeliveryStore> Administration<S> {
     /// Manual compensation (补单): force-grants an existing order, or grants a product to a user
     /// through a new manual order. The same idempotency key returns the first outcome.
     #[tracing::instrument(name = "admin.compensate", skip_all, fields(operator = %command.who.operator), err)]
-    pub async fn compensate(
-        &self,
-        command: Compensate,
-    ) -> Result<CompensationOutcome, AdminError> {
+    pub async fn compensate(&self, command: Compensate) -> Result<CompensationOutcome, AdminError> {
         let fingerprint = command.grant.fingerprint();
         if let Some(prior) = self
             .store
@@ -803,7 +801,9 @@ impl<S: AdminStore + OrderRepository + DeliveryStore> Administration<S> {
             CompensationTarget::ExistingOrder { id, .. } => *id,
             CompensationTarget::NewOrder(new) => new.id,
         };
-        let mut audit = command.who.audit("compensate", Some(target_order), fingerprint.clone());
+        let mut audit = command
+            .who
+            .audit("compensate", Some(target_order), fingerprint.clone());
         audit.idempotency_key = Some(command.idempotency_key.clone());
         match self.store.record_compensation(&target, &audit).await? {
             CompensationRecord::Recorded(order) => {

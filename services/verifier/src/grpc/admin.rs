@@ -61,7 +61,7 @@ fn platform_filter(raw: i32) -> Result<Option<Platform>, Status> {
     })
 }
 
-fn reply(result: OrderAndDelivery) -> (Option<pb::Order>, Option<pb::Delivery>) {
+fn reply(result: &OrderAndDelivery) -> (Option<pb::Order>, Option<pb::Delivery>) {
     (
         Some(wire::order(&result.order)),
         result.delivery.as_ref().map(wire::delivery),
@@ -197,8 +197,11 @@ impl AdminService for AdminHandler {
         let r = request.into_inner();
         let who = Accountability::parse(&r.operator, &r.reason).map_err(status)?;
         let id = parse_order_id(&r.order_id).map_err(status)?;
-        let (order, delivery) = reply(self.admin.redeliver(id, &who).await.map_err(status)?);
-        Ok(Response::new(pb::RedeliverOrderResponse { order, delivery }))
+        let (order, delivery) = reply(&self.admin.redeliver(id, &who).await.map_err(status)?);
+        Ok(Response::new(pb::RedeliverOrderResponse {
+            order,
+            delivery,
+        }))
     }
 
     async fn compensate_order(
@@ -207,7 +210,8 @@ impl AdminService for AdminHandler {
     ) -> Result<Response<pb::CompensateOrderResponse>, Status> {
         let r = request.into_inner();
         let who = Accountability::parse(&r.operator, &r.reason).map_err(status)?;
-        let names_product = !(r.app_id.is_empty() && r.user_id.is_empty() && r.product_id.is_empty());
+        let names_product =
+            !(r.app_id.is_empty() && r.user_id.is_empty() && r.product_id.is_empty());
         let grant = match (r.order_id.is_empty(), names_product) {
             (false, true) => {
                 return Err(status(AdminError::InvalidArgument {
@@ -215,7 +219,9 @@ impl AdminService for AdminHandler {
                     problem: "give either order_id or app_id/user_id/product_id, not both".into(),
                 }));
             }
-            (false, false) => CompensationGrant::Order(parse_order_id(&r.order_id).map_err(status)?),
+            (false, false) => {
+                CompensationGrant::Order(parse_order_id(&r.order_id).map_err(status)?)
+            }
             (true, _) => {
                 let platform = wire::platform_from_wire(r.platform).ok_or_else(|| {
                     status(AdminError::InvalidArgument {
@@ -245,7 +251,7 @@ impl AdminService for AdminHandler {
         };
         let command = Compensate::parse(who, &r.idempotency_key, grant).map_err(status)?;
         let outcome = self.admin.compensate(command).await.map_err(status)?;
-        let (order, delivery) = reply(outcome.result);
+        let (order, delivery) = reply(&outcome.result);
         Ok(Response::new(pb::CompensateOrderResponse {
             order,
             delivery,
@@ -260,7 +266,7 @@ impl AdminService for AdminHandler {
         let r = request.into_inner();
         let who = Accountability::parse(&r.operator, &r.reason).map_err(status)?;
         let id = parse_order_id(&r.order_id).map_err(status)?;
-        let (order, delivery) = reply(self.admin.revoke(id, &who).await.map_err(status)?);
+        let (order, delivery) = reply(&self.admin.revoke(id, &who).await.map_err(status)?);
         Ok(Response::new(pb::RevokeOrderResponse { order, delivery }))
     }
 
