@@ -143,13 +143,13 @@ impl GrpcAuth {
         if serves_admin && !self.admin.is_required() {
             tracing::warn!(
                 process,
-                "AdminService is open to anyone who can reach the gRPC port: set auth.admin_token"
+                "AdminService is open to anyone who can reach it: set auth.admin_token"
             );
         }
         if !self.service.is_required() {
             tracing::warn!(
                 process,
-                "gRPC services run without a bearer token: set auth.service_token"
+                "OrderService, VerificationService and DeliveryService are open to anyone who can reach them: set auth.service_token"
             );
         }
     }
