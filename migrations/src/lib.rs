@@ -16,6 +16,7 @@ mod m20261122_000006_create_notifications;
 mod m20261122_000007_create_trial_usage;
 mod m20261122_000008_create_audit_log;
 mod m20261122_000009_create_job_state;
+mod m20261128_000010_subscription_versions;
 
 /// Every migration, oldest first.
 #[derive(Debug)]
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000007_create_trial_usage::Migration),
             Box::new(m20261122_000008_create_audit_log::Migration),
             Box::new(m20261122_000009_create_job_state::Migration),
+            Box::new(m20261128_000010_subscription_versions::Migration),
         ]
     }
 }

@@ -127,6 +127,15 @@ pub trait GameServer: Send + Sync {
         command: &RevokeCommand,
         deadline: Duration,
     ) -> Result<GameAck, GameError>;
+    /// Tells the game where a subscription's entitlement stands; idempotent per (subscription
+    /// id, version), the game keeping the highest version. `Ok(false)`: the game server does
+    /// not take subscription updates (it answered UNIMPLEMENTED) and reads entitlements from
+    /// the grants alone.
+    async fn update_subscription(
+        &self,
+        update: &crate::subscriptions::SubscriptionUpdate,
+        deadline: Duration,
+    ) -> Result<bool, GameError>;
 }
 
 /// An order claimed by this worker: the state was moved under a conditional update that bumped
@@ -270,4 +279,7 @@ pub enum RevocationClaim {
 pub trait DeliveryTrigger: Send + Sync {
     /// Delivers the order as far as it goes now.
     async fn deliver_now(&self, order: OrderId) -> Result<(), String>;
+
+    /// Takes a refunded or revoked order's items back, once (`revoke-{order_id}`).
+    async fn revoke_now(&self, order: OrderId, reason: RevokeReason) -> Result<(), String>;
 }

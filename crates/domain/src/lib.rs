@@ -40,6 +40,8 @@ pub mod notifications;
 pub mod order;
 pub mod ports;
 pub mod purchase;
+pub mod reconciliation;
+pub mod subscriptions;
 pub mod usecases;
 
 pub use catalog::{AppPolicy, Catalog, ProductPolicy, SandboxPolicy};

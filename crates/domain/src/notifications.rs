@@ -11,6 +11,7 @@ use crate::ids::AppId;
 use crate::order::Platform;
 use crate::ports::StorageError;
 use crate::purchase::PurchaseProof;
+use crate::subscriptions::SubscriptionRef;
 
 /// A notification received and authenticated, ready for the inbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,10 +93,45 @@ pub enum StoreEvent {
     Refunded {
         /// Store.
         platform: Platform,
-        /// The charge refunded (our replay key for it).
+        /// The charge refunded (our replay key for it), or its purchase token.
         store_transaction_id: String,
         /// Revoked (family sharing removed, chargeback) rather than refunded.
         revoked: bool,
+        /// The subscription the charge belongs to, refreshed afterwards.
+        subscription: Option<SubscriptionRef>,
+    },
+    /// A subscription changed at the store (bought, renewed, failed to renew, entered or left
+    /// grace, hold or pause, expired, changed plan, price or renewal preference): look at the
+    /// store and apply what it says now.
+    SubscriptionChanged {
+        /// The subscription.
+        subscription: SubscriptionRef,
+        /// The paid charge the notification carries (Apple), granted as a plain purchase when
+        /// the store cannot be asked about subscriptions (no App Store Server API key).
+        paid: Option<PurchaseProof>,
+        /// Our order id as that charge carries it.
+        carried_order_id: Option<String>,
+    },
+    /// The store says a purchase changed without saying how (Google ONE_TIME_PRODUCT_CANCELED:
+    /// a pending purchase dropped, or a paid one revoked): ask the store, and take the items
+    /// back if it is no longer paid.
+    Recheck {
+        /// App.
+        app_id: AppId,
+        /// The purchase.
+        proof: PurchaseProof,
+    },
+    /// Apple asks how a consumable or a subscription was used before deciding on a refund
+    /// (CONSUMPTION_REQUEST): answered with what we delivered and the app's configured answers.
+    ConsumptionRequested {
+        /// App.
+        app_id: AppId,
+        /// The transaction the customer asked a refund for.
+        store_transaction_id: String,
+        /// Its environment.
+        environment: crate::order::Environment,
+        /// Apple's `consumptionRequestReason`.
+        reason: Option<String>,
     },
     /// Nothing to do (a test notification, an informational type); the reason is recorded.
     Ignored(String),
@@ -133,4 +169,27 @@ pub trait NotificationDecoder: Send + Sync {
         let _ = (decoded, authorization);
         Ok(())
     }
+}
+
+/// What we tell Apple about a purchase whose customer asked for a refund.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumptionReport {
+    /// The transaction.
+    pub store_transaction_id: String,
+    /// Its environment.
+    pub environment: crate::order::Environment,
+    /// The game server acknowledged the grant.
+    pub delivered: bool,
+}
+
+/// Answers a store's consumption request (Apple Send Consumption Information), with the app's
+/// configured answers for what only the studio knows (consent, refund preference).
+#[async_trait]
+pub trait ConsumptionResponder: Send + Sync {
+    /// Sends the answer. `Ok(false)` when the app is configured not to answer.
+    async fn send_consumption(
+        &self,
+        app_id: &AppId,
+        report: &ConsumptionReport,
+    ) -> Result<bool, crate::ports::StoreError>;
 }

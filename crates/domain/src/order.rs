@@ -1,8 +1,6 @@
 //! Orders and the state machine every transition must respect.
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -13,7 +11,7 @@ use crate::ids::{AppId, OrderId, ProductId, UserId};
 macro_rules! text_enum {
     ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, ::serde::Serialize, ::serde::Deserialize)]
         pub enum $name {
             $($(#[$vdoc])* #[serde(rename = $text)] $variant),+
         }
@@ -28,23 +26,25 @@ macro_rules! text_enum {
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 f.write_str(self.as_str())
             }
         }
 
-        impl FromStr for $name {
-            type Err = UnknownValue;
-            fn from_str(s: &str) -> Result<Self, UnknownValue> {
+        impl ::std::str::FromStr for $name {
+            type Err = $crate::order::UnknownValue;
+            fn from_str(s: &str) -> Result<Self, $crate::order::UnknownValue> {
                 match s {
                     $($text => Ok($name::$variant),)+
-                    _ => Err(UnknownValue { kind: stringify!($name), value: s.to_owned() }),
+                    _ => Err($crate::order::UnknownValue { kind: stringify!($name), value: s.to_owned() }),
                 }
             }
         }
     };
 }
+
+pub(crate) use text_enum;
 
 /// A stored text value that no enum variant matches (a newer schema, or corruption).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

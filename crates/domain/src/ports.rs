@@ -123,6 +123,19 @@ pub trait PurchaseVerifier: Send + Sync {
         ctx: VerifyContext<'_>,
         proof: &PurchaseProof,
     ) -> Result<VerifiedPurchase, StoreError>;
+
+    /// Asks the store for a subscription's current state (Apple Get All Subscription Statuses,
+    /// Google `subscriptionsv2.get`, Huawei subscription `get`); the latest period's charge is
+    /// verified as strictly as a client's purchase.
+    async fn subscription(
+        &self,
+        subscription: &crate::subscriptions::SubscriptionRef,
+    ) -> Result<crate::subscriptions::SubscriptionSnapshot, StoreError> {
+        Err(StoreError::Misconfigured(format!(
+            "{} subscriptions cannot be queried",
+            subscription.platform
+        )))
+    }
 }
 
 /// A delivered purchase that the store must be told about.
@@ -239,6 +252,9 @@ pub struct PaymentToRecord {
     /// For a free trial: the subscription group its use is recorded under (per user and per
     /// store account), so a later trial in the same group is recognised as a repeat.
     pub trial_group: Option<String>,
+    /// For an auto-renewable subscription's first period: the subscription row to create (a
+    /// later period updates the existing row instead).
+    pub subscription: Option<crate::subscriptions::NewSubscription>,
 }
 
 /// What recording a payment did.
@@ -268,6 +284,17 @@ pub trait PaymentLedger: Send + Sync {
         platform: Platform,
         store_transaction_id: &str,
     ) -> Result<Option<RecordedPurchase>, StorageError>;
+
+    /// Who owns the subscription with this store key (see
+    /// [`crate::subscriptions::subscription_key`]): a later period of it is a renewal of theirs.
+    async fn find_subscription_owner(
+        &self,
+        platform: Platform,
+        key: &str,
+    ) -> Result<Option<RecordedPurchase>, StorageError> {
+        let _ = (platform, key);
+        Ok(None)
+    }
 
     /// Who redeemed the purchase with this Google or Huawei purchase token (refund notifications
     /// that name only the token).

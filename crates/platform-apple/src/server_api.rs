@@ -98,20 +98,31 @@ impl ServerApi {
     }
 
     async fn get(&self, root: &str, path: &str) -> Result<Value, StoreError> {
+        self.call(reqwest::Method::GET, root, path, None).await
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        root: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, StoreError> {
         let token = self.bearer().await?;
-        let response = self
+        let mut request = self
             .http
-            .get(format!("{root}{path}"))
+            .request(method, format!("{root}{path}"))
             .bearer_auth(token)
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await
-            .map_err(|e| {
-                StoreError::unavailable(format!(
-                    "App Store Server API unreachable: {}",
-                    e.without_url()
-                ))
-            })?;
+            .timeout(Duration::from_secs(10));
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(|e| {
+            StoreError::unavailable(format!(
+                "App Store Server API unreachable: {}",
+                e.without_url()
+            ))
+        })?;
         let status = response.status().as_u16();
         let retry_at = response
             .headers()
@@ -122,6 +133,8 @@ impl ServerApi {
         let code = body["errorCode"].as_i64().unwrap_or(0);
         match status {
             200 => Ok(body),
+            // Send Consumption Information answers 202 with no body.
+            202 | 204 => Ok(Value::Null),
             404 if code == 4_040_010 || code == 4_040_005 => Err(StoreError::rejected(
                 RejectReason::NotFoundAtStore,
                 "transaction_not_found",
@@ -169,5 +182,85 @@ impl ServerApi {
                     "Get Transaction Info answered without signedTransactionInfo",
                 )
             })
+    }
+
+    fn root(&self, environment: Option<iap_domain::Environment>) -> &str {
+        match environment {
+            Some(iap_domain::Environment::Sandbox) => &self.sandbox_url,
+            _ => &self.production_url,
+        }
+    }
+
+    /// Get All Subscription Statuses: every subscription of the customer who owns
+    /// `original_transaction_id`, with the latest signed transaction and renewal info of each.
+    /// Asked in the subscription's environment; production then sandbox when unknown.
+    pub async fn subscription_statuses(
+        &self,
+        original_transaction_id: &str,
+        environment: Option<iap_domain::Environment>,
+    ) -> Result<Value, StoreError> {
+        let path = format!("/inApps/v1/subscriptions/{original_transaction_id}");
+        match (environment, self.get(self.root(environment), &path).await) {
+            (
+                None,
+                Err(StoreError::Rejected {
+                    code: "transaction_not_found",
+                    ..
+                }),
+            ) => self.get(&self.sandbox_url, &path).await,
+            (_, other) => other,
+        }
+    }
+
+    /// Send Consumption Information (v2) for a transaction whose customer asked for a refund.
+    pub async fn send_consumption(
+        &self,
+        transaction_id: &str,
+        environment: iap_domain::Environment,
+        body: &Value,
+    ) -> Result<(), StoreError> {
+        let path = format!("/inApps/v2/transactions/consumption/{transaction_id}");
+        self.call(
+            reqwest::Method::PUT,
+            self.root(Some(environment)),
+            &path,
+            Some(body),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Get Notification History, one page: notifications Apple sent (or tried to) between
+    /// `start_ms` and `end_ms` in `environment`.
+    pub async fn notification_history(
+        &self,
+        environment: iap_domain::Environment,
+        start_ms: i64,
+        end_ms: i64,
+        pagination_token: Option<&str>,
+    ) -> Result<Value, StoreError> {
+        let mut path = "/inApps/v1/notifications/history".to_owned();
+        if let Some(token) = pagination_token {
+            path.push_str("?paginationToken=");
+            path.push_str(
+                &token
+                    .bytes()
+                    .map(|b| match b {
+                        b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                            (b as char).to_string()
+                        }
+                        _ => format!("%{b:02X}"),
+                    })
+                    .collect::<String>(),
+            );
+        }
+        let body = serde_json::json!({ "startDate": start_ms, "endDate": end_ms });
+        self.call(
+            reqwest::Method::POST,
+            self.root(Some(environment)),
+            &path,
+            Some(&body),
+        )
+        .await
     }
 }

@@ -10,10 +10,11 @@ use serde::Deserialize;
 
 use iap_domain::ports::{PurchaseVerifier, StoreError, VerifyContext};
 use iap_domain::purchase::{PurchaseProof, PurchaseStatus, VerifiedPurchase};
-use iap_domain::{AppId, Money, Platform, ProductId, RejectReason};
+use iap_domain::subscriptions::{SubscriptionRef, SubscriptionSnapshot, SubscriptionState};
+use iap_domain::{AppId, Money, Platform, ProductId, ProductKind, RejectReason};
 
 use crate::jws::{self, ChainTrust};
-use crate::model::TransactionPayload;
+use crate::model::{RenewalInfoPayload, TransactionPayload};
 use crate::receipt::{ReceiptClient, pick_transaction};
 
 /// `[apps.<app_id>.apple]`: one app's App Store settings.
@@ -51,6 +52,28 @@ pub struct AppleAppConfig {
     /// App Store Server API sandbox root.
     #[serde(default = "api_sandbox_url")]
     pub api_sandbox_url: String,
+    /// Answers to Apple's CONSUMPTION_REQUEST notifications; without them none is sent.
+    #[serde(default)]
+    pub consumption: Option<ConsumptionAnswers>,
+}
+
+/// `[apps.<app_id>.apple.consumption]`: what the studio answers when a customer asks Apple for a
+/// refund (Send Consumption Information). The delivery status comes from our records.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumptionAnswers {
+    /// The customer consented to sharing consumption data (Apple refuses the answer otherwise).
+    pub customer_consented: bool,
+    /// A free sample or trial of the content was available.
+    #[serde(default)]
+    pub sample_content_provided: bool,
+    /// `DECLINE`, `GRANT_FULL` or `GRANT_PRORATED`; omitted when unset.
+    #[serde(default)]
+    pub refund_preference: Option<String>,
+    /// How much of a delivered purchase counts as consumed, in milliunits (0–100000); sent
+    /// only for delivered purchases (Apple requires 0 otherwise).
+    #[serde(default)]
+    pub delivered_consumption_percentage: Option<i64>,
 }
 
 fn api_production_url() -> String {
@@ -81,6 +104,7 @@ struct AppleApp {
     receipts: ReceiptClient,
     shared_secret: Option<String>,
     api: Option<std::sync::Arc<crate::server_api::ServerApi>>,
+    consumption: Option<ConsumptionAnswers>,
 }
 
 /// The App Store verifier for every configured app.
@@ -154,6 +178,7 @@ impl AppleVerifier {
                     receipts,
                     shared_secret: config.shared_secret.clone(),
                     api,
+                    consumption: config.consumption.clone(),
                 },
             );
         }
@@ -394,6 +419,104 @@ impl PurchaseVerifier for AppleVerifier {
             )),
         }
     }
+    async fn subscription(
+        &self,
+        subscription: &SubscriptionRef,
+    ) -> Result<SubscriptionSnapshot, StoreError> {
+        let app = self.apps.get(&subscription.app_id).ok_or_else(|| {
+            StoreError::Misconfigured(format!(
+                "no App Store settings for app {}",
+                subscription.app_id
+            ))
+        })?;
+        let api = app.api.as_ref().ok_or_else(|| {
+            StoreError::Misconfigured(
+                "subscription status needs [apps.<id>.apple.api] credentials".into(),
+            )
+        })?;
+        let reply = api
+            .subscription_statuses(&subscription.key, subscription.environment)
+            .await?;
+        let entry = reply["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|group| group["lastTransactions"].as_array().into_iter().flatten())
+            .find(|t| t["originalTransactionId"] == subscription.key.as_str())
+            .ok_or_else(|| {
+                StoreError::rejected(
+                    RejectReason::NotFoundAtStore,
+                    "subscription_not_found",
+                    "the App Store lists no such subscription",
+                )
+            })?;
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let latest = self.verify_signed(
+            app,
+            entry["signedTransactionInfo"].as_str().unwrap_or_default(),
+            now_ms,
+        )?;
+        let renewal = match entry["signedRenewalInfo"].as_str() {
+            Some(jws) => Some(jws::verify::<RenewalInfoPayload>(jws, &app.trust, now_ms)?.payload),
+            None => None,
+        };
+        // Get All Subscription Statuses: 1 active, 2 expired, 3 billing retry, 4 billing grace
+        // period, 5 revoked.
+        let state = match entry["status"].as_i64() {
+            Some(1) => SubscriptionState::Active,
+            Some(3) => SubscriptionState::BillingRetry,
+            Some(4) => SubscriptionState::InGrace,
+            Some(5) => SubscriptionState::Revoked,
+            _ => SubscriptionState::Expired,
+        };
+        let renewal = renewal.unwrap_or_default();
+        Ok(SubscriptionSnapshot {
+            state,
+            expires_at: latest.expires_at,
+            grace_until: renewal.grace_period_expires_date.and_then(chrono_from_ms),
+            auto_renew: renewal.auto_renew_status.map(|s| s == 1),
+            auto_renew_product_id: renewal.auto_renew_product_id,
+            price_change_state: renewal.price_increase_status.map(|s| match s {
+                1 => "PRICE_INCREASE_CONSENTED".to_owned(),
+                _ => "PRICE_INCREASE_PENDING".to_owned(),
+            }),
+            latest,
+        })
+    }
+}
+
+/// Send Consumption Information, answered from the app's `consumption` settings and our record
+/// of whether the purchase was delivered.
+#[async_trait::async_trait]
+impl iap_domain::notifications::ConsumptionResponder for AppleVerifier {
+    async fn send_consumption(
+        &self,
+        app_id: &AppId,
+        report: &iap_domain::notifications::ConsumptionReport,
+    ) -> Result<bool, StoreError> {
+        let Some(app) = self.apps.get(app_id) else {
+            return Ok(false);
+        };
+        let (Some(answers), Some(api)) = (&app.consumption, &app.api) else {
+            return Ok(false);
+        };
+        let mut body = serde_json::json!({
+            "customerConsented": answers.customer_consented,
+            "sampleContentProvided": answers.sample_content_provided,
+            "deliveryStatus": if report.delivered { "DELIVERED" } else { "UNDELIVERED_OTHER" },
+            "consumptionPercentage": if report.delivered {
+                answers.delivered_consumption_percentage.unwrap_or(0).clamp(0, 100_000)
+            } else {
+                0
+            },
+        });
+        if let Some(preference) = &answers.refund_preference {
+            body["refundPreference"] = serde_json::json!(preference);
+        }
+        api.send_consumption(&report.store_transaction_id, report.environment, &body)
+            .await?;
+        Ok(true)
+    }
 }
 
 /// The App Store has no server-side confirmation: the client calls `finish()` once
@@ -486,25 +609,97 @@ impl iap_domain::notifications::NotificationDecoder for AppleVerifier {
             None => None,
         };
         let subject = transaction.as_ref().and_then(|t| t.transaction_id.clone());
-        let event = match (kind.as_str(), &data.signed_transaction_info, &transaction) {
-            ("TEST", _, _) => StoreEvent::Ignored("test notification".into()),
-            // A paid charge: granted even if the client never reported it.
-            (
-                "ONE_TIME_CHARGE" | "SUBSCRIBED" | "DID_RENEW" | "OFFER_REDEEMED",
-                Some(jws),
-                Some(t),
-            ) => StoreEvent::Purchased {
+        let environment = data
+            .environment
+            .as_deref()
+            .and_then(crate::model::environment);
+        // The subscription a transaction belongs to, when it is an auto-renewable one.
+        let subscription = transaction
+            .as_ref()
+            .filter(|t| t.kind() == Some(ProductKind::AutoRenewable))
+            .and_then(|t| {
+                Some(SubscriptionRef {
+                    app_id: app_id.clone(),
+                    platform: Platform::Apple,
+                    key: t.original_transaction_id.clone()?,
+                    product_id: t
+                        .product_id
+                        .as_deref()
+                        .and_then(|p| ProductId::parse(p).ok()),
+                    purchase_token: None,
+                    environment,
+                })
+            });
+        let carried = transaction
+            .as_ref()
+            .and_then(|t| t.app_account_token.as_ref())
+            .map(|s| s.to_ascii_lowercase());
+        let paid = data
+            .signed_transaction_info
+            .clone()
+            .map(iap_domain::purchase::PurchaseProof::AppleSignedTransaction);
+        // Every type and subtype of platforms/apple.md §3 has a handling here.
+        let event = match (kind.as_str(), &transaction) {
+            ("TEST", _) => StoreEvent::Ignored("test notification".into()),
+            // A paid charge of a consumable, non-consumable or non-renewing product: granted
+            // even if the client never reported it.
+            ("ONE_TIME_CHARGE", Some(_)) => StoreEvent::Purchased {
                 app_id: app_id.clone(),
-                proof: iap_domain::purchase::PurchaseProof::AppleSignedTransaction(jws.clone()),
-                carried_order_id: t.app_account_token.as_ref().map(|s| s.to_ascii_lowercase()),
+                proof: paid.clone().ok_or_else(|| malformed("no signedTransactionInfo".into()))?,
+                carried_order_id: carried.clone(),
             },
-            ("REFUND" | "REVOKE", _, Some(t)) => StoreEvent::Refunded {
+            // Subscription life cycle: the store's current status decides (a refresh grants a
+            // new period once, keyed by its transaction; grace, retry and expiry change access).
+            (
+                "SUBSCRIBED"
+                | "DID_RENEW"
+                | "OFFER_REDEEMED"
+                | "DID_CHANGE_RENEWAL_PREF"
+                | "DID_CHANGE_RENEWAL_STATUS"
+                | "DID_FAIL_TO_RENEW"
+                | "GRACE_PERIOD_EXPIRED"
+                | "EXPIRED"
+                | "PRICE_INCREASE"
+                | "RENEWAL_EXTENDED"
+                | "REFUND_REVERSED",
+                Some(_),
+            ) if subscription.is_some() => StoreEvent::SubscriptionChanged {
+                subscription: subscription.clone().unwrap_or_else(|| unreachable!("guarded")),
+                paid: matches!(kind.as_str(), "SUBSCRIBED" | "DID_RENEW" | "OFFER_REDEEMED")
+                    .then(|| paid.clone())
+                    .flatten(),
+                carried_order_id: carried.clone(),
+            },
+            ("REFUND" | "REVOKE", Some(t)) => StoreEvent::Refunded {
                 platform: Platform::Apple,
                 store_transaction_id: t.transaction_id.clone().unwrap_or_default(),
                 revoked: kind == "REVOKE",
+                subscription: subscription.clone(),
             },
+            ("CONSUMPTION_REQUEST", Some(t)) => StoreEvent::ConsumptionRequested {
+                app_id: app_id.clone(),
+                store_transaction_id: t.transaction_id.clone().unwrap_or_default(),
+                environment: t.environment().unwrap_or(iap_domain::Environment::Production),
+                reason: data.consumption_request_reason.clone(),
+            },
+            ("REFUND_DECLINED", _) => {
+                StoreEvent::Ignored("REFUND_DECLINED: Apple kept the charge; nothing changes".into())
+            }
+            ("REFUND_REVERSED", _) => StoreEvent::Ignored(
+                "REFUND_REVERSED: the order stays refunded; an operator re-grants it with AdminService.CompensateOrder".into(),
+            ),
+            ("RENEWAL_EXTENSION", _) => StoreEvent::Ignored(format!(
+                "{full_kind}: a mass extension's summary; each extended subscription is refreshed on its own notification or check"
+            )),
+            (
+                "EXTERNAL_PURCHASE_TOKEN" | "METADATA_UPDATE" | "MIGRATION" | "PRICE_CHANGE"
+                | "RESCIND_CONSENT",
+                _,
+            ) => StoreEvent::Ignored(format!(
+                "{full_kind}: external purchase, Advanced Commerce or consent flow, not used here"
+            )),
             _ => StoreEvent::Ignored(format!(
-                "{full_kind}: recorded; subscription state changes are applied by the subscription jobs"
+                "{full_kind}: no transaction this version acts on"
             )),
         };
         Ok(DecodedNotification {
@@ -519,5 +714,72 @@ impl iap_domain::notifications::NotificationDecoder for AppleVerifier {
             },
             event,
         })
+    }
+}
+
+/// The App Store's history for reconciliation: Get Notification History in both environments
+/// (180 days in production, 30 in sandbox). Every notification Apple sent — a purchase whose
+/// client died, a renewal, a refund — goes through the inbox, which keeps what it already had.
+/// Needs the app's `api` credentials.
+#[async_trait::async_trait]
+impl iap_domain::reconciliation::StoreHistory for AppleVerifier {
+    fn platform(&self) -> Platform {
+        Platform::Apple
+    }
+
+    fn apps(&self) -> Vec<AppId> {
+        self.apps
+            .iter()
+            .filter(|(_, app)| app.api.is_some())
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    async fn changes(
+        &self,
+        app: &AppId,
+        from: chrono::DateTime<chrono::Utc>,
+        to: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<iap_domain::reconciliation::StoreChange>, StoreError> {
+        use iap_domain::reconciliation::StoreChange;
+        let Some(api) = self.apps.get(app).and_then(|a| a.api.clone()) else {
+            return Ok(Vec::new());
+        };
+        let mut changes = Vec::new();
+        for environment in [
+            iap_domain::Environment::Production,
+            iap_domain::Environment::Sandbox,
+        ] {
+            let mut page: Option<String> = None;
+            loop {
+                let reply = api
+                    .notification_history(
+                        environment,
+                        from.timestamp_millis(),
+                        to.timestamp_millis(),
+                        page.as_deref(),
+                    )
+                    .await?;
+                for item in reply["notificationHistory"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(signed) = item["signedPayload"].as_str() {
+                        changes.push(StoreChange::Notification {
+                            raw_body: serde_json::json!({ "signedPayload": signed }).to_string(),
+                        });
+                    }
+                }
+                page = reply["paginationToken"]
+                    .as_str()
+                    .filter(|_| reply["hasMore"] == true)
+                    .map(str::to_owned);
+                if page.is_none() {
+                    break;
+                }
+            }
+        }
+        Ok(changes)
     }
 }

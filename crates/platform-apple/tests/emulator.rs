@@ -105,6 +105,7 @@ async fn legacy_receipts_go_through_verify_receipt() {
         api: None,
         api_production_url: format!("{base}/apple/production"),
         api_sandbox_url: format!("{base}/apple/sandbox"),
+        consumption: None,
     };
     let app = iap_domain::AppId::parse("game").unwrap();
     let good = config(secret["shared_secret"].as_str().map(str::to_owned));
@@ -251,6 +252,7 @@ async fn transaction_ids_are_looked_up_with_the_server_api() {
         }),
         api_production_url: format!("{base}/apple/production"),
         api_sandbox_url: format!("{base}/apple/sandbox"),
+        consumption: None,
     };
     let app = iap_domain::AppId::parse("game").unwrap();
     let verifier = AppleVerifier::new([(&app, &config)]).unwrap();

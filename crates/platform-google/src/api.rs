@@ -102,6 +102,28 @@ impl AndroidPublisher {
             .await
     }
 
+    /// `purchases.voidedpurchases.list`, one page: purchases voided between `start_ms` and
+    /// `end_ms`, subscriptions included (`type=1`).
+    pub async fn voided_purchases(
+        &self,
+        package: &str,
+        start_ms: i64,
+        end_ms: i64,
+        page_token: Option<&str>,
+    ) -> Result<Value, StoreError> {
+        let mut url = self.purchases_url(
+            package,
+            &format!(
+                "voidedpurchases?startTime={start_ms}&endTime={end_ms}&type=1&maxResults=1000"
+            ),
+        );
+        if let Some(token) = page_token {
+            url.push_str("&token=");
+            url.push_str(&urlencode(token));
+        }
+        self.call(Method::GET, &url, "voidedpurchases.list").await
+    }
+
     async fn call(
         &self,
         method: Method,
@@ -264,4 +286,17 @@ mod tests {
             Value::Null
         );
     }
+}
+
+/// Percent-encodes a query value (page tokens are opaque).
+fn urlencode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

@@ -15,6 +15,7 @@ use iap_domain::ports::{PurchaseVerifier, StoreError, VerifyContext};
 use iap_domain::purchase::{
     PurchaseProof, PurchaseStatus, SignedData, SubscriptionStatus, VerifiedPurchase,
 };
+use iap_domain::subscriptions::{SubscriptionRef, SubscriptionSnapshot, SubscriptionState};
 use iap_domain::{AppId, Environment, Money, Platform, ProductId, ProductKind, RejectReason};
 
 use crate::api::AndroidPublisher;
@@ -420,6 +421,84 @@ impl PurchaseVerifier for GoogleVerifier {
             product_purchase(purchase_token, product_id, v2)
         }
     }
+    async fn subscription(
+        &self,
+        subscription: &SubscriptionRef,
+    ) -> Result<SubscriptionSnapshot, StoreError> {
+        let app = self.apps.get(&subscription.app_id).ok_or_else(|| {
+            StoreError::Misconfigured(format!(
+                "no Google Play settings for app {}",
+                subscription.app_id
+            ))
+        })?;
+        let token = subscription
+            .purchase_token
+            .as_deref()
+            .unwrap_or(&subscription.key);
+        let v2 = app.api.subscription_v2(&app.package, token).await?;
+        subscription_snapshot(token, subscription.product_id.as_ref(), v2)
+    }
+}
+
+/// A Google subscription is known by its purchase token.
+fn subscription_ref(app_id: &AppId, token: String) -> SubscriptionRef {
+    SubscriptionRef {
+        app_id: app_id.clone(),
+        platform: Platform::Google,
+        key: token.clone(),
+        product_id: None,
+        purchase_token: Some(token),
+        environment: None,
+    }
+}
+
+/// The store's view of a subscription from `subscriptionsv2.get`. Without a product (RTDN
+/// subscription notifications no longer name one) the first line item's is taken.
+fn subscription_snapshot(
+    token: &str,
+    product: Option<&ProductId>,
+    v2: Value,
+) -> Result<SubscriptionSnapshot, StoreError> {
+    let items = v2["lineItems"].as_array().cloned().unwrap_or_default();
+    let product = match product {
+        Some(p) => p.clone(),
+        None => items
+            .first()
+            .and_then(|i| i["productId"].as_str())
+            .and_then(|p| ProductId::parse(p).ok())
+            .ok_or_else(|| {
+                rejected(
+                    RejectReason::Malformed,
+                    "field_missing",
+                    "the subscription has no line item",
+                )
+            })?,
+    };
+    let line = items
+        .iter()
+        .find(|i| i["productId"] == product.as_str())
+        .cloned()
+        .unwrap_or(Value::Null);
+    let latest = subscription_purchase(token, &product, v2)?;
+    let state = match (&latest.status, latest.subscription_status) {
+        (PurchaseStatus::Purchased, Some(status)) => status.into(),
+        (PurchaseStatus::Refunded { .. }, _) => SubscriptionState::Revoked,
+        // Pending, or a pending purchase cancelled: no entitlement.
+        _ => SubscriptionState::Expired,
+    };
+    let plan = &line["autoRenewingPlan"];
+    Ok(SubscriptionSnapshot {
+        // In grace Google moves expiryTime forward with the grace period.
+        grace_until: (state == SubscriptionState::InGrace)
+            .then_some(latest.expires_at)
+            .flatten(),
+        expires_at: latest.expires_at,
+        auto_renew: plan["autoRenewEnabled"].as_bool(),
+        auto_renew_product_id: None,
+        price_change_state: string(&plan["priceChangeDetails"]["priceChangeState"]),
+        state,
+        latest,
+    })
 }
 
 /// Confirmation at Google Play after the grant: consumables are consumed (which also
@@ -572,9 +651,18 @@ impl iap_domain::notifications::NotificationDecoder for GoogleVerifier {
                     },
                     carried_order_id: None,
                 },
-                _ => StoreEvent::Ignored(format!(
-                    "{kind}: a pending purchase was cancelled; nothing was granted"
-                )),
+                // CANCELED: a pending purchase dropped, or a paid one revoked; the store says
+                // which.
+                (Some(2), Some(token), Some(sku)) => StoreEvent::Recheck {
+                    app_id: app_id.clone(),
+                    proof: PurchaseProof::Google {
+                        purchase_token: token.clone(),
+                        product_id: ProductId::parse(sku.as_str())
+                            .map_err(|e| malformed(&e.to_string()))?,
+                        signed_data: None,
+                    },
+                },
+                _ => StoreEvent::Ignored(format!("{kind}: not a type this version knows")),
             };
             (kind, token, event)
         } else if let Some(voided) = n.get("voidedPurchaseNotification") {
@@ -589,14 +677,35 @@ impl iap_domain::notifications::NotificationDecoder for GoogleVerifier {
                 platform: Platform::Google,
                 store_transaction_id: key.clone(),
                 revoked: false,
+                subscription: if subscription {
+                    string(&voided["purchaseToken"]).map(|token| subscription_ref(&app_id, token))
+                } else {
+                    None
+                },
             };
             ("VOIDED_PURCHASE".to_owned(), Some(key), event)
         } else if let Some(sub) = n.get("subscriptionNotification") {
+            // Every type only says the state changed (platforms/google.md §3): the refresh
+            // reads subscriptionsv2 and applies what it says.
             let kind = format!("SUBSCRIPTION/{}", sub["notificationType"]);
-            let event = StoreEvent::Ignored(format!(
-                "{kind}: recorded; subscription state changes are applied by the subscription jobs"
-            ));
-            (kind, string(&sub["purchaseToken"]), event)
+            let token = string(&sub["purchaseToken"])
+                .ok_or_else(|| malformed("subscriptionNotification.purchaseToken is missing"))?;
+            let event = match sub["notificationType"].as_i64() {
+                // SUBSCRIPTION_REVOKED: refunded or charged back; the latest period is taken
+                // back now, then the subscription refreshed.
+                Some(12) => StoreEvent::Refunded {
+                    platform: Platform::Google,
+                    store_transaction_id: token.clone(),
+                    revoked: true,
+                    subscription: Some(subscription_ref(&app_id, token.clone())),
+                },
+                _ => StoreEvent::SubscriptionChanged {
+                    subscription: subscription_ref(&app_id, token.clone()),
+                    paid: None,
+                    carried_order_id: None,
+                },
+            };
+            (kind, Some(token), event)
         } else if n.get("testNotification").is_some() {
             (
                 "TEST".to_owned(),
@@ -622,5 +731,56 @@ impl iap_domain::notifications::NotificationDecoder for GoogleVerifier {
             },
             event,
         })
+    }
+}
+
+/// Google Play's history for reconciliation: voided purchases (refunds, chargebacks, revocations,
+/// one-time and subscription) of each app's package. Google keeps no list of purchases to find
+/// ones never reported: those arrive through RTDN only.
+#[async_trait]
+impl iap_domain::reconciliation::StoreHistory for GoogleVerifier {
+    fn platform(&self) -> Platform {
+        Platform::Google
+    }
+
+    fn apps(&self) -> Vec<AppId> {
+        self.apps.keys().cloned().collect()
+    }
+
+    async fn changes(
+        &self,
+        app: &AppId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<iap_domain::reconciliation::StoreChange>, StoreError> {
+        use iap_domain::reconciliation::StoreChange;
+        let Some(google) = self.apps.get(app) else {
+            return Ok(Vec::new());
+        };
+        let mut changes = Vec::new();
+        let mut page: Option<String> = None;
+        loop {
+            let reply = google
+                .api
+                .voided_purchases(
+                    &google.package,
+                    from.timestamp_millis(),
+                    to.timestamp_millis(),
+                    page.as_deref(),
+                )
+                .await?;
+            for voided in reply["voidedPurchases"].as_array().into_iter().flatten() {
+                changes.push(StoreChange::Voided {
+                    store_transaction_id: string(&voided["orderId"]),
+                    purchase_token: string(&voided["purchaseToken"]),
+                    // voidedSource 2 is a chargeback; 1 developer, 0 user.
+                    revoked: voided["voidedSource"].as_i64() == Some(2),
+                });
+            }
+            page = string(&reply["tokenPagination"]["nextPageToken"]);
+            if page.is_none() {
+                return Ok(changes);
+            }
+        }
     }
 }

@@ -187,6 +187,25 @@ impl HuaweiApi {
         .await
     }
 
+    /// Order service: purchases cancelled or refunded between `start_ms` and `end_ms`, one page,
+    /// subscriptions included (`type` 1).
+    pub async fn cancelled_list(
+        &self,
+        start_ms: i64,
+        end_ms: i64,
+        continuation: Option<&str>,
+    ) -> Result<Value, StoreError> {
+        let url = format!(
+            "{}/applications/v2/purchases/cancelledList",
+            self.orders_root
+        );
+        let mut body = json!({ "startAt": start_ms, "endAt": end_ms, "maxRows": 1000, "type": 1 });
+        if let Some(token) = continuation {
+            body["continuationToken"] = json!(token);
+        }
+        self.post(url, body, false, "orders.cancelledList").await
+    }
+
     /// Subscription service: current state of a subscription.
     pub async fn subscription(
         &self,

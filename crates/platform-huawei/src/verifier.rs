@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use iap_domain::ports::{PurchaseVerifier, StoreError, VerifyContext};
 use iap_domain::purchase::{PurchaseProof, PurchaseStatus, SignedData, VerifiedPurchase};
+use iap_domain::subscriptions::{SubscriptionRef, SubscriptionSnapshot, SubscriptionState};
 use iap_domain::{AppId, Environment, Money, Platform, ProductId, ProductKind, RejectReason};
 
 use crate::api::{self, HuaweiApi, response_code};
@@ -368,6 +369,98 @@ impl PurchaseVerifier for HuaweiVerifier {
         )
         .await
     }
+    async fn subscription(
+        &self,
+        subscription: &SubscriptionRef,
+    ) -> Result<SubscriptionSnapshot, StoreError> {
+        let app = self.apps.get(&subscription.app_id).ok_or_else(|| {
+            StoreError::Misconfigured(format!(
+                "no Huawei settings for app {}",
+                subscription.app_id
+            ))
+        })?;
+        let token = subscription.purchase_token.as_deref().ok_or_else(|| {
+            rejected(
+                RejectReason::Malformed,
+                "field_missing",
+                "a Huawei subscription is read with its purchase token",
+            )
+        })?;
+        let reply = app
+            .api
+            .subscription(&subscription.key, token, app.prefer_pss)
+            .await?;
+        if response_code(&reply) != "0" {
+            return Err(refusal(
+                &response_code(&reply),
+                reply["responseMessage"].as_str().unwrap_or(""),
+            ));
+        }
+        let algorithm =
+            reply["signatureAlgorithm"]
+                .as_str()
+                .or(if app.prefer_pss { Some(PSS) } else { None });
+        let data = signed_json(
+            app,
+            reply["inappPurchaseData"].as_str().unwrap_or(""),
+            reply["dataSignature"].as_str().unwrap_or(""),
+            algorithm,
+        )?;
+        let product = match &subscription.product_id {
+            Some(p) => p.clone(),
+            None => string(&data["productId"])
+                .and_then(|p| ProductId::parse(p).ok())
+                .ok_or_else(|| {
+                    rejected(
+                        RejectReason::Malformed,
+                        "field_missing",
+                        "productId is missing",
+                    )
+                })?,
+        };
+        if data["productId"].as_str() != Some(product.as_str()) {
+            return Err(rejected(
+                RejectReason::ProductMismatch,
+                "product_mismatch",
+                "the store's data names another product",
+            ));
+        }
+        Ok(subscription_snapshot(to_verified(
+            token, &product, data, None,
+        )?))
+    }
+}
+
+/// A Huawei subscription's state from its InAppPurchaseData: refunded (`purchaseState` 2),
+/// valid (`subIsvalid`) within the period or within `graceExpirationTime`, or not valid while
+/// Huawei still retries billing (`renewStatus` 1: on hold) or for good (expired).
+fn subscription_snapshot(latest: VerifiedPurchase) -> SubscriptionSnapshot {
+    let now = chrono::Utc::now();
+    let data = &latest.raw;
+    let millis = |v: &Value| number(v).and_then(chrono::DateTime::from_timestamp_millis);
+    let grace_until = millis(&data["graceExpirationTime"]).filter(|g| *g > now);
+    let valid = data["subIsvalid"].as_bool().unwrap_or(false);
+    let renewing = number(&data["renewStatus"]) == Some(1);
+    let state = match (&latest.status, valid) {
+        (PurchaseStatus::Refunded { .. }, _) => SubscriptionState::Revoked,
+        (PurchaseStatus::Purchased, true)
+            if grace_until.is_some() && latest.expires_at.is_none_or(|e| e <= now) =>
+        {
+            SubscriptionState::InGrace
+        }
+        (PurchaseStatus::Purchased, true) => SubscriptionState::Active,
+        (PurchaseStatus::Purchased, false) if renewing => SubscriptionState::OnHold,
+        _ => SubscriptionState::Expired,
+    };
+    SubscriptionSnapshot {
+        state,
+        expires_at: latest.expires_at,
+        grace_until,
+        auto_renew: Some(renewing),
+        auto_renew_product_id: None,
+        price_change_state: number(&data["priceConsentStatus"]).map(|s| s.to_string()),
+        latest,
+    }
 }
 
 /// Confirmation at Huawei after the grant: the Order service's confirm, which consumes a
@@ -487,6 +580,7 @@ impl iap_domain::notifications::NotificationDecoder for HuaweiVerifier {
                         platform: Platform::Huawei,
                         store_transaction_id: token.clone(),
                         revoked: false,
+                        subscription: None,
                     },
                     _ => {
                         StoreEvent::Ignored(format!("ORDER/{kind}: not a type this version knows"))
@@ -500,22 +594,53 @@ impl iap_domain::notifications::NotificationDecoder for HuaweiVerifier {
                 )
             }
             "SUBSCRIPTION" => {
+                // Signed by Huawei; still only a hint of when to ask the Subscription service.
                 let sub = &body["subNotification"];
-                let inner: Value = sub["statusUpdateNotification"]
-                    .as_str()
-                    .and_then(|s| serde_json::from_str(s).ok())
-                    .unwrap_or(Value::Null);
+                let status = sub["statusUpdateNotification"].as_str().unwrap_or_default();
+                let algorithm = string(&sub["signatureAlgorithm"])
+                    .or_else(|| app.prefer_pss.then(|| PSS.to_owned()));
+                let inner = signed_json(
+                    app,
+                    status,
+                    sub["notificationSignature"].as_str().unwrap_or_default(),
+                    algorithm.as_deref(),
+                )?;
                 let kind = number(&inner["notificationType"]).unwrap_or(-1);
-                let token = string(&inner["purchaseToken"]).unwrap_or_default();
-                let subscription = string(&inner["subscriptionId"]).unwrap_or_default();
+                let token = string(&inner["purchaseToken"]).ok_or_else(|| {
+                    malformed("statusUpdateNotification.purchaseToken is missing")
+                })?;
+                let subscription = string(&inner["subscriptionId"]).ok_or_else(|| {
+                    malformed("statusUpdateNotification.subscriptionId is missing")
+                })?;
                 let order = string(&inner["orderId"]).unwrap_or_default();
+                let reference = SubscriptionRef {
+                    app_id: app_id.clone(),
+                    platform: Platform::Huawei,
+                    key: subscription.clone(),
+                    product_id: string(&inner["productId"]).and_then(|p| ProductId::parse(p).ok()),
+                    purchase_token: Some(token.clone()),
+                    environment: None,
+                };
+                let event = match kind {
+                    // CANCEL: customer service refunded the subscription.
+                    1 if !order.is_empty() => StoreEvent::Refunded {
+                        platform: Platform::Huawei,
+                        store_transaction_id: order.clone(),
+                        revoked: false,
+                        subscription: Some(reference),
+                    },
+                    // Every other type (platforms/huawei.md §4) only says the state changed.
+                    _ => StoreEvent::SubscriptionChanged {
+                        subscription: reference,
+                        paid: None,
+                        carried_order_id: None,
+                    },
+                };
                 (
                     format!("subscription:{kind}:{subscription}:{order}:{token}"),
                     format!("SUBSCRIPTION/{kind}"),
                     Some(subscription),
-                    StoreEvent::Ignored(format!(
-                        "SUBSCRIPTION/{kind}: recorded; subscription state changes are applied by the subscription jobs"
-                    )),
+                    event,
                 )
             }
             other => return Err(malformed(&format!("unknown eventType {other:?}"))),
@@ -532,5 +657,67 @@ impl iap_domain::notifications::NotificationDecoder for HuaweiVerifier {
             },
             event,
         })
+    }
+}
+
+/// Huawei's history for reconciliation: the Order service's cancelled list (refunds, chargebacks,
+/// up/downgrades), one-time and subscription purchases. Huawei offers no server-side list of
+/// purchases to find ones never reported; those come from ORDER notifications and the client's
+/// own compensation flow (`obtainOwnedPurchases` then VerifyPurchase).
+#[async_trait]
+impl iap_domain::reconciliation::StoreHistory for HuaweiVerifier {
+    fn platform(&self) -> Platform {
+        Platform::Huawei
+    }
+
+    fn apps(&self) -> Vec<AppId> {
+        self.apps.keys().cloned().collect()
+    }
+
+    async fn changes(
+        &self,
+        app: &AppId,
+        from: chrono::DateTime<chrono::Utc>,
+        to: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<iap_domain::reconciliation::StoreChange>, StoreError> {
+        use iap_domain::reconciliation::StoreChange;
+        let Some(huawei) = self.apps.get(app) else {
+            return Ok(Vec::new());
+        };
+        let mut changes = Vec::new();
+        let mut continuation: Option<String> = None;
+        loop {
+            let reply = huawei
+                .api
+                .cancelled_list(
+                    from.timestamp_millis(),
+                    to.timestamp_millis(),
+                    continuation.as_deref(),
+                )
+                .await?;
+            if response_code(&reply) != "0" {
+                return Err(refusal(
+                    &response_code(&reply),
+                    reply["responseMessage"].as_str().unwrap_or(""),
+                ));
+            }
+            // The list is a JSON string holding an array.
+            let list: Value = reply["cancelledPurchaseList"]
+                .as_str()
+                .and_then(|s| serde_json::from_str(s).ok())
+                .unwrap_or(Value::Null);
+            for cancelled in list.as_array().into_iter().flatten() {
+                changes.push(StoreChange::Voided {
+                    store_transaction_id: string(&cancelled["orderId"]),
+                    purchase_token: string(&cancelled["purchaseToken"]),
+                    // cancelledReason 5 fraud, 6 chargeback.
+                    revoked: matches!(number(&cancelled["cancelledReason"]), Some(5 | 6)),
+                });
+            }
+            continuation = string(&reply["continuationToken"]).filter(|t| !t.is_empty());
+            if continuation.is_none() {
+                return Ok(changes);
+            }
+        }
     }
 }

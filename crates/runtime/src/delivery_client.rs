@@ -67,32 +67,42 @@ impl DeliveryTrigger for DeliveryClient {
             .map(|_| ())
             .map_err(|s| format!("Deliver: {:?} {}", s.code(), s.message()))
     }
+
+    async fn revoke_now(&self, order: OrderId, reason: RevokeReason) -> Result<(), String> {
+        self.revoke_call(order, reason)
+            .await
+            .map_err(|s| format!("Revoke: {:?} {}", s.code(), s.message()))
+    }
+}
+
+impl DeliveryClient {
+    async fn revoke_call(&self, order: OrderId, reason: RevokeReason) -> Result<(), tonic::Status> {
+        let reason = match reason {
+            RevokeReason::Refunded => pb::RevokeReason::Refunded,
+            RevokeReason::Revoked => pb::RevokeReason::Revoked,
+            RevokeReason::Operator => pb::RevokeReason::Operator,
+        };
+        let request = self
+            .request(pb::RevokeRequest {
+                order_id: order.to_string(),
+                reason: reason.into(),
+            })
+            .map_err(tonic::Status::internal)?;
+        self.client.clone().revoke(request).await.map(|_| ())
+    }
 }
 
 #[async_trait]
 impl OrderRevoker for DeliveryClient {
     async fn revoke(&self, order: OrderId, reason: RevokeReason) -> Result<(), RevokeFailure> {
-        // The wire call revokes for an operator; refunds and store revocations are applied by
-        // the delivery role itself from store notifications.
-        if reason != RevokeReason::Operator {
-            return Err(RevokeFailure::Unavailable(format!(
-                "DeliveryService.Revoke only carries operators' revocations, not {reason:?}"
-            )));
-        }
-        let request = self
-            .request(pb::RevokeRequest {
-                order_id: order.to_string(),
-            })
-            .map_err(RevokeFailure::Unavailable)?;
-        match self.client.clone().revoke(request).await {
-            Ok(_) => Ok(()),
-            Err(status) => Err(match status.code() {
+        self.revoke_call(order, reason)
+            .await
+            .map_err(|status| match status.code() {
                 tonic::Code::NotFound => RevokeFailure::NotFound,
                 tonic::Code::Aborted => RevokeFailure::GrantInFlight,
                 code => {
                     RevokeFailure::Unavailable(format!("Revoke: {code:?} {}", status.message()))
                 }
-            }),
-        }
+            })
     }
 }

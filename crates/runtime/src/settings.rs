@@ -199,8 +199,21 @@ pub struct SchedulerSettings {
     /// Deliver calls in flight at once.
     pub sweep_concurrency: usize,
     /// How long a pass keeps its orders from other replicas (ms); if this replica dies, they
-    /// come due again after it.
+    /// come due again after it. Subscription checks use the same hold.
     pub sweep_hold_ms: u64,
+    /// How often the subscription job looks for subscriptions to check at the store (ms):
+    /// periods about to end, grace periods ending, suspended subscriptions.
+    pub subscription_interval_ms: u64,
+    /// Subscriptions one pass checks at most.
+    pub subscription_batch: u32,
+    /// How often the stores' histories are read for what the live path missed (ms; 0 = off):
+    /// Apple notification history, Google voided purchases, Huawei cancelled purchases.
+    pub reconcile_interval_ms: u64,
+    /// How far back the first reconciliation reads (hours).
+    pub reconcile_lookback_hours: u64,
+    /// How much each reconciliation re-reads before the previous one's end (ms), since stores
+    /// record late.
+    pub reconcile_overlap_ms: u64,
 }
 
 impl Default for SchedulerSettings {
@@ -212,6 +225,11 @@ impl Default for SchedulerSettings {
             sweep_batch: 200,
             sweep_concurrency: 16,
             sweep_hold_ms: 30_000,
+            subscription_interval_ms: 30_000,
+            subscription_batch: 100,
+            reconcile_interval_ms: 300_000,
+            reconcile_lookback_hours: 72,
+            reconcile_overlap_ms: 600_000,
         }
     }
 }
@@ -578,6 +596,32 @@ impl Settings {
             std::sync::Arc::new(self.google_verifier()?),
             std::sync::Arc::new(self.huawei_verifier()?),
         ])
+    }
+
+    /// The stores' histories for reconciliation: Apple notification history, Google voided
+    /// purchases, Huawei cancelled purchases.
+    pub fn store_histories(
+        &self,
+    ) -> Result<Vec<std::sync::Arc<dyn iap_domain::reconciliation::StoreHistory>>, ConfigError>
+    {
+        Ok(vec![
+            std::sync::Arc::new(self.apple_verifier()?),
+            std::sync::Arc::new(self.google_verifier()?),
+            std::sync::Arc::new(self.huawei_verifier()?),
+        ])
+    }
+
+    /// The reconciliation job's timing from `[scheduler]`.
+    pub fn reconcile_policy(&self) -> iap_domain::usecases::reconcile::ReconcilePolicy {
+        iap_domain::usecases::reconcile::ReconcilePolicy {
+            first_lookback: std::time::Duration::from_secs(
+                self.scheduler.reconcile_lookback_hours.saturating_mul(3600),
+            ),
+            overlap: std::time::Duration::from_millis(self.scheduler.reconcile_overlap_ms),
+            hold: std::time::Duration::from_millis(
+                self.scheduler.reconcile_interval_ms.max(60_000),
+            ),
+        }
     }
 
     /// The App Store verifier for every app with `[apps.<id>.apple]`.

@@ -34,7 +34,7 @@ fn lease_free(now: DateTime<Utc>) -> Condition {
         .add(orders::Column::LeaseUntil.lt(now))
 }
 
-fn until(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
+pub(crate) fn until(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
     now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX)
 }
 
@@ -245,7 +245,7 @@ impl Storage {
 }
 
 /// Commits when `result` is Ok; rolls back otherwise, so nothing of a failed step stays.
-async fn finish<T>(
+pub(crate) async fn finish<T>(
     txn: DatabaseTransaction,
     result: Result<T, StorageError>,
 ) -> Result<T, StorageError> {

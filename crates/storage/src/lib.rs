@@ -8,9 +8,11 @@ mod convert;
 mod deliveries;
 pub mod entity;
 mod error;
+mod jobs;
 mod notifications;
 mod orders;
 mod payments;
+mod subscriptions;
 
 use std::time::Duration;
 

@@ -182,7 +182,10 @@ impl Storage {
             .await
             .map_err(classify)?;
 
-        // 4. A free trial is remembered per user and per store account, in the same commit.
+        // 4. A subscription's period moves its row, in the same commit.
+        self.record_subscription_in(txn, p, &order, now).await?;
+
+        // 5. A free trial is remembered per user and per store account, in the same commit.
         let mut repeat_trial = false;
         if let Some(group) = &p.trial_group {
             let usage = trial_usage::ActiveModel {
@@ -268,6 +271,14 @@ impl PaymentLedger for Storage {
         id: &str,
     ) -> Result<Option<RecordedPurchase>, StorageError> {
         self.find_in(self.connection(), platform, id).await
+    }
+
+    async fn find_subscription_owner(
+        &self,
+        platform: Platform,
+        key: &str,
+    ) -> Result<Option<RecordedPurchase>, StorageError> {
+        self.subscription_owner(platform, key).await
     }
 
     async fn find_purchase_by_token(

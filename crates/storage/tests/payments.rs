@@ -67,6 +67,7 @@ fn payment(target: PaymentTarget, token: &str, user: &str) -> PaymentToRecord {
         user_id: UserId::parse(user).unwrap(),
         binding_reason: BindingReason::CallerOrderId,
         trial_group: None,
+        subscription: None,
     }
 }
 

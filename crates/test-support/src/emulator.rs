@@ -75,6 +75,7 @@ impl Emulator {
         let huawei = self
             .get_json(&format!("/emulator/huawei/apps/{HUAWEI_APP}/credentials"))
             .await;
+        let apple_key = self.get_json("/emulator/apple/api-key").await;
         use base64::Engine;
         let apple_root = base64::engine::general_purpose::STANDARD.encode(
             self.http
@@ -92,6 +93,16 @@ impl Emulator {
             bundle_id = "{app_id}"
             trust_apple_root = false
             extra_roots_base64 = ["{apple_root}"]
+            api_production_url = "{base}/apple/production"
+            api_sandbox_url = "{base}/apple/sandbox"
+            [apps."{app_id}".apple.api]
+            issuer_id = "{}"
+            key_id = "{}"
+            private_key_pem = '''{}'''
+            [apps."{app_id}".apple.consumption]
+            customer_consented = true
+            refund_preference = "DECLINE"
+            delivered_consumption_percentage = 100000
             [apps."{app_id}".google]
             package_name = "{app_id}"
             service_account_json = '''{account}'''
@@ -105,6 +116,9 @@ impl Emulator {
             orders_root_url = "{base}/huawei/orders"
             subscriptions_root_url = "{base}/huawei/subscr"
             "#,
+            apple_key["issuer_id"].as_str().unwrap(),
+            apple_key["key_id"].as_str().unwrap(),
+            apple_key["private_key_pem"].as_str().unwrap(),
             key["public_key_base64"].as_str().unwrap(),
             huawei["client_secret"].as_str().unwrap(),
             huawei["public_key_base64"].as_str().unwrap()

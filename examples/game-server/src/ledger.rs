@@ -101,12 +101,35 @@ pub struct RevokeEntry {
     pub applied_at_ms: i64,
 }
 
+/// A subscription's entitlement as the delivery service last reported it: the game keeps the
+/// highest version per subscription, so repeated and reordered updates change nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntitlementEntry {
+    /// The subscription.
+    pub subscription_id: String,
+    /// Version of this state.
+    pub version: i64,
+    /// App.
+    pub app_id: String,
+    /// Player.
+    pub user_id: String,
+    /// Current product.
+    pub product_id: String,
+    /// State name (`active`, `grace`, `on_hold`, ...).
+    pub state: String,
+    /// Access until (unix milliseconds), 0 when there is none.
+    pub access_until_ms: i64,
+    /// When the ledger applied it (unix milliseconds).
+    pub applied_at_ms: i64,
+}
+
 /// One line of the ledger file, as read back.
 #[derive(Debug, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 enum Record {
     Grant(GrantEntry),
     Revoke(RevokeEntry),
+    Entitlement(EntitlementEntry),
 }
 
 /// One line of the ledger file, as written (the same shape as [`Record`], borrowed).
@@ -115,6 +138,7 @@ enum Record {
 enum RecordRef<'a> {
     Grant(&'a GrantEntry),
     Revoke(&'a RevokeEntry),
+    Entitlement(&'a EntitlementEntry),
 }
 
 /// The answer to a grant or revoke call.
@@ -232,6 +256,10 @@ struct State {
     revoked_per_grant: HashMap<String, u32>,
     /// (app_id, user_id, product_id) → units held.
     balances: HashMap<(String, String, String), i64>,
+    /// subscription id → the highest version applied.
+    entitlements: HashMap<String, EntitlementEntry>,
+    /// Updates applied (versions newer than the one held).
+    entitlement_updates: u64,
     stats: LedgerStats,
 }
 
@@ -512,6 +540,33 @@ impl Ledger {
             .map(|&index| state.grants[index].clone())
     }
 
+    /// Applies a subscription's entitlement unless a version at least as high is held; `true`
+    /// when it was already held (a repeat or an older update arriving late).
+    pub fn update_entitlement(&self, mut entry: EntitlementEntry) -> Result<bool, LedgerError> {
+        let mut state = self.lock();
+        if state
+            .entitlements
+            .get(&entry.subscription_id)
+            .is_some_and(|held| held.version >= entry.version)
+        {
+            return Ok(true);
+        }
+        entry.applied_at_ms = now_ms();
+        state.append(&RecordRef::Entitlement(&entry))?;
+        state.apply_entitlement(entry);
+        Ok(false)
+    }
+
+    /// The entitlement held for a subscription.
+    pub fn entitlement(&self, subscription_id: &str) -> Option<EntitlementEntry> {
+        self.lock().entitlements.get(subscription_id).cloned()
+    }
+
+    /// Entitlement updates applied since the ledger was opened (replays included).
+    pub fn entitlement_updates(&self) -> u64 {
+        self.lock().entitlement_updates
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while the lock was held cannot have left a half-applied record: the in-memory
         // state changes only after the append succeeded, in code that does not panic. So the
@@ -564,8 +619,21 @@ impl State {
                 }
                 self.apply_revoke(entry);
             }
+            Record::Entitlement(entry) => self.apply_entitlement(entry),
         }
         Ok(())
+    }
+
+    fn apply_entitlement(&mut self, entry: EntitlementEntry) {
+        let newer = self
+            .entitlements
+            .get(&entry.subscription_id)
+            .is_none_or(|held| held.version < entry.version);
+        if newer {
+            self.entitlement_updates += 1;
+            self.entitlements
+                .insert(entry.subscription_id.clone(), entry);
+        }
     }
 
     fn apply_grant(&mut self, entry: GrantEntry) {

@@ -14,8 +14,8 @@ pub mod service;
 
 pub use faults::Faults;
 pub use ledger::{
-    GrantEntry, GrantRequest, Ledger, LedgerError, LedgerStats, OpenError, Outcome, RevokeEntry,
-    RevokeRequest,
+    EntitlementEntry, GrantEntry, GrantRequest, Ledger, LedgerError, LedgerStats, OpenError,
+    Outcome, RevokeEntry, RevokeRequest,
 };
 pub use server::{GameServerHandle, ServeError, spawn};
 pub use service::GameServer;

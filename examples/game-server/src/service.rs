@@ -1,4 +1,5 @@
-//! The gRPC face of the ledger: translates `GrantItems`/`RevokeItems` into ledger calls, maps
+//! The gRPC face of the ledger: translates `GrantItems`/`RevokeItems`/`UpdateSubscription` into
+//! ledger calls, maps
 //! ledger errors to status codes, and applies the test faults.
 
 use std::sync::Arc;
@@ -6,12 +7,13 @@ use std::sync::Arc;
 use iap_proto::v1::game_server_service_server::{GameServerService, GameServerServiceServer};
 use iap_proto::v1::{
     GrantItemsRequest, GrantItemsResponse, RevokeItemsRequest, RevokeItemsResponse,
+    SubscriptionState, UpdateSubscriptionRequest, UpdateSubscriptionResponse,
 };
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use crate::faults::Faults;
-use crate::ledger::{GrantRequest, Ledger, LedgerError, Outcome, RevokeRequest};
+use crate::ledger::{EntitlementEntry, GrantRequest, Ledger, LedgerError, Outcome, RevokeRequest};
 
 /// `iap.v1.GameServerService` over a [`Ledger`], with [`Faults`] for tests.
 #[derive(Debug, Clone)]
@@ -132,6 +134,37 @@ impl GameServerService for GameServer {
         }
         .instrument(span)
         .await
+    }
+
+    async fn update_subscription(
+        &self,
+        request: Request<UpdateSubscriptionRequest>,
+    ) -> Result<Response<UpdateSubscriptionResponse>, Status> {
+        let request = request.into_inner();
+        if request.subscription_id.is_empty() || request.version <= 0 {
+            return Err(Status::invalid_argument(
+                "subscription_id and a positive version are required",
+            ));
+        }
+        let state = SubscriptionState::try_from(request.state)
+            .unwrap_or(SubscriptionState::Unspecified)
+            .as_str_name()
+            .trim_start_matches("SUBSCRIPTION_STATE_")
+            .to_ascii_lowercase();
+        let entry = EntitlementEntry {
+            subscription_id: request.subscription_id,
+            version: request.version,
+            app_id: request.app_id,
+            user_id: request.user_id,
+            product_id: request.product_id,
+            state,
+            access_until_ms: request.access_until_ms,
+            applied_at_ms: 0,
+        };
+        let duplicate = self
+            .on_ledger(move |ledger| ledger.update_entitlement(entry))
+            .await?;
+        Ok(Response::new(UpdateSubscriptionResponse { duplicate }))
     }
 }
 

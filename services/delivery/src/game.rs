@@ -10,6 +10,7 @@ use tonic::transport::{Channel, Endpoint};
 use iap_domain::delivery::{
     GameAck, GameError, GameServer, GrantCommand, GrantReason, RevokeCommand, RevokeReason,
 };
+use iap_domain::subscriptions::{SubscriptionState, SubscriptionUpdate};
 use iap_proto::v1 as pb;
 use iap_proto::v1::game_server_service_client::GameServerServiceClient;
 use iap_runtime::auth::attach_bearer;
@@ -131,5 +132,53 @@ impl GameServer for GrpcGameServer {
             reference: reply.reference,
             duplicate: reply.duplicate,
         })
+    }
+
+    async fn update_subscription(
+        &self,
+        update: &SubscriptionUpdate,
+        deadline: Duration,
+    ) -> Result<bool, GameError> {
+        let s = &update.subscription;
+        let mut request = tonic::Request::new(pb::UpdateSubscriptionRequest {
+            subscription_id: s.id.clone(),
+            version: s.version,
+            app_id: s.app_id.to_string(),
+            user_id: s.user_id.to_string(),
+            platform: wire::platform(s.platform).into(),
+            product_id: s.product_id.to_string(),
+            state: subscription_state(s.state).into(),
+            access_until_ms: update.access_until.map_or(0, |t| t.timestamp_millis()),
+            expires_at_ms: s.expires_at.map_or(0, |t| t.timestamp_millis()),
+            auto_renew: s.auto_renew,
+            latest_order_id: s.latest_order_id.to_string(),
+            replaced_by: s.replaced_by.clone().unwrap_or_default(),
+            sandbox: s.environment == iap_domain::Environment::Sandbox,
+        });
+        request.set_timeout(deadline);
+        let mut client = self.client.clone();
+        match tokio::time::timeout(deadline, client.update_subscription(request)).await {
+            Ok(Err(status)) if status.code() == tonic::Code::Unimplemented => Ok(false),
+            other => {
+                within("UpdateSubscription", deadline, async move {
+                    other.unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded("deadline")))
+                })
+                .await?;
+                Ok(true)
+            }
+        }
+    }
+}
+
+fn subscription_state(state: SubscriptionState) -> pb::SubscriptionState {
+    match state {
+        SubscriptionState::Active => pb::SubscriptionState::Active,
+        SubscriptionState::InGrace => pb::SubscriptionState::InGrace,
+        SubscriptionState::BillingRetry => pb::SubscriptionState::BillingRetry,
+        SubscriptionState::OnHold => pb::SubscriptionState::OnHold,
+        SubscriptionState::Paused => pb::SubscriptionState::Paused,
+        SubscriptionState::Expired => pb::SubscriptionState::Expired,
+        SubscriptionState::Revoked => pb::SubscriptionState::Revoked,
+        SubscriptionState::Replaced => pb::SubscriptionState::Replaced,
     }
 }

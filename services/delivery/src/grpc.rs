@@ -73,14 +73,26 @@ impl DeliveryService for Delivery {
         &self,
         request: Request<pb::RevokeRequest>,
     ) -> Result<Response<pb::RevokeResponse>, Status> {
-        let id = order_id(&request.into_inner().order_id)?;
-        // Its own task, like Deliver: RevokeItems must not be cut short by a vanished caller.
+        let request = request.into_inner();
+        let id = order_id(&request.order_id)?;
+        let reason = match pb::RevokeReason::try_from(request.reason) {
+            Ok(pb::RevokeReason::Refunded) => RevokeReason::Refunded,
+            Ok(pb::RevokeReason::Revoked) => RevokeReason::Revoked,
+            // AdminService.RevokeOrder, through the verifier.
+            Ok(pb::RevokeReason::Operator) => RevokeReason::Operator,
+            _ => {
+                return Err(invalid_argument(
+                    "reason",
+                    "must be REVOKE_REASON_REFUNDED, REVOKE_REASON_REVOKED or REVOKE_REASON_OPERATOR",
+                ));
+            }
+        };
+        // Its own task, like Deliver: a RevokeItems call is never cut by a caller going away.
         let deliveries = self.deliveries.clone();
-        let order =
-            tokio::spawn(async move { deliveries.revoke(id, RevokeReason::Operator).await })
-                .await
-                .map_err(|e| Status::internal(format!("revocation task failed: {e}")))?
-                .map_err(IntoStatus::into_status)?;
+        let order = tokio::spawn(async move { deliveries.revoke(id, reason).await })
+            .await
+            .map_err(|e| Status::internal(format!("revocation task failed: {e}")))?
+            .map_err(IntoStatus::into_status)?;
         let delivery = self
             .deliveries
             .delivery(id)

@@ -16,6 +16,7 @@ use iap_domain::delivery::GameServer;
 use iap_domain::ports::StoreConfirmer;
 use iap_domain::usecases::deliver::{Deliveries, DeliveryPolicy};
 use iap_domain::usecases::handle_notifications::NotificationHandler;
+use iap_domain::usecases::sync_entitlements::EntitlementSync;
 use iap_domain::usecases::verify_purchase::PurchaseVerification;
 
 use tokio::net::TcpListener;
@@ -32,12 +33,21 @@ use iap_storage::Storage;
 pub const GRPC_SERVICES: &[&str] = &["iap.v1.DeliveryService"];
 
 /// The delivery role, wired to its adapters.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Delivery {
     storage: Storage,
     lock: LockBackend,
+    game: Arc<dyn GameServer>,
     deliveries: Arc<Deliveries<Storage>>,
     auth: GrpcAuth,
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery")
+            .field("storage", &self.storage)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The store confirmers configured in `settings` (Apple needs none, but answers NotApplicable).
@@ -78,7 +88,7 @@ impl Delivery {
     ) -> Self {
         let deliveries = Arc::new(Deliveries::new(
             storage.clone(),
-            game,
+            game.clone(),
             lock.lock.clone(),
             confirmers,
             policy,
@@ -86,6 +96,7 @@ impl Delivery {
         Self {
             storage,
             lock,
+            game,
             deliveries,
             auth: GrpcAuth::default(),
         }
@@ -109,6 +120,11 @@ impl Delivery {
             settings.sweep_batch,
             settings.sweep_concurrency,
         )
+    }
+
+    /// The job that tells the game server about subscription changes.
+    pub fn entitlement_sync(&self, deadline: Duration) -> EntitlementSync<Storage> {
+        EntitlementSync::new(self.storage.clone(), self.game.clone(), deadline)
     }
 
     /// Adds the delivery role's gRPC services to `routes`.
@@ -178,13 +194,17 @@ pub fn notification_handler(
             delivery.storage.clone(),
         )),
     };
-    Ok(Arc::new(NotificationHandler::new(
-        Arc::new(delivery.storage.clone()),
-        settings.notification_decoders()?,
-        purchases,
-        delivery.deliveries.clone(),
-        delivery.storage.clone(),
-    )))
+    let apple = settings.apple_verifier().map_err(StartupError::Config)?;
+    Ok(Arc::new(
+        NotificationHandler::new(
+            Arc::new(delivery.storage.clone()),
+            settings.notification_decoders()?,
+            purchases,
+            delivery.deliveries.clone(),
+            delivery.storage.clone(),
+        )
+        .with_consumption_responder(Arc::new(apple)),
+    ))
 }
 
 /// Works the notification inbox every `interval` until the shutdown.
@@ -206,17 +226,33 @@ pub async fn run_notification_handler(
     .await;
 }
 
-/// Runs the sweeper until the shutdown, unless `delivery.sweep_interval_ms` is 0.
+/// Runs the sweeper and the subscription-update job until the shutdown, unless
+/// `delivery.sweep_interval_ms` is 0.
 pub async fn run_sweeper(delivery: Delivery, settings: &Settings, shutdown: Shutdown) {
     let interval = settings.delivery.sweep_interval_ms;
     if interval == 0 {
         tracing::info!("delivery sweeper off (delivery.sweep_interval_ms = 0)");
         return;
     }
-    delivery
-        .sweeper(&settings.delivery)
-        .run(Duration::from_millis(interval), shutdown)
-        .await;
+    let interval = Duration::from_millis(interval);
+    let sync = delivery.entitlement_sync(Duration::from_millis(settings.delivery.call_deadline_ms));
+    let batch = settings.delivery.sweep_batch.max(1);
+    let entitlements = iap_runtime::jobs::repeat(interval, shutdown.clone(), || async {
+        match sync.run_once(batch).await {
+            Ok(report) => {
+                if report.synced + report.failed > 0 {
+                    tracing::info!(?report, "subscription updates");
+                }
+                report.synced + report.failed >= batch as usize
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "subscription updates: database unavailable");
+                false
+            }
+        }
+    });
+    let orders = delivery.sweeper(&settings.delivery).run(interval, shutdown);
+    tokio::join!(orders, entitlements);
 }
 
 /// Serves a wired delivery role on the given listeners until the shutdown.

@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use iap_domain::{OrderId, OrderState};
 use iap_proto::v1 as pb;
 use iap_proto::v1::order_service_client::OrderServiceClient;
@@ -41,32 +39,6 @@ impl World {
         self.store
             .post_json("/emulator/apple/purchases", body)
             .await
-    }
-
-    /// Waits until the emulator has pushed `count` notifications in all.
-    async fn pushed(&self, count: usize) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let deliveries = self
-                .store
-                .get_json("/emulator/notifications/deliveries")
-                .await;
-            let done = deliveries.as_array().map_or(0, Vec::len);
-            if done >= count {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "only {done} notifications pushed"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn settle(&self) {
-        for _ in 0..5 {
-            self.notifications.run_once(100).await.unwrap();
-        }
     }
 }
 

@@ -91,6 +91,7 @@ fn demo_app(emulator: Option<&EmulatedStores>) -> AppSettings {
             }),
             api_production_url: format!("{}/apple/production", stores.base_url),
             api_sandbox_url: format!("{}/apple/sandbox", stores.base_url),
+            consumption: None,
         }),
         google: emulator.map(|stores| iap_platform_google::GoogleAppConfig {
             package_name: DEMO_APP.to_owned(),
@@ -193,7 +194,20 @@ async fn run(mut settings: Settings, shutdown: Shutdown) -> Result<(), StartupEr
         .with_notifications(iap_verifier::notification_decoders(&settings)?);
     let notifications =
         iap_delivery::notification_handler(&delivery, &settings, Some(verifier.purchases()))?;
-    let scheduler = iap_scheduler::Scheduler::new(storage);
+    let refresh = iap_domain::usecases::refresh_subscription::SubscriptionRefresh::new(
+        verifier.purchases(),
+        delivery.deliveries(),
+        storage.clone(),
+    );
+    let mut scheduler = iap_scheduler::Scheduler::new(storage.clone()).with_subscriptions(
+        std::sync::Arc::new(refresh),
+        iap_scheduler::subscription_job(&settings),
+    );
+    if let Some((job, interval)) =
+        iap_scheduler::reconciliation(&settings, &storage, delivery.deliveries())?
+    {
+        scheduler = scheduler.with_reconciliation(job, interval);
+    }
 
     let grpc_listener = iap_runtime::http::bind("gRPC", settings.verifier.grpc_listen).await?;
     let grpc_addr = grpc_listener

@@ -11,15 +11,44 @@ use tokio::net::TcpListener;
 
 pub use sweep::{OrderSweep, SweepPass};
 
+use iap_domain::delivery::DeliveryTrigger;
+use iap_domain::usecases::reconcile::Reconciliation;
+use iap_domain::usecases::refresh_subscription::SubscriptionRefresh;
+use iap_domain::usecases::verify_purchase::PurchaseVerification;
 use iap_runtime::http::ReadinessCheck;
 use iap_runtime::{Settings, Shutdown, StartupError};
 use iap_storage::Storage;
 
 /// The scheduler role, wired to its adapters.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Scheduler {
     storage: Storage,
     sweep: Option<(OrderSweep, Duration)>,
+    subscriptions: Option<(Arc<SubscriptionRefresh<Storage>>, SubscriptionJob)>,
+    reconciliation: Option<(Arc<Reconciliation<Storage>>, Duration)>,
+}
+
+impl std::fmt::Debug for Scheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scheduler")
+            .field("sweep", &self.sweep)
+            .field(
+                "subscriptions",
+                &self.subscriptions.as_ref().map(|(_, job)| job),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// How the subscription job runs.
+#[derive(Debug, Clone, Copy)]
+pub struct SubscriptionJob {
+    /// Pause between passes.
+    pub interval: Duration,
+    /// Subscriptions one pass takes at most.
+    pub batch: u32,
+    /// How long a pass keeps its subscriptions from other replicas.
+    pub hold: Duration,
 }
 
 impl Scheduler {
@@ -28,7 +57,30 @@ impl Scheduler {
         Self {
             storage,
             sweep: None,
+            subscriptions: None,
+            reconciliation: None,
         }
+    }
+
+    /// Adds the reconciliation job, run every `interval`.
+    pub fn with_reconciliation(
+        mut self,
+        reconciliation: Arc<Reconciliation<Storage>>,
+        interval: Duration,
+    ) -> Self {
+        self.reconciliation = Some((reconciliation, interval));
+        self
+    }
+
+    /// Adds the subscription job: subscriptions whose period or grace period is ending (or
+    /// that are suspended) are refreshed from the store.
+    pub fn with_subscriptions(
+        mut self,
+        refresh: Arc<SubscriptionRefresh<Storage>>,
+        job: SubscriptionJob,
+    ) -> Self {
+        self.subscriptions = Some((refresh, job));
+        self
     }
 
     /// Adds the order sweep, run every `interval`.
@@ -51,10 +103,45 @@ impl Scheduler {
 
     /// Runs the job loops until the shutdown.
     pub async fn run_jobs(&self, shutdown: Shutdown) {
-        match &self.sweep {
-            Some((sweep, interval)) => sweep.clone().run(*interval, shutdown).await,
-            None => shutdown.wait().await,
-        }
+        let sweep = async {
+            match &self.sweep {
+                Some((sweep, interval)) => sweep.clone().run(*interval, shutdown.clone()).await,
+                None => shutdown.clone().wait().await,
+            }
+        };
+        let subscriptions = async {
+            let Some((refresh, job)) = &self.subscriptions else {
+                return;
+            };
+            iap_runtime::jobs::repeat(job.interval, shutdown.clone(), || async {
+                match refresh.run_once(job.batch, job.hold).await {
+                    Ok(report) => {
+                        if report.checked > 0 {
+                            tracing::info!(?report, "subscription checks");
+                        }
+                        report.checked >= job.batch as usize
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "subscription checks: database unavailable");
+                        false
+                    }
+                }
+            })
+            .await;
+        };
+        let reconciliation = async {
+            let Some((job, interval)) = &self.reconciliation else {
+                return;
+            };
+            iap_runtime::jobs::repeat(*interval, shutdown.clone(), || async {
+                if let Err(e) = job.run_once().await {
+                    tracing::warn!(error = %e, "reconciliation: database unavailable");
+                }
+                false
+            })
+            .await;
+        };
+        tokio::join!(sweep, subscriptions, reconciliation);
     }
 }
 
@@ -69,13 +156,62 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), StartupEr
             let client =
                 iap_runtime::delivery_client::DeliveryClient::with_auth(url, &settings.auth)
                     .map_err(|e| StartupError::Config(iap_runtime::ConfigError::Invalid(e)))?;
-            let sweep = OrderSweep::new(storage, Arc::new(client), &settings.scheduler);
+            let sweep = OrderSweep::new(storage.clone(), Arc::new(client), &settings.scheduler);
             let interval = Duration::from_millis(settings.scheduler.sweep_interval_ms.max(50));
             scheduler = scheduler.with_sweep(sweep, interval);
         }
         None => tracing::info!("order sweep off: scheduler.delivery_url is not set"),
     }
+    if let Some(url) = &settings.scheduler.delivery_url {
+        let client = iap_runtime::delivery_client::DeliveryClient::new(url)
+            .map_err(|e| StartupError::Config(iap_runtime::ConfigError::Invalid(e)))?;
+        let purchases = Arc::new(PurchaseVerification::new(
+            Arc::new(settings.catalog()?),
+            settings.purchase_verifiers()?,
+            storage.clone(),
+        ));
+        let client: Arc<dyn DeliveryTrigger> = Arc::new(client);
+        let refresh = SubscriptionRefresh::new(purchases, client.clone(), storage.clone());
+        scheduler = scheduler.with_subscriptions(Arc::new(refresh), subscription_job(&settings));
+        if let Some((job, interval)) = reconciliation(&settings, &storage, client)? {
+            scheduler = scheduler.with_reconciliation(job, interval);
+        }
+    }
     serve(scheduler, http, shutdown).await
+}
+
+/// The reconciliation job over `storage`, handing revocations to `delivery`; `None` when
+/// `scheduler.reconcile_interval_ms` is 0.
+pub fn reconciliation(
+    settings: &Settings,
+    storage: &Storage,
+    delivery: Arc<dyn DeliveryTrigger>,
+) -> Result<Option<(Arc<Reconciliation<Storage>>, Duration)>, StartupError> {
+    if settings.scheduler.reconcile_interval_ms == 0 {
+        tracing::info!("reconciliation off (scheduler.reconcile_interval_ms = 0)");
+        return Ok(None);
+    }
+    let job = Reconciliation::new(
+        settings.store_histories()?,
+        settings.notification_decoders()?,
+        Arc::new(storage.clone()),
+        delivery,
+        storage.clone(),
+        settings.reconcile_policy(),
+    );
+    Ok(Some((
+        Arc::new(job),
+        Duration::from_millis(settings.scheduler.reconcile_interval_ms),
+    )))
+}
+
+/// The subscription job's timing from `[scheduler]`.
+pub fn subscription_job(settings: &Settings) -> SubscriptionJob {
+    SubscriptionJob {
+        interval: Duration::from_millis(settings.scheduler.subscription_interval_ms.max(50)),
+        batch: settings.scheduler.subscription_batch.max(1),
+        hold: Duration::from_millis(settings.scheduler.sweep_hold_ms),
+    }
 }
 
 /// Serves a wired scheduler until the shutdown.

@@ -64,6 +64,7 @@ fn paid_apple_purchase(i: usize, user: &UserId, app: &AppId) -> PaymentToRecord 
         user_id: user.clone(),
         binding_reason: BindingReason::CreatedAtVerification,
         trial_group: None,
+        subscription: None,
     }
 }
 

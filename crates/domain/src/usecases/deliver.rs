@@ -306,6 +306,9 @@ impl<S: DeliveryStore + OrderRepository> Deliveries<S> {
             sandbox: order.environment == Some(Environment::Sandbox),
             reason: if order.manual {
                 GrantReason::ManualCompensation
+            } else if order.binding_reason == Some(crate::order::BindingReason::SubscriptionRenewal)
+            {
+                GrantReason::SubscriptionRenewal
             } else {
                 GrantReason::Purchase
             },
@@ -489,6 +492,13 @@ impl<S: DeliveryStore + OrderRepository> crate::delivery::DeliveryTrigger for De
             .await
             .map(|_| ())
             .map_err(|e| e.to_string())
+    }
+
+    async fn revoke_now(&self, order: OrderId, reason: RevokeReason) -> Result<(), String> {
+        match self.revoke(order, reason).await {
+            Ok(_) | Err(DeliverError::NotFound(_)) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
     }
 }
 

@@ -10,14 +10,18 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-use crate::delivery::{DeliveryStore, RevokeReason};
-use crate::ids::{OrderId, UserId};
+use crate::delivery::{DeliveryStore, DeliveryTrigger, RevokeReason};
+use crate::ids::{AppId, OrderId, UserId};
 use crate::notifications::{
-    NotificationDecoder, NotificationInbox, StoreEvent, StoredNotification,
+    ConsumptionReport, ConsumptionResponder, NotificationDecoder, NotificationInbox, StoreEvent,
+    StoredNotification,
 };
 use crate::order::Platform;
 use crate::ports::{OrderRepository, PaymentLedger, StorageError, StoreError};
+use crate::purchase::{PurchaseProof, PurchaseStatus};
+use crate::subscriptions::{SubscriptionRef, SubscriptionStore};
 use crate::usecases::deliver::{DeliverError, Deliveries};
+use crate::usecases::refresh_subscription::{RefreshError, Refreshed, SubscriptionRefresh};
 use crate::usecases::verify_purchase::{PurchaseVerification, VerifyError, VerifyPurchase};
 
 /// What one pass did.
@@ -35,6 +39,8 @@ pub struct NotificationHandler<S> {
     decoders: HashMap<Platform, Arc<dyn NotificationDecoder>>,
     purchases: Arc<PurchaseVerification<S>>,
     deliveries: Arc<Deliveries<S>>,
+    subscriptions: SubscriptionRefresh<S>,
+    consumption: Option<Arc<dyn ConsumptionResponder>>,
     store: S,
 }
 
@@ -59,7 +65,7 @@ impl From<StorageError> for Retry {
 
 impl<S> NotificationHandler<S>
 where
-    S: OrderRepository + PaymentLedger + DeliveryStore + Clone,
+    S: OrderRepository + PaymentLedger + DeliveryStore + SubscriptionStore + Clone + 'static,
 {
     /// Wires the handler.
     pub fn new(
@@ -69,13 +75,23 @@ where
         deliveries: Arc<Deliveries<S>>,
         store: S,
     ) -> Self {
+        let trigger: Arc<dyn DeliveryTrigger> = deliveries.clone();
         Self {
             inbox,
             decoders: decoders.into_iter().map(|d| (d.platform(), d)).collect(),
+            subscriptions: SubscriptionRefresh::new(purchases.clone(), trigger, store.clone()),
             purchases,
             deliveries,
+            consumption: None,
             store,
         }
+    }
+
+    /// Answers Apple's consumption requests with `responder`.
+    #[must_use]
+    pub fn with_consumption_responder(mut self, responder: Arc<dyn ConsumptionResponder>) -> Self {
+        self.consumption = Some(responder);
+        self
     }
 
     /// The decoder of a store, for the HTTP receivers.
@@ -137,62 +153,166 @@ where
                 app_id,
                 proof,
                 carried_order_id,
-            } => {
-                // Whose purchase: the order it carries. Notifications that do not show it
-                // (Google's) are looked up at the store first.
-                let carried = match carried_order_id {
-                    Some(id) => Some(id),
-                    None => match self.purchases.inspect(&app_id, &proof).await {
-                        Ok(purchase) => purchase.carried_order_id,
-                        Err(
-                            e @ (VerifyError::StoreUnavailable { .. } | VerifyError::Storage(_)),
-                        ) => {
-                            return Err(Retry::Later(e.to_string()));
-                        }
-                        Err(e) => return Ok(format!("purchase refused: {e}")),
-                    },
-                };
-                let owner = match carried.as_deref().map(OrderId::parse) {
-                    Some(Ok(id)) => self.store.get_order(id).await?,
-                    _ => None,
-                };
-                let Some(order) = owner.filter(|o| o.app_id == app_id) else {
-                    return Ok(
-                        "paid purchase without an order of ours: left for reconciliation".into(),
-                    );
-                };
-                self.record_and_deliver(app_id, order.user_id, proof).await
-            }
+            } => self.purchased(app_id, proof, carried_order_id).await,
             StoreEvent::Refunded {
                 platform,
                 store_transaction_id,
                 revoked,
+                subscription,
             } => {
-                let mut redeemed = self
-                    .store
-                    .find_purchase(platform, &store_transaction_id)
-                    .await?;
-                if redeemed.is_none() && platform != Platform::Apple {
-                    redeemed = self
-                        .store
-                        .find_purchase_by_token(platform, &store_transaction_id)
-                        .await?;
-                }
-                let Some(redeemed) = redeemed else {
-                    return Ok("refund of a purchase never redeemed here".into());
-                };
                 let reason = if revoked {
                     RevokeReason::Revoked
                 } else {
                     RevokeReason::Refunded
                 };
-                match self.deliveries.revoke(redeemed.order_id, reason).await {
-                    Ok(order) => Ok(format!("order {} is {}", order.id, order.state)),
-                    Err(DeliverError::NotFound(id)) => Ok(format!("order {id} not found")),
-                    Err(e) => Err(Retry::Later(e.to_string())),
+                let outcome = self
+                    .revoke_purchase(platform, &store_transaction_id, reason)
+                    .await?;
+                match subscription {
+                    Some(subscription) => {
+                        let refreshed = self.refresh(&subscription).await?;
+                        Ok(format!("{outcome}; {refreshed}"))
+                    }
+                    None => Ok(outcome),
+                }
+            }
+            StoreEvent::SubscriptionChanged {
+                subscription,
+                paid,
+                carried_order_id,
+            } => match self.subscriptions.refresh(&subscription).await {
+                Ok(refreshed) => Ok(describe(&refreshed)),
+                // Without a way to ask the store about subscriptions, the paid charge the
+                // notification carries is still granted, like any purchase.
+                Err(RefreshError::Store(
+                    VerifyError::StoreNotConfigured(_) | VerifyError::StoreMisconfigured(_),
+                )) if paid.is_some() => {
+                    let proof = paid.unwrap_or_else(|| unreachable!("checked by the guard"));
+                    self.purchased(subscription.app_id, proof, carried_order_id)
+                        .await
+                }
+                Err(e) => Err(Retry::Later(e.to_string())),
+            },
+            StoreEvent::Recheck { app_id, proof } => {
+                let purchase = match self.purchases.inspect(&app_id, &proof).await {
+                    Ok(purchase) => purchase,
+                    Err(e @ (VerifyError::StoreUnavailable { .. } | VerifyError::Storage(_))) => {
+                        return Err(Retry::Later(e.to_string()));
+                    }
+                    Err(e) => return Ok(format!("purchase not readable at the store: {e}")),
+                };
+                match purchase.status {
+                    PurchaseStatus::Refunded { .. } | PurchaseStatus::Cancelled => {
+                        let id = purchase
+                            .purchase_token
+                            .clone()
+                            .unwrap_or(purchase.store_transaction_id);
+                        self.revoke_purchase(purchase.platform, &id, RevokeReason::Revoked)
+                            .await
+                    }
+                    PurchaseStatus::Pending => Ok("still pending at the store".into()),
+                    PurchaseStatus::Purchased => {
+                        Ok("still paid at the store: nothing to do".into())
+                    }
+                }
+            }
+            StoreEvent::ConsumptionRequested {
+                app_id,
+                store_transaction_id,
+                environment,
+                reason,
+            } => {
+                let Some(responder) = &self.consumption else {
+                    return Ok("consumption request: no responder configured".into());
+                };
+                let delivered = match self
+                    .store
+                    .find_purchase(Platform::Apple, &store_transaction_id)
+                    .await?
+                {
+                    Some(done) => self
+                        .store
+                        .get_order(done.order_id)
+                        .await?
+                        .is_some_and(|o| o.state.is_delivered() || o.delivered_at.is_some()),
+                    None => false,
+                };
+                let report = ConsumptionReport {
+                    store_transaction_id,
+                    environment,
+                    delivered,
+                };
+                match responder.send_consumption(&app_id, &report).await {
+                    Ok(true) => Ok(format!(
+                        "consumption information sent (delivered: {delivered}, reason: {})",
+                        reason.as_deref().unwrap_or("none")
+                    )),
+                    Ok(false) => Ok("consumption request: the app does not answer them".into()),
+                    Err(StoreError::Unavailable { detail, .. }) => Err(Retry::Later(detail)),
+                    Err(e) => Ok(format!("consumption information refused: {e}")),
                 }
             }
         }
+    }
+
+    /// Takes back the items of the purchase with this charge id or purchase token.
+    async fn revoke_purchase(
+        &self,
+        platform: Platform,
+        id: &str,
+        reason: RevokeReason,
+    ) -> Result<String, Retry> {
+        let mut redeemed = self.store.find_purchase(platform, id).await?;
+        if redeemed.is_none() && platform != Platform::Apple {
+            redeemed = self.store.find_purchase_by_token(platform, id).await?;
+        }
+        let Some(redeemed) = redeemed else {
+            return Ok("refund of a purchase never redeemed here".into());
+        };
+        match self.deliveries.revoke(redeemed.order_id, reason).await {
+            Ok(order) => Ok(format!("order {} is {}", order.id, order.state)),
+            Err(DeliverError::NotFound(id)) => Ok(format!("order {id} not found")),
+            Err(e) => Err(Retry::Later(e.to_string())),
+        }
+    }
+
+    async fn refresh(&self, subscription: &SubscriptionRef) -> Result<String, Retry> {
+        match self.subscriptions.refresh(subscription).await {
+            Ok(refreshed) => Ok(describe(&refreshed)),
+            Err(RefreshError::Store(
+                VerifyError::StoreNotConfigured(_) | VerifyError::StoreMisconfigured(_),
+            )) => Ok("subscription state not refreshed: the store cannot be asked".into()),
+            Err(e) => Err(Retry::Later(e.to_string())),
+        }
+    }
+
+    /// A paid purchase the store reported: verified and recorded for the user of the order it
+    /// carries (Google's notifications do not show it, so the store is asked first), then
+    /// delivered.
+    async fn purchased(
+        &self,
+        app_id: AppId,
+        proof: PurchaseProof,
+        carried_order_id: Option<String>,
+    ) -> Result<String, Retry> {
+        let carried = match carried_order_id {
+            Some(id) => Some(id),
+            None => match self.purchases.inspect(&app_id, &proof).await {
+                Ok(purchase) => purchase.carried_order_id,
+                Err(e @ (VerifyError::StoreUnavailable { .. } | VerifyError::Storage(_))) => {
+                    return Err(Retry::Later(e.to_string()));
+                }
+                Err(e) => return Ok(format!("purchase refused: {e}")),
+            },
+        };
+        let owner = match carried.as_deref().map(OrderId::parse) {
+            Some(Ok(id)) => self.store.get_order(id).await?,
+            _ => None,
+        };
+        let Some(order) = owner.filter(|o| o.app_id == app_id) else {
+            return Ok("paid purchase without an order of ours: left for reconciliation".into());
+        };
+        self.record_and_deliver(app_id, order.user_id, proof).await
     }
 
     async fn record_and_deliver(
@@ -233,5 +353,29 @@ where
             }
             Err(e) => Ok(format!("not processed: {e}")),
         }
+    }
+}
+
+/// The outcome of a refresh, for the inbox row.
+fn describe(refreshed: &Refreshed) -> String {
+    match refreshed {
+        Refreshed::Updated {
+            subscription,
+            granted,
+            revoked,
+        } => {
+            let mut text = format!(
+                "subscription {} is {} (version {})",
+                subscription.id, subscription.state, subscription.version
+            );
+            if let Some(order) = granted {
+                text.push_str(&format!(", period granted as order {order}"));
+            }
+            if let Some(order) = revoked {
+                text.push_str(&format!(", order {order} revoked"));
+            }
+            text
+        }
+        Refreshed::NotRecorded(reason) => reason.clone(),
     }
 }

@@ -4,4 +4,7 @@ pub mod admin;
 pub mod create_order;
 pub mod deliver;
 pub mod handle_notifications;
+pub mod reconcile;
+pub mod refresh_subscription;
+pub mod sync_entitlements;
 pub mod verify_purchase;

@@ -7,14 +7,20 @@ use std::sync::Arc;
 
 use crate::catalog::{AppPolicy, Catalog};
 use crate::ids::{AppId, OrderId, ProductId, UserId};
+use chrono::Utc;
+
 use crate::order::{
-    BindingReason, Environment, NewOrder, Order, OrderState, Platform, RejectReason,
+    BindingReason, Environment, NewOrder, Order, OrderState, Platform, ProductKind, RejectReason,
 };
 use crate::ports::{
     OrderRepository, PaymentLedger, PaymentTarget, PaymentToRecord, PurchaseVerifier,
     RecordOutcome, RecordedPurchase, StorageError, StoreError, VerifyContext,
 };
 use crate::purchase::{PurchaseProof, PurchaseStatus, VerifiedPurchase};
+use crate::subscriptions::{
+    NewSubscription, SubscriptionRef, SubscriptionSnapshot, SubscriptionState, next_check,
+    subscription_key,
+};
 
 /// A VerifyPurchase request.
 #[derive(Debug, Clone)]
@@ -27,6 +33,15 @@ pub struct VerifyPurchase {
     pub order_id: Option<OrderId>,
     /// The store's proof.
     pub proof: PurchaseProof,
+}
+
+/// Who redeems a purchase: the caller of VerifyPurchase, or the owner of a subscription whose
+/// renewal the store reported.
+#[derive(Debug, Clone)]
+struct Buyer {
+    app_id: AppId,
+    user_id: UserId,
+    order_id: Option<OrderId>,
 }
 
 /// A purchase accepted and recorded.
@@ -202,6 +217,39 @@ impl<S: OrderRepository + PaymentLedger> PurchaseVerification<S> {
         Ok(verifier.verify(ctx, proof).await?)
     }
 
+    /// Asks the store for a subscription's current state.
+    pub async fn subscription_snapshot(
+        &self,
+        subscription: &SubscriptionRef,
+    ) -> Result<SubscriptionSnapshot, VerifyError> {
+        let verifier = self
+            .verifiers
+            .get(&subscription.platform)
+            .filter(|v| v.serves(&subscription.app_id))
+            .ok_or(VerifyError::StoreNotConfigured(subscription.platform))?;
+        Ok(verifier.subscription(subscription).await?)
+    }
+
+    /// Records a period the store reported for a subscription's owner (a renewal found by a
+    /// refresh), under the same policy, replay fence and binding as a client's purchase.
+    pub async fn record_reported(
+        &self,
+        app_id: &AppId,
+        user_id: &UserId,
+        purchase: VerifiedPurchase,
+    ) -> Result<Verified, VerifyError> {
+        let app = self
+            .catalog
+            .app(app_id)
+            .ok_or_else(|| VerifyError::UnknownApp(app_id.clone()))?;
+        let buyer = Buyer {
+            app_id: app_id.clone(),
+            user_id: user_id.clone(),
+            order_id: None,
+        };
+        self.accept(app, &buyer, purchase).await
+    }
+
     /// Verifies and records one purchase.
     #[tracing::instrument(name = "verify_purchase", skip_all, fields(app_id = %cmd.app_id, platform = %cmd.proof.platform(), order_id), err(level = "info", Display))]
     pub async fn verify(&self, cmd: VerifyPurchase) -> Result<Verified, VerifyError> {
@@ -216,7 +264,12 @@ impl<S: OrderRepository + PaymentLedger> PurchaseVerification<S> {
                 return Err(e);
             }
         };
-        let result = self.accept(app, &cmd, purchase).await;
+        let buyer = Buyer {
+            app_id: cmd.app_id.clone(),
+            user_id: cmd.user_id.clone(),
+            order_id: cmd.order_id,
+        };
+        let result = self.accept(app, &buyer, purchase).await;
         match &result {
             Ok(v) => {
                 tracing::Span::current().record("order_id", tracing::field::display(v.order.id));
@@ -235,7 +288,7 @@ impl<S: OrderRepository + PaymentLedger> PurchaseVerification<S> {
     async fn accept(
         &self,
         app: &AppPolicy,
-        cmd: &VerifyPurchase,
+        cmd: &Buyer,
         purchase: VerifiedPurchase,
     ) -> Result<Verified, VerifyError> {
         let policy = app
@@ -301,6 +354,18 @@ impl<S: OrderRepository + PaymentLedger> PurchaseVerification<S> {
                 .or_else(|| purchase.subscription_group.clone())
                 .unwrap_or_else(|| purchase.product_id.to_string())
         });
+        let subscription = (policy.kind == ProductKind::AutoRenewable
+            && binding_reason != BindingReason::SubscriptionRenewal)
+            .then(|| {
+                let state = purchase
+                    .subscription_status
+                    .map_or(SubscriptionState::Active, SubscriptionState::from);
+                NewSubscription {
+                    key: subscription_key(&purchase),
+                    state,
+                    next_check_at: next_check(state, purchase.expires_at, None, Utc::now()),
+                }
+            });
         let payment = PaymentToRecord {
             target,
             purchase,
@@ -308,6 +373,7 @@ impl<S: OrderRepository + PaymentLedger> PurchaseVerification<S> {
             user_id: cmd.user_id.clone(),
             binding_reason,
             trial_group,
+            subscription,
         };
         let outcome = match self.store.record_payment(payment.clone()).await? {
             RecordOutcome::OrderNoLongerUnpaid => {
@@ -353,7 +419,7 @@ impl<S: OrderRepository + PaymentLedger> PurchaseVerification<S> {
     async fn replay(
         &self,
         app: &AppPolicy,
-        cmd: &VerifyPurchase,
+        cmd: &Buyer,
         done: RecordedPurchase,
         sandbox: bool,
     ) -> Result<Verified, VerifyError> {
@@ -383,10 +449,30 @@ impl<S: OrderRepository + PaymentLedger> PurchaseVerification<S> {
     /// one, else a new one.
     async fn bind(
         &self,
-        cmd: &VerifyPurchase,
+        cmd: &Buyer,
         purchase: &VerifiedPurchase,
         kind: crate::order::ProductKind,
     ) -> Result<(PaymentTarget, BindingReason), VerifyError> {
+        // A later period of a subscription we know is its owner's renewal, whatever order the
+        // purchase carries (Apple repeats the first order's appAccountToken on every renewal).
+        if kind == ProductKind::AutoRenewable
+            && let Some(owner) = self
+                .store
+                .find_subscription_owner(purchase.platform, &subscription_key(purchase))
+                .await?
+        {
+            if owner.user_id != cmd.user_id || owner.app_id != cmd.app_id {
+                return Err(VerifyError::rejected(
+                    RejectReason::ReplayedForOtherUser,
+                    "subscription_of_another_user",
+                    "this subscription belongs to another user",
+                ));
+            }
+            return Ok((
+                PaymentTarget::NewOrder(new_order(cmd, purchase, kind)),
+                BindingReason::SubscriptionRenewal,
+            ));
+        }
         let carried = purchase
             .carried_order_id
             .as_deref()
@@ -481,7 +567,7 @@ fn unknown_product(product: &ProductId) -> VerifyError {
 }
 
 fn new_order(
-    cmd: &VerifyPurchase,
+    cmd: &Buyer,
     purchase: &VerifiedPurchase,
     kind: crate::order::ProductKind,
 ) -> NewOrder {

@@ -31,6 +31,10 @@ pub struct Model {
     pub next_check_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    pub version: i64,
+    pub synced_version: i64,
+    pub next_sync_at: Option<DateTimeUtc>,
+    pub last_error: Option<String>,
 }
 
 /// No declared relations.

@@ -77,6 +77,12 @@ pub(crate) async fn settings_toml(
         max_quantity = 10
         [apps."{APP}".products.no_ads]
         kind = "non_consumable"
+        [apps."{APP}".products.vip_monthly]
+        kind = "auto_renewable"
+        subscription_group = "vip"
+        [apps."{APP}".products.vip_yearly]
+        kind = "auto_renewable"
+        subscription_group = "vip"
         {}
         "#,
         store.store_settings_for(APP).await
@@ -252,6 +258,60 @@ impl World {
             .unwrap()
             .unwrap();
         row.try_get("", "n").unwrap()
+    }
+
+    /// Points the emulator's notifications of `store` (`apple`, `google`, `huawei`) at the
+    /// verifier's receiver, every one delivered `1 + duplicate` times.
+    pub(crate) async fn notify_here(&self, store: &str, duplicate: u32) {
+        let target = format!("http://{}/notifications/{store}", self.verifier_http);
+        let http = reqwest::Client::new();
+        http.put(format!(
+            "{}/emulator/notifications/targets/{store}",
+            self.store.base
+        ))
+        .json(&json!({ "url": target }))
+        .send()
+        .await
+        .unwrap();
+        self.notification_mode(json!({ "duplicate": duplicate }))
+            .await;
+    }
+
+    /// Sets the emulator's delivery mode (duplicates, delay, newest-first batches).
+    pub(crate) async fn notification_mode(&self, mode: serde_json::Value) {
+        reqwest::Client::new()
+            .put(format!("{}/emulator/notifications/mode", self.store.base))
+            .json(&mode)
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// Waits until the emulator has pushed `count` notifications in all.
+    pub(crate) async fn pushed(&self, count: usize) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let deliveries = self
+                .store
+                .get_json("/emulator/notifications/deliveries")
+                .await;
+            let done = deliveries.as_array().map_or(0, Vec::len);
+            if done >= count {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "only {done} notifications pushed"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Works the notification inbox until it is empty.
+    pub(crate) async fn settle(&self) {
+        for _ in 0..5 {
+            self.notifications.run_once(100).await.unwrap();
+        }
     }
 
     /// Runs the sweeper until nothing is due (or `passes` run out).
