@@ -45,6 +45,8 @@ pub struct StoredNotification {
     pub raw_body: String,
     /// Processing attempts so far, this one included.
     pub attempts: u32,
+    /// When the inbox stored it (the start of the notification lag).
+    pub received_at: DateTime<Utc>,
 }
 
 /// The notification inbox.

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use iap_domain::RejectReason;
 use iap_domain::ports::StoreError;
+use iap_domain::store_calls::StoreCall;
+use iap_domain::{Platform, RejectReason};
 
 /// Apple's production endpoint.
 pub const PRODUCTION_URL: &str = "https://buy.itunes.apple.com/verifyReceipt";
@@ -47,6 +48,18 @@ impl ReceiptClient {
 
     /// The decoded verifyReceipt answer (status 0 or 21006) for `receipt`.
     pub async fn verify(&self, receipt: &str, password: Option<&str>) -> Result<Value, StoreError> {
+        let mut call = StoreCall::start(Platform::Apple, "verifyReceipt");
+        let result = self.verify_counted(receipt, password, &mut call).await;
+        call.finish(&result);
+        result
+    }
+
+    async fn verify_counted(
+        &self,
+        receipt: &str,
+        password: Option<&str>,
+        call: &mut StoreCall,
+    ) -> Result<Value, StoreError> {
         let mut body = json!({ "receipt-data": receipt, "exclude-old-transactions": false });
         if let Some(password) = password {
             body["password"] = json!(password);
@@ -54,7 +67,7 @@ impl ReceiptClient {
         let mut url = self.production_url.as_str();
         let mut redirects = 0;
         loop {
-            let reply = self.post_with_retries(url, &body).await?;
+            let reply = self.post_with_retries(url, &body, call).await?;
             let status = reply["status"].as_i64().unwrap_or(-1);
             match status {
                 0 | 21006 => return Ok(reply),
@@ -101,7 +114,12 @@ impl ReceiptClient {
         }
     }
 
-    async fn post_with_retries(&self, url: &str, body: &Value) -> Result<Value, StoreError> {
+    async fn post_with_retries(
+        &self,
+        url: &str,
+        body: &Value,
+        call: &mut StoreCall,
+    ) -> Result<Value, StoreError> {
         let mut last = String::new();
         for attempt in 0..ATTEMPTS {
             if attempt > 0 {
@@ -121,6 +139,7 @@ impl ReceiptClient {
                     continue;
                 }
             };
+            call.saw_status(response.status().as_u16());
             if response.status().is_server_error() || response.status().as_u16() == 429 {
                 last = format!("verifyReceipt answered HTTP {}", response.status());
                 continue;
@@ -137,10 +156,8 @@ impl ReceiptClient {
                 last = format!("verifyReceipt answered retryable status {status}");
                 continue;
             }
-            metrics::counter!("iap_store_requests_total", "store" => "apple", "endpoint" => "verifyReceipt", "outcome" => "ok").increment(1);
             return Ok(reply);
         }
-        metrics::counter!("iap_store_requests_total", "store" => "apple", "endpoint" => "verifyReceipt", "outcome" => "unavailable").increment(1);
         Err(StoreError::unavailable(last))
     }
 }

@@ -9,8 +9,9 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::Mutex;
 
-use iap_domain::RejectReason;
 use iap_domain::ports::StoreError;
+use iap_domain::store_calls::StoreCall;
+use iap_domain::{Platform, RejectReason};
 
 /// Production API root.
 pub const PRODUCTION_URL: &str = "https://api.storekit.itunes.apple.com";
@@ -98,7 +99,8 @@ impl ServerApi {
     }
 
     async fn get(&self, root: &str, path: &str) -> Result<Value, StoreError> {
-        self.call(reqwest::Method::GET, root, path, None).await
+        self.call(reqwest::Method::GET, root, path, None, "transactions.get")
+            .await
     }
 
     async fn call(
@@ -107,6 +109,21 @@ impl ServerApi {
         root: &str,
         path: &str,
         body: Option<&Value>,
+        endpoint: &'static str,
+    ) -> Result<Value, StoreError> {
+        let mut call = StoreCall::start(Platform::Apple, endpoint);
+        let result = self.send(method, root, path, body, &mut call).await;
+        call.finish(&result);
+        result
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        root: &str,
+        path: &str,
+        body: Option<&Value>,
+        call: &mut StoreCall,
     ) -> Result<Value, StoreError> {
         let token = self.bearer().await?;
         let mut request = self
@@ -124,6 +141,7 @@ impl ServerApi {
             ))
         })?;
         let status = response.status().as_u16();
+        call.saw_status(status);
         let retry_at = response
             .headers()
             .get("retry-after")
@@ -149,7 +167,6 @@ impl ServerApi {
                 "App Store Server API refused the key (HTTP {status})"
             ))),
             429 => {
-                metrics::counter!("iap_store_rate_limited_total", "store" => "apple").increment(1);
                 let now = chrono::Utc::now().timestamp_millis();
                 let retry_after =
                     retry_at.map(|at| Duration::from_millis(u64::try_from(at - now).unwrap_or(0)));
@@ -225,6 +242,7 @@ impl ServerApi {
             self.root(Some(environment)),
             &path,
             Some(body),
+            "consumption.put",
         )
         .await
         .map(|_| ())
@@ -260,6 +278,7 @@ impl ServerApi {
             self.root(Some(environment)),
             &path,
             Some(&body),
+            "notifications.history",
         )
         .await
     }

@@ -2,13 +2,14 @@
 //! with Google's error bodies mapped to the domain's store errors and one token refresh on 401.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-use iap_domain::RejectReason;
 use iap_domain::ports::StoreError;
+use iap_domain::store_calls::StoreCall;
+use iap_domain::{Platform, RejectReason};
 
 use crate::auth::{AuthError, TokenSource};
 
@@ -130,10 +131,13 @@ impl AndroidPublisher {
         url: &str,
         endpoint: &'static str,
     ) -> Result<Value, StoreError> {
-        let started = Instant::now();
+        let mut call = StoreCall::start(Platform::Google, endpoint);
         let mut refreshed = false;
         let result = loop {
-            let token = self.tokens.token().await.map_err(auth_error)?;
+            let token = match self.tokens.token().await {
+                Ok(token) => token,
+                Err(e) => break Err(auth_error(e)),
+            };
             let mut request = self
                 .http
                 .request(method.clone(), url)
@@ -152,6 +156,7 @@ impl AndroidPublisher {
                 }
             };
             let status = response.status();
+            call.saw_status(status.as_u16());
             if status == StatusCode::UNAUTHORIZED && !refreshed {
                 // A revoked or expired token: one fresh token, then the answer stands.
                 self.tokens.invalidate().await;
@@ -167,15 +172,7 @@ impl AndroidPublisher {
             let text = response.text().await.unwrap_or_default();
             break classify(status, &text, retry_after);
         };
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(StoreError::Rejected { .. }) => "rejected",
-            Err(StoreError::Unavailable { .. }) => "unavailable",
-            Err(StoreError::Misconfigured(_)) => "misconfigured",
-        };
-        metrics::counter!("iap_store_requests_total", "store" => "google", "endpoint" => endpoint, "outcome" => outcome).increment(1);
-        metrics::histogram!("iap_store_request_seconds", "store" => "google", "endpoint" => endpoint)
-            .record(started.elapsed().as_secs_f64());
+        call.finish(&result);
         result
     }
 }
@@ -227,15 +224,6 @@ fn classify(
         }
         400 => StoreError::rejected(RejectReason::NotFoundAtStore, "invalid_token", detail),
         401 | 403 => StoreError::Misconfigured(detail),
-        409 | 429 => {
-            if status.as_u16() == 429 {
-                metrics::counter!("iap_store_rate_limited_total", "store" => "google").increment(1);
-            }
-            StoreError::Unavailable {
-                detail,
-                retry_after,
-            }
-        }
         _ => StoreError::Unavailable {
             detail,
             retry_after,

@@ -9,7 +9,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
+use iap_domain::Platform;
 use iap_domain::ports::StoreError;
+use iap_domain::store_calls::StoreCall;
 
 /// Production endpoints (Germany site; Huawei routes other sites' tokens, AppTouch aside).
 pub const TOKEN_URL: &str = "https://oauth-login.cloud.huawei.com/oauth2/v3/token";
@@ -52,7 +54,7 @@ impl HuaweiApi {
         }
     }
 
-    async fn access_token(&self) -> Result<String, StoreError> {
+    async fn access_token(&self, call: &mut StoreCall) -> Result<String, StoreError> {
         let mut cached = self.token.lock().await;
         if let Some((token, _)) = cached.as_ref().filter(|(_, until)| Instant::now() < *until) {
             return Ok(token.clone());
@@ -72,6 +74,7 @@ impl HuaweiApi {
                 StoreError::unavailable(format!("Huawei OAuth unreachable: {}", e.without_url()))
             })?;
         let status = response.status();
+        call.saw_status(status.as_u16());
         if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
             return Err(StoreError::unavailable(format!(
                 "Huawei OAuth answered HTTP {status}"
@@ -103,10 +106,13 @@ impl HuaweiApi {
         pss: bool,
         endpoint: &'static str,
     ) -> Result<Value, StoreError> {
-        let started = Instant::now();
+        let mut call = StoreCall::start(Platform::Huawei, endpoint);
         let mut refreshed = false;
         let result = loop {
-            let token = self.access_token().await?;
+            let token = match self.access_token(&mut call).await {
+                Ok(token) => token,
+                Err(e) => break Err(e),
+            };
             let mut request = self
                 .http
                 .post(&url)
@@ -132,6 +138,7 @@ impl HuaweiApi {
                 }
             };
             let status = response.status();
+            call.saw_status(status.as_u16());
             if status == StatusCode::UNAUTHORIZED && !refreshed {
                 *self.token.lock().await = None;
                 refreshed = true;
@@ -152,9 +159,7 @@ impl HuaweiApi {
                 .await
                 .map_err(|e| StoreError::unavailable(e.to_string()));
         };
-        let outcome = if result.is_ok() { "ok" } else { "error" };
-        metrics::counter!("iap_store_requests_total", "store" => "huawei", "endpoint" => endpoint, "outcome" => outcome).increment(1);
-        metrics::histogram!("iap_store_request_seconds", "store" => "huawei", "endpoint" => endpoint).record(started.elapsed().as_secs_f64());
+        call.finish(&result);
         result
     }
 

@@ -9,6 +9,7 @@ pub mod grpc;
 pub mod http;
 pub mod jobs;
 pub mod lock;
+pub mod metrics_catalog;
 pub mod process;
 pub mod settings;
 pub mod shutdown;

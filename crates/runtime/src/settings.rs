@@ -214,6 +214,9 @@ pub struct SchedulerSettings {
     /// How much each reconciliation re-reads before the previous one's end (ms), since stores
     /// record late.
     pub reconcile_overlap_ms: u64,
+    /// How often the operations gauges (orders by state, oldest waiting order, notification
+    /// backlog) are read from the database (ms; 0 = never).
+    pub gauges_interval_ms: u64,
 }
 
 impl Default for SchedulerSettings {
@@ -230,6 +233,7 @@ impl Default for SchedulerSettings {
             reconcile_interval_ms: 300_000,
             reconcile_lookback_hours: 72,
             reconcile_overlap_ms: 600_000,
+            gauges_interval_ms: 15_000,
         }
     }
 }
@@ -272,6 +276,9 @@ pub struct TelemetrySettings {
     pub log_format: LogFormat,
     /// `tracing` filter directives; `RUST_LOG` overrides.
     pub log_filter: String,
+    /// OpenTelemetry collector (OTLP over gRPC, e.g. `http://otel-collector:4317`) to export
+    /// spans to. Needs a build with the `otel` feature; unset: no export.
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Default for TelemetrySettings {
@@ -279,6 +286,7 @@ impl Default for TelemetrySettings {
         Self {
             log_format: LogFormat::Pretty,
             log_filter: "info".to_owned(),
+            otlp_endpoint: None,
         }
     }
 }

@@ -72,7 +72,6 @@ where
         Ok(settings) => settings,
         Err(e) => return fail(name, &StartupError::Config(e)),
     };
-    telemetry::init_logging(&settings.telemetry);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -85,10 +84,13 @@ where
             );
         }
     };
+    // Inside the runtime: the optional span exporter opens its gRPC channel there.
+    runtime.block_on(async { telemetry::init_logging(name, &settings.telemetry) });
     let result = runtime.block_on(async move {
         let shutdown = Shutdown::on_signals();
         run(settings, shutdown).await
     });
+    telemetry::flush();
     match result {
         Ok(()) => {
             tracing::info!("{name} stopped");

@@ -8,6 +8,7 @@ mod convert;
 mod deliveries;
 pub mod entity;
 mod error;
+mod gauges;
 mod jobs;
 mod notifications;
 mod orders;
@@ -21,6 +22,7 @@ use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseBackend, Databa
 
 pub use deliveries::Backlog;
 pub use error::{ConnectError, classify};
+pub use gauges::{OPEN_STATES, OpenOrders, PendingNotifications};
 
 /// Connection pool settings.
 #[derive(Debug, Clone)]

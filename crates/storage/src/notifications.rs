@@ -101,6 +101,7 @@ impl NotificationInbox for Storage {
                     notification_type: r.notification_type,
                     raw_body: r.raw_body,
                     attempts: u32::try_from(r.attempts + 1).unwrap_or(u32::MAX),
+                    received_at: r.received_at,
                 })
             })
             .collect()

@@ -2,6 +2,8 @@
 //! file in the working directory, migrations applied at start, an in-process lock, and a demo
 //! catalog, so a newcomer can create and inspect orders at once.
 
+mod demo;
+
 use std::process::ExitCode;
 
 use base64::Engine;
@@ -17,6 +19,19 @@ use iap_runtime::{Settings, Shutdown, StartupError};
 struct Args {
     #[command(flatten)]
     config: ConfigArgs,
+    /// Demo: start everything with the embedded emulator and reference game server, make one
+    /// purchase per store, wait until each is delivered, print them, and keep running.
+    #[arg(long)]
+    demo: bool,
+    /// With --demo: stop once the purchases are printed (exit 0 when all three were delivered).
+    #[arg(long, requires = "demo")]
+    exit: bool,
+}
+
+/// What `--demo` asked for.
+#[derive(Debug, Clone, Copy)]
+struct DemoMode {
+    exit_after: bool,
 }
 
 /// The demo app every embedded default carries when no app is configured.
@@ -28,7 +43,15 @@ const DEMO_GAME_LEDGER: &str = "iapd-game-ledger.jsonl";
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    iap_runtime::run_main("iapd", &args.config, &embedded_defaults(), run)
+    let demo = args.demo.then_some(DemoMode {
+        exit_after: args.exit,
+    });
+    iap_runtime::run_main(
+        "iapd",
+        &args.config,
+        &embedded_defaults(),
+        move |settings, shutdown| run(settings, shutdown, demo),
+    )
 }
 
 fn embedded_defaults() -> Settings {
@@ -115,7 +138,24 @@ fn demo_app(emulator: Option<&EmulatedStores>) -> AppSettings {
     }
 }
 
-async fn run(mut settings: Settings, shutdown: Shutdown) -> Result<(), StartupError> {
+async fn run(
+    mut settings: Settings,
+    shutdown: Shutdown,
+    demo: Option<DemoMode>,
+) -> Result<(), StartupError> {
+    if demo.is_some() {
+        // The demo buys at the embedded stores for the demo app, and is granted by the
+        // reference game server: a configuration of real apps or another game server would
+        // make it buy what nobody can verify or grant.
+        if !settings.apps.is_empty() || settings.delivery.game_server_url.is_some() {
+            return Err(StartupError::Config(iap_runtime::ConfigError::Invalid(
+                "--demo runs with the demo app and the reference game server: leave [apps] and \
+                 delivery.game_server_url unset"
+                    .into(),
+            )));
+        }
+        settings.emulator.embedded = true;
+    }
     // The embedded emulator starts first: the demo app trusts its App Store root.
     // The HTTP port first: the embedded emulator pushes its App Store notifications there.
     let http_listener = iap_runtime::http::bind("HTTP", settings.verifier.http_listen).await?;
@@ -199,10 +239,14 @@ async fn run(mut settings: Settings, shutdown: Shutdown) -> Result<(), StartupEr
         delivery.deliveries(),
         storage.clone(),
     );
-    let mut scheduler = iap_scheduler::Scheduler::new(storage.clone()).with_subscriptions(
-        std::sync::Arc::new(refresh),
-        iap_scheduler::subscription_job(&settings),
-    );
+    let mut scheduler = iap_scheduler::Scheduler::new(storage.clone())
+        .with_gauges_interval(std::time::Duration::from_millis(
+            settings.scheduler.gauges_interval_ms,
+        ))
+        .with_subscriptions(
+            std::sync::Arc::new(refresh),
+            iap_scheduler::subscription_job(&settings),
+        );
     if let Some((job, interval)) =
         iap_scheduler::reconciliation(&settings, &storage, delivery.deliveries())?
     {
@@ -234,6 +278,8 @@ async fn run(mut settings: Settings, shutdown: Shutdown) -> Result<(), StartupEr
             .map(iap_game_server::GameServerHandle::endpoint),
         plaintext,
     );
+    let emulator_url = emulator.as_ref().map(|(_, _, url, _)| url.clone());
+    let demo_shutdown = shutdown.clone();
     let jobs_shutdown = shutdown.clone();
     let jobs = async {
         tokio::join!(
@@ -268,8 +314,54 @@ async fn run(mut settings: Settings, shutdown: Shutdown) -> Result<(), StartupEr
         (http_listener, verifier.http_router()),
         shutdown,
     );
-    let ((), result, emulator_result) = tokio::join!(jobs, servers, emulator_server);
-    result.and(emulator_result)
+    let demo_run = run_demo(
+        demo,
+        demo::DemoTargets {
+            grpc: grpc_addr,
+            emulator: emulator_url.unwrap_or_default(),
+            app_id: DEMO_APP.to_owned(),
+            huawei_app_id: DEMO_HUAWEI_APP_ID.to_owned(),
+        },
+        http_addr,
+        demo_shutdown,
+    );
+    let ((), result, emulator_result, demo_result) =
+        tokio::join!(jobs, servers, emulator_server, demo_run);
+    result.and(emulator_result).and(demo_result)
+}
+
+/// Runs the demo purchases once the servers listen (they are bound already, so the gRPC
+/// connection succeeds as soon as the server task runs). With `--exit` the process stops after
+/// the report, failing if any purchase was not delivered; otherwise it keeps serving.
+async fn run_demo(
+    demo: Option<DemoMode>,
+    targets: demo::DemoTargets,
+    http: std::net::SocketAddr,
+    shutdown: Shutdown,
+) -> Result<(), StartupError> {
+    let Some(mode) = demo else {
+        return Ok(());
+    };
+    let outcome = demo::run(&targets).await;
+    let result = match outcome {
+        Ok(orders) => {
+            println!("{}", demo::report(&orders, targets.grpc, http));
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("iapd --demo: {e}");
+            Err(StartupError::Server(format!("demo failed: {e}")))
+        }
+    };
+    if mode.exit_after {
+        shutdown.trigger();
+        result
+    } else {
+        if result.is_ok() {
+            println!("The demo keeps running; stop it with Ctrl-C.");
+        }
+        Ok(())
+    }
 }
 
 fn print_banner(

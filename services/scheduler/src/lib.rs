@@ -2,6 +2,7 @@
 //! subscriptions, refunds). Any number of replicas may run. It serves only its operations HTTP
 //! port (`/metrics`, `/healthz`, `/readyz`).
 
+mod gauges;
 mod sweep;
 
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+pub use gauges::OrderGauges;
 pub use sweep::{OrderSweep, SweepPass};
 
 use iap_domain::delivery::DeliveryTrigger;
@@ -24,6 +26,7 @@ use iap_storage::Storage;
 pub struct Scheduler {
     storage: Storage,
     sweep: Option<(OrderSweep, Duration)>,
+    gauges: Option<(OrderGauges, Duration)>,
     subscriptions: Option<(Arc<SubscriptionRefresh<Storage>>, SubscriptionJob)>,
     reconciliation: Option<(Arc<Reconciliation<Storage>>, Duration)>,
 }
@@ -32,6 +35,7 @@ impl std::fmt::Debug for Scheduler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Scheduler")
             .field("sweep", &self.sweep)
+            .field("gauges", &self.gauges)
             .field(
                 "subscriptions",
                 &self.subscriptions.as_ref().map(|(_, job)| job),
@@ -52,14 +56,26 @@ pub struct SubscriptionJob {
 }
 
 impl Scheduler {
-    /// Wires the role over a database.
+    /// Wires the role over a database, with the operations gauges at their default interval.
     pub fn new(storage: Storage) -> Self {
+        let interval = iap_runtime::settings::SchedulerSettings::default().gauges_interval_ms;
         Self {
+            gauges: Some((
+                OrderGauges::new(storage.clone()),
+                Duration::from_millis(interval),
+            )),
             storage,
             sweep: None,
             subscriptions: None,
             reconciliation: None,
         }
+    }
+
+    /// Refreshes the operations gauges every `interval` (zero: never).
+    pub fn with_gauges_interval(mut self, interval: Duration) -> Self {
+        self.gauges =
+            (!interval.is_zero()).then(|| (OrderGauges::new(self.storage.clone()), interval));
+        self
     }
 
     /// Adds the reconciliation job, run every `interval`.
@@ -141,7 +157,13 @@ impl Scheduler {
             })
             .await;
         };
-        tokio::join!(sweep, subscriptions, reconciliation);
+        let gauges = async {
+            match &self.gauges {
+                Some((gauges, interval)) => gauges.clone().run(*interval, shutdown.clone()).await,
+                None => shutdown.clone().wait().await,
+            }
+        };
+        tokio::join!(sweep, gauges, subscriptions, reconciliation);
     }
 }
 
@@ -150,7 +172,8 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), StartupEr
     let url = settings.database_url()?.to_owned();
     let storage = iap_runtime::database::open(&settings, &url).await?;
     let http = iap_runtime::http::bind("HTTP", settings.scheduler.http_listen).await?;
-    let mut scheduler = Scheduler::new(storage.clone());
+    let mut scheduler = Scheduler::new(storage.clone())
+        .with_gauges_interval(Duration::from_millis(settings.scheduler.gauges_interval_ms));
     match &settings.scheduler.delivery_url {
         Some(url) => {
             let client =

@@ -242,7 +242,7 @@ impl<S: DeliveryStore + OrderRepository> Deliveries<S> {
 
     /// Delivers one order as far as it can go now: grant, then store confirmation. Safe to call
     /// any number of times, concurrently, from any process.
-    #[tracing::instrument(name = "deliver", skip(self), fields(attempt))]
+    #[tracing::instrument(name = "deliver", skip_all, fields(order_id = %order_id, platform, attempt))]
     pub async fn deliver(&self, order_id: OrderId) -> Result<DeliveryOutcome, DeliverError> {
         let Ok(held) = self.take_lock(order_id).await else {
             metrics::counter!("iap_delivery_held_elsewhere_total").increment(1);
@@ -277,14 +277,14 @@ impl<S: DeliveryStore + OrderRepository> Deliveries<S> {
         for _ in 0..2 {
             match self.store.claim(order_id, lease).await? {
                 Claim::Grant(claim) => {
-                    tracing::Span::current().record("attempt", claim.order.attempt);
+                    record_claim(&claim);
                     crate::crash_point!("deliver::after_claim");
                     if !self.grant(&claim).await? {
                         return self.finish(order_id, false).await;
                     }
                 }
                 Claim::Confirm(claim) => {
-                    tracing::Span::current().record("attempt", claim.order.attempt);
+                    record_claim(&claim);
                     self.confirm(&claim).await?;
                     return self.finish(order_id, false).await;
                 }
@@ -341,6 +341,10 @@ impl<S: DeliveryStore + OrderRepository> Deliveries<S> {
                         return Ok(false);
                     }
                     metrics::counter!("iap_deliveries_total", "result" => "granted").increment(1);
+                    if let Some(waited) = recorded.as_ref().and_then(paid_to_delivered) {
+                        metrics::histogram!("iap_delivery_latency_seconds", "platform" => order.platform.as_str())
+                            .record(waited);
+                    }
                     tracing::info!(order_id = %order.id, duplicate = ack.duplicate, "granted");
                     crate::crash_point!("deliver::after_delivered");
                     return Ok(true);
@@ -421,7 +425,7 @@ impl<S: DeliveryStore + OrderRepository> Deliveries<S> {
 
     /// Takes back the items of a refunded or revoked order (RevokeItems with a stable revoke
     /// id), then marks it REFUNDED or REVOKED. An order never granted is only marked.
-    #[tracing::instrument(name = "revoke", skip(self))]
+    #[tracing::instrument(name = "revoke", skip_all, fields(order_id = %order_id, reason = ?reason, platform, attempt))]
     pub async fn revoke(
         &self,
         order_id: OrderId,
@@ -447,7 +451,10 @@ impl<S: DeliveryStore + OrderRepository> Deliveries<S> {
             .claim_revocation(order_id, self.policy.lease())
             .await?
         {
-            RevocationClaim::Claimed { claim, granted } => (claim, granted),
+            RevocationClaim::Claimed { claim, granted } => {
+                record_claim(&claim);
+                (claim, granted)
+            }
             RevocationClaim::HeldElsewhere(_) => return Err(DeliverError::GrantInFlight(order_id)),
             RevocationClaim::Settled(order) => return Ok(order),
             RevocationClaim::NotFound => return Err(DeliverError::NotFound(order_id)),
@@ -483,6 +490,20 @@ impl<S: DeliveryStore + OrderRepository> Deliveries<S> {
             None => Err(DeliverError::GrantInFlight(order_id)),
         }
     }
+}
+
+/// Fills the use case's span with what the claim revealed: the store and the fencing attempt.
+fn record_claim(claim: &ClaimedOrder) {
+    let span = tracing::Span::current();
+    span.record("platform", claim.order.platform.as_str());
+    span.record("attempt", claim.order.attempt);
+}
+
+/// Seconds from payment to the game's acknowledgement: what a player waits (and what grows when
+/// the fast path is lost and the sweeper has to step in).
+fn paid_to_delivered(order: &Order) -> Option<f64> {
+    let waited = order.delivered_at? - order.paid_at?;
+    Some(waited.num_milliseconds().max(0) as f64 / 1000.0)
 }
 
 #[async_trait::async_trait]

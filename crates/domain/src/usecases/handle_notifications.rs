@@ -114,6 +114,9 @@ where
                     self.inbox
                         .mark_processed(&notification.id, &outcome)
                         .await?;
+                    let lag = (Utc::now() - notification.received_at).num_milliseconds();
+                    metrics::histogram!("iap_notification_lag_seconds", "store" => notification.platform.as_str())
+                        .record(lag.max(0) as f64 / 1000.0);
                     report.processed += 1;
                 }
                 Err(Retry::Later(error)) => {
@@ -133,6 +136,7 @@ where
         Ok(report)
     }
 
+    #[tracing::instrument(name = "handle_notification", skip_all, fields(platform = %notification.platform, kind = %notification.notification_type, order_id))]
     async fn process(&self, notification: &StoredNotification) -> Result<String, Retry> {
         let Some(decoder) = self.decoders.get(&notification.platform) else {
             return Err(Retry::Later(format!(
@@ -269,6 +273,7 @@ where
         let Some(redeemed) = redeemed else {
             return Ok("refund of a purchase never redeemed here".into());
         };
+        tracing::Span::current().record("order_id", tracing::field::display(redeemed.order_id));
         match self.deliveries.revoke(redeemed.order_id, reason).await {
             Ok(order) => Ok(format!("order {} is {}", order.id, order.state)),
             Err(DeliverError::NotFound(id)) => Ok(format!("order {id} not found")),
@@ -312,6 +317,7 @@ where
         let Some(order) = owner.filter(|o| o.app_id == app_id) else {
             return Ok("paid purchase without an order of ours: left for reconciliation".into());
         };
+        tracing::Span::current().record("order_id", tracing::field::display(order.id));
         self.record_and_deliver(app_id, order.user_id, proof).await
     }
 

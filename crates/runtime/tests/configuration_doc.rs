@@ -1,0 +1,131 @@
+//! `docs/configuration.md` lists every settings key with its real default, and nothing else:
+//! the keys come from serialising `Settings` (the defaults, plus one app with every optional
+//! section present so its nested keys show), the documented keys from the doc's tables.
+
+use std::collections::BTreeMap;
+
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use serde_json::Value;
+
+use iap_runtime::Settings;
+
+const DOC: &str = include_str!("../../../docs/configuration.md");
+
+/// One app with each optional section given, and only the values that have no default.
+const FULL_APP: &str = r#"
+[apps.sample.products.sku]
+kind = "consumable"
+
+[apps.sample.apple]
+bundle_id = "required"
+
+[apps.sample.apple.api]
+issuer_id = "required"
+key_id = "required"
+private_key_pem = "required"
+
+[apps.sample.google]
+package_name = "required"
+service_account_json = "required"
+
+[apps.sample.huawei]
+app_id = "required"
+client_secret = "required"
+public_key_base64 = "required"
+"#;
+
+/// Every settings value, by dotted key, with its default; the map keys of apps and products
+/// written as the doc writes them (`<app_id>`, `<sku>`).
+fn settings_keys() -> BTreeMap<String, Value> {
+    let settings: Settings = Figment::from(Serialized::defaults(Settings::default()))
+        .merge(Toml::string(FULL_APP))
+        .extract()
+        .expect("the sample app deserialises");
+    let value = serde_json::to_value(&settings).expect("settings serialise");
+    let mut keys = BTreeMap::new();
+    walk(&value, "", &mut keys);
+    keys
+}
+
+fn walk(value: &Value, path: &str, keys: &mut BTreeMap<String, Value>) {
+    let Value::Object(fields) = value else {
+        keys.insert(path.to_owned(), value.clone());
+        return;
+    };
+    for (name, child) in fields {
+        let name = match path {
+            "apps" => "<app_id>",
+            "apps.<app_id>.products" => "<sku>",
+            _ => name.as_str(),
+        };
+        let child_path = if path.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{path}.{name}")
+        };
+        walk(child, &child_path, keys);
+    }
+}
+
+/// Documented keys and their default cells: table rows whose first cell is a backticked key.
+fn documented_keys() -> BTreeMap<String, String> {
+    DOC.lines()
+        .filter_map(|line| {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let key = cells.get(1)?.strip_prefix('`')?.strip_suffix('`')?;
+            let default = cells.get(2).copied().unwrap_or_default();
+            key.contains('.')
+                .then(|| (key.to_owned(), default.to_owned()))
+        })
+        .collect()
+}
+
+#[test]
+fn every_settings_key_is_documented_and_every_documented_key_exists() {
+    let keys = settings_keys();
+    let documented = documented_keys();
+    let missing: Vec<_> = keys
+        .keys()
+        .filter(|k| !documented.contains_key(*k))
+        .collect();
+    // A documented optional section (`apps.<app_id>.apple.api`) exists when keys lie under it.
+    let unknown: Vec<_> = documented
+        .keys()
+        .filter(|d| {
+            !keys
+                .keys()
+                .any(|k| k == *d || k.starts_with(&format!("{d}.")))
+        })
+        .collect();
+    assert!(
+        missing.is_empty() && unknown.is_empty(),
+        "keys not documented: {missing:?}; documented keys that do not exist: {unknown:?}"
+    );
+}
+
+#[test]
+fn documented_defaults_are_the_real_defaults() {
+    let keys = settings_keys();
+    let mut checked = 0;
+    for (key, cell) in documented_keys() {
+        let Some(value) = keys.get(&key) else {
+            continue;
+        };
+        if cell.starts_with("required") {
+            continue;
+        }
+        let matches = match value {
+            Value::Null => cell.starts_with("none"),
+            Value::String(s) => cell == format!("`{s}`"),
+            Value::Array(items) if items.is_empty() => cell == "`[]`",
+            other => cell == format!("`{other}`"),
+        };
+        assert!(
+            matches,
+            "{key}: documented default {cell}, real default {value}"
+        );
+        checked += 1;
+    }
+    assert!(checked > 40, "only {checked} defaults checked");
+}
