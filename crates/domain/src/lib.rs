@@ -32,6 +32,7 @@ macro_rules! crash_point {
 #[doc(hidden)]
 pub use fail;
 
+pub mod admin;
 pub mod catalog;
 pub mod delivery;
 pub mod ids;

@@ -1,60 +1,108 @@
-//! `DeliveryService.Deliver` over gRPC, for processes that trigger deliveries without running
-//! them: the verifier's fast path and the scheduler's sweeps.
+//! `DeliveryService` over gRPC, for processes that trigger deliveries without running them: the
+//! verifier's fast path and operators' redeliveries, compensations and revocations, and the
+//! scheduler's sweeps. Sends the service token, and speaks TLS to `https://` URLs.
 
 use async_trait::async_trait;
 use tonic::transport::{Channel, Endpoint};
 
 use iap_domain::OrderId;
+use iap_domain::admin::{OrderRevoker, RevokeFailure};
 use iap_domain::delivery::{DeliveryTrigger, RevokeReason};
 use iap_proto::v1 as pb;
 use iap_proto::v1::delivery_service_client::DeliveryServiceClient;
+
+use crate::auth::{attach_bearer, client_tls};
+use crate::settings::{AuthSettings, Token};
 
 /// A `DeliveryService` client.
 #[derive(Debug, Clone)]
 pub struct DeliveryClient {
     client: DeliveryServiceClient<Channel>,
+    token: Option<Token>,
 }
 
 impl DeliveryClient {
-    /// Connects lazily to `url`: a delivery service that is down delays deliveries (the callers
-    /// retry), it does not stop the caller.
+    /// Connects lazily to `url` without credentials: a delivery service that is down delays
+    /// deliveries (the callers retry), it does not stop the caller.
     pub fn new(url: &str) -> Result<Self, String> {
-        let endpoint = Endpoint::from_shared(url.to_owned())
-            .map_err(|e| format!("verifier.delivery_url {url:?}: {e}"))?
+        Self::with_auth(url, &AuthSettings::default())
+    }
+
+    /// Like [`DeliveryClient::new`], sending `auth.service_token` with every call, and for an
+    /// `https://` URL trusting `auth.tls_server_ca_file` and presenting this process's
+    /// certificate.
+    pub fn with_auth(url: &str, auth: &AuthSettings) -> Result<Self, String> {
+        let mut endpoint = Endpoint::from_shared(url.to_owned())
+            .map_err(|e| format!("delivery URL {url:?}: {e}"))?
             .connect_timeout(std::time::Duration::from_secs(2));
+        if url.starts_with("https://") {
+            let tls = client_tls(auth).map_err(|e| e.to_string())?;
+            endpoint = endpoint
+                .tls_config(tls)
+                .map_err(|e| format!("delivery URL {url:?}: {e}"))?;
+        }
         Ok(Self {
             client: DeliveryServiceClient::new(endpoint.connect_lazy()),
+            token: auth.service_token.clone(),
         })
+    }
+
+    fn request<T>(&self, message: T) -> Result<tonic::Request<T>, String> {
+        let mut request = tonic::Request::new(message);
+        attach_bearer(&mut request, self.token.as_ref())?;
+        Ok(request)
     }
 }
 
 #[async_trait]
 impl DeliveryTrigger for DeliveryClient {
     async fn deliver_now(&self, order: OrderId) -> Result<(), String> {
+        let request = self.request(pb::DeliverRequest {
+            order_id: order.to_string(),
+        })?;
         self.client
             .clone()
-            .deliver(pb::DeliverRequest {
-                order_id: order.to_string(),
-            })
+            .deliver(request)
             .await
             .map(|_| ())
             .map_err(|s| format!("Deliver: {:?} {}", s.code(), s.message()))
     }
 
     async fn revoke_now(&self, order: OrderId, reason: RevokeReason) -> Result<(), String> {
+        self.revoke_call(order, reason)
+            .await
+            .map_err(|s| format!("Revoke: {:?} {}", s.code(), s.message()))
+    }
+}
+
+impl DeliveryClient {
+    async fn revoke_call(&self, order: OrderId, reason: RevokeReason) -> Result<(), tonic::Status> {
         let reason = match reason {
             RevokeReason::Refunded => pb::RevokeReason::Refunded,
             RevokeReason::Revoked => pb::RevokeReason::Revoked,
             RevokeReason::Operator => pb::RevokeReason::Operator,
         };
-        self.client
-            .clone()
-            .revoke(pb::RevokeRequest {
+        let request = self
+            .request(pb::RevokeRequest {
                 order_id: order.to_string(),
                 reason: reason.into(),
             })
+            .map_err(tonic::Status::internal)?;
+        self.client.clone().revoke(request).await.map(|_| ())
+    }
+}
+
+#[async_trait]
+impl OrderRevoker for DeliveryClient {
+    async fn revoke(&self, order: OrderId, reason: RevokeReason) -> Result<(), RevokeFailure> {
+        self.revoke_call(order, reason)
             .await
-            .map(|_| ())
-            .map_err(|s| format!("Revoke: {:?} {}", s.code(), s.message()))
+            .map_err(|status| match status.code() {
+                tonic::Code::NotFound => RevokeFailure::NotFound,
+                tonic::Code::Aborted => RevokeFailure::GrantInFlight,
+                code => {
+                    RevokeFailure::Unavailable(format!("Revoke: {code:?} {}", status.message()))
+                }
+            })
     }
 }

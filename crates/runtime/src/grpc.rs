@@ -9,18 +9,20 @@ use http::{Request, Response};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::Routes;
-use tonic::transport::Server;
+use tonic::transport::{Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 use tower::{Layer, Service};
 
 use crate::shutdown::Shutdown;
 
-/// Serves `routes` plus health and reflection until the shutdown fires. `services` are the fully
-/// qualified names reported SERVING (and NOT_SERVING while draining).
+/// Serves `routes` plus health and reflection until the shutdown fires, over TLS when `tls` is
+/// given (mutual when it names a client CA). `services` are the fully qualified names reported
+/// SERVING (and NOT_SERVING while draining).
 pub async fn serve(
     listener: TcpListener,
     routes: Routes,
     services: &[&'static str],
+    tls: Option<ServerTlsConfig>,
     shutdown: Shutdown,
 ) -> Result<(), tonic::transport::Error> {
     let (reporter, health_service) = tonic_health::server::health_reporter();
@@ -58,7 +60,11 @@ pub async fn serve(
             }
         }
     };
-    Server::builder()
+    let mut builder = Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
+    builder
         .layer(GrpcMetricsLayer)
         .add_routes(routes)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), drain)

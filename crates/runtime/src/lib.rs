@@ -2,6 +2,7 @@
 //! Prometheus endpoint, the one shutdown path, and a gRPC server that always carries health and
 //! reflection. Depends on `iap-domain` (to build the catalog) and `iap-proto` (descriptors).
 
+pub mod auth;
 pub mod database;
 pub mod delivery_client;
 pub mod grpc;

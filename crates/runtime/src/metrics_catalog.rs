@@ -61,6 +61,12 @@ pub const METRICS: &[MetricSpec] = &[
         &["method"],
         "gRPC call latency, by method.",
     ),
+    metric(
+        "iap_grpc_auth_refused_total",
+        Counter,
+        &["audience"],
+        "gRPC calls refused for a missing or wrong bearer token, by audience (admin, service).",
+    ),
     // orders
     metric(
         "iap_orders_created_total",

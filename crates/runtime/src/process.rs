@@ -16,6 +16,8 @@ pub struct GrpcEndpoint {
     pub routes: Routes,
     /// Names reported SERVING.
     pub services: Vec<&'static str>,
+    /// TLS (see [`crate::auth::server_tls`]); plaintext when `None`.
+    pub tls: Option<tonic::transport::ServerTlsConfig>,
 }
 
 /// Serves `grpc` (if any) and `http` until the shutdown, then waits for both to drain.
@@ -38,9 +40,11 @@ pub async fn serve(
         let shutdown = shutdown.clone();
         async move {
             let result = match grpc {
-                Some(g) => crate::grpc::serve(g.listener, g.routes, &g.services, shutdown.clone())
-                    .await
-                    .map_err(|e| StartupError::Server(format!("gRPC server: {e}"))),
+                Some(g) => {
+                    crate::grpc::serve(g.listener, g.routes, &g.services, g.tls, shutdown.clone())
+                        .await
+                        .map_err(|e| StartupError::Server(format!("gRPC server: {e}")))
+                }
                 None => Ok(()),
             };
             if result.is_err() {

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use figment::Figment;
@@ -35,6 +35,8 @@ pub struct Settings {
     pub emulator: EmulatorSettings,
     /// Logs.
     pub telemetry: TelemetrySettings,
+    /// Bearer tokens and TLS of the gRPC servers and clients.
+    pub auth: AuthSettings,
     /// The studio's apps, by app id.
     pub apps: BTreeMap<String, AppSettings>,
 }
@@ -289,6 +291,102 @@ impl Default for TelemetrySettings {
     }
 }
 
+/// A secret token: never printed by `Debug`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Token(String);
+
+impl Token {
+    /// Wraps a token.
+    pub fn new(token: impl Into<String>) -> Self {
+        Self(token.into())
+    }
+
+    /// The token itself, for the one place that sends or checks it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(redacted)")
+    }
+}
+
+/// Shortest token accepted: long enough that guessing is hopeless.
+const MIN_TOKEN_LEN: usize = 16;
+
+/// `[auth]`: who may call the gRPC services. Unset tokens leave their audience open (with a
+/// warning at startup); see `docs/operations.md`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// Bearer token `AdminService` requires.
+    pub admin_token: Option<Token>,
+    /// Bearer token `OrderService`, `VerificationService` and `DeliveryService` require; our own
+    /// processes send it to one another (verifier and scheduler → delivery).
+    pub service_token: Option<Token>,
+    /// Bearer token delivery sends to the game server's `GameServerService`.
+    pub game_server_token: Option<Token>,
+    /// PEM certificate (chain) of this process's gRPC server; with the key, turns TLS on.
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of that certificate.
+    pub tls_key_file: Option<PathBuf>,
+    /// PEM CA that client certificates must chain to: set, the gRPC servers require one (mTLS).
+    pub tls_client_ca_file: Option<PathBuf>,
+    /// PEM CA our own clients trust when calling `https://` gRPC URLs (verifier and scheduler →
+    /// delivery).
+    pub tls_server_ca_file: Option<PathBuf>,
+}
+
+impl AuthSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (key, token) in [
+            ("auth.admin_token", &self.admin_token),
+            ("auth.service_token", &self.service_token),
+            ("auth.game_server_token", &self.game_server_token),
+        ] {
+            if let Some(token) = token {
+                let t = token.expose();
+                if t.len() < MIN_TOKEN_LEN {
+                    return Err(ConfigError::value(
+                        key,
+                        format!(
+                            "must be at least {MIN_TOKEN_LEN} characters (unset it to run open)"
+                        ),
+                    ));
+                }
+                if t.trim() != t || !t.chars().all(|c| c.is_ascii_graphic() || c == ' ') {
+                    return Err(ConfigError::value(
+                        key,
+                        "must be printable ASCII without surrounding spaces",
+                    ));
+                }
+            }
+        }
+        if self.admin_token.is_some() && self.admin_token == self.service_token {
+            return Err(ConfigError::value(
+                "auth.admin_token",
+                "must differ from auth.service_token",
+            ));
+        }
+        if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
+            return Err(ConfigError::value(
+                "auth.tls_key_file",
+                "auth.tls_cert_file and auth.tls_key_file go together",
+            ));
+        }
+        if self.tls_client_ca_file.is_some() && self.tls_cert_file.is_none() {
+            return Err(ConfigError::value(
+                "auth.tls_client_ca_file",
+                "needs auth.tls_cert_file and auth.tls_key_file (mutual TLS is TLS first)",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// `[apps.<app_id>]`: one game.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -387,6 +485,7 @@ const SECTIONS: &[&str] = &[
     "scheduler",
     "emulator",
     "telemetry",
+    "auth",
     "apps",
 ];
 
@@ -476,6 +575,7 @@ impl Settings {
                 ));
             }
         }
+        self.auth.validate()?;
         self.catalog()?;
         self.apple_verifier()?;
         self.google_verifier()?;

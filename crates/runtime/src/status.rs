@@ -12,6 +12,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 use iap_domain::IdError;
 use iap_domain::RejectReason;
 use iap_domain::ports::StorageError;
+use iap_domain::usecases::admin::AdminError;
 use iap_domain::usecases::create_order::CreateOrderError;
 use iap_domain::usecases::deliver::DeliverError;
 use iap_domain::usecases::verify_purchase::VerifyError;
@@ -212,6 +213,44 @@ impl IntoStatus for DeliverError {
     }
 }
 
+impl IntoStatus for AdminError {
+    fn into_status(self) -> Status {
+        let message = self.to_string();
+        let plain =
+            |code: Code, reason: &str| with_reason(code, reason, message.clone(), HashMap::new());
+        match self {
+            AdminError::InvalidArgument { field, problem } => invalid_argument(field, &problem),
+            AdminError::OrderNotFound(_) => not_found("ORDER_NOT_FOUND", message),
+            AdminError::NotificationNotFound(_) => not_found("NOTIFICATION_NOT_FOUND", message),
+            AdminError::UnknownApp(_) => not_found("UNKNOWN_APP", message),
+            AdminError::UnknownProduct { .. } => not_found("UNKNOWN_PRODUCT", message),
+            AdminError::WrongState { reason, state, .. } => with_reason(
+                Code::FailedPrecondition,
+                reason,
+                message,
+                HashMap::from([("state".to_owned(), state.as_str().to_owned())]),
+            ),
+            AdminError::IdempotencyKeyReused(_) => {
+                plain(Code::FailedPrecondition, "IDEMPOTENCY_KEY_REUSED")
+            }
+            AdminError::OrderChanged(_) => plain(Code::Aborted, "ORDER_CHANGED"),
+            AdminError::GrantInFlight(_) => plain(Code::Aborted, "GRANT_IN_FLIGHT"),
+            AdminError::DeliveryNotConfigured => {
+                plain(Code::FailedPrecondition, "DELIVERY_NOT_CONFIGURED")
+            }
+            AdminError::DeliveryUnavailable(detail) => {
+                tracing::warn!(error = %detail, "delivery unavailable for an operator's action");
+                unavailable(
+                    "DELIVERY_UNAVAILABLE",
+                    "the delivery service or the game server did not answer; retry later",
+                    None,
+                )
+            }
+            AdminError::Storage(e) => e.into_status(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,6 +268,23 @@ mod tests {
         assert_eq!(status.code(), Code::Unavailable);
         assert!(status.get_details_retry_info().is_some());
         assert!(!status.message().contains("refused"));
+
+        let status = AdminError::InvalidArgument {
+            field: "operator",
+            problem: "is required".into(),
+        }
+        .into_status();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(
+            status.get_details_bad_request().unwrap().field_violations[0].field,
+            "operator"
+        );
+        let status = AdminError::OrderNotFound("x".into()).into_status();
+        assert_eq!(status.code(), Code::NotFound);
+        assert_eq!(
+            status.get_details_error_info().unwrap().reason,
+            "ORDER_NOT_FOUND"
+        );
 
         let status = invalid_argument("user_id", "is required");
         assert_eq!(

@@ -3,6 +3,7 @@
 //! conditional update decided by its affected-row count, in one transaction with its events.
 //! Depends on `iap-domain` and `iap-migrations` only.
 
+mod admin;
 mod convert;
 mod deliveries;
 pub mod entity;

@@ -13,12 +13,15 @@ use iap_domain::delivery::{
 use iap_domain::subscriptions::{SubscriptionState, SubscriptionUpdate};
 use iap_proto::v1 as pb;
 use iap_proto::v1::game_server_service_client::GameServerServiceClient;
+use iap_runtime::auth::attach_bearer;
+use iap_runtime::settings::Token;
 use iap_runtime::wire;
 
 /// `GameServerService` over gRPC.
 #[derive(Debug, Clone)]
 pub struct GrpcGameServer {
     client: GameServerServiceClient<Channel>,
+    token: Option<Token>,
 }
 
 impl GrpcGameServer {
@@ -31,7 +34,14 @@ impl GrpcGameServer {
             .tcp_nodelay(true);
         Ok(Self {
             client: GameServerServiceClient::new(endpoint.connect_lazy()),
+            token: None,
         })
+    }
+
+    /// Sends `authorization: Bearer <token>` with every call (`auth.game_server_token`).
+    pub fn with_token(mut self, token: Option<Token>) -> Self {
+        self.token = token;
+        self
     }
 }
 
@@ -83,6 +93,7 @@ impl GameServer for GrpcGameServer {
                 .map_or(0, |t| t.timestamp_millis()),
         });
         request.set_timeout(deadline);
+        attach_bearer(&mut request, self.token.as_ref()).map_err(GameError)?;
         let mut client = self.client.clone();
         let reply = within("GrantItems", deadline, client.grant_items(request)).await?;
         Ok(GameAck {
@@ -114,6 +125,7 @@ impl GameServer for GrpcGameServer {
             .into(),
         });
         request.set_timeout(deadline);
+        attach_bearer(&mut request, self.token.as_ref()).map_err(GameError)?;
         let mut client = self.client.clone();
         let reply = within("RevokeItems", deadline, client.revoke_items(request)).await?;
         Ok(GameAck {

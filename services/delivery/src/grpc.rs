@@ -1,18 +1,23 @@
 //! `iap.v1.DeliveryService`: thin handlers over the delivery use case.
 
+use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
 use iap_domain::OrderId;
 use iap_domain::delivery::RevokeReason;
 use iap_proto::v1 as pb;
 use iap_proto::v1::delivery_service_server::{DeliveryService, DeliveryServiceServer};
+use iap_runtime::auth::BearerCheck;
 use iap_runtime::status::{IntoStatus, invalid_argument, not_found};
 use iap_runtime::wire;
 
 use crate::Delivery;
 
-pub(crate) fn delivery_service(delivery: Delivery) -> DeliveryServiceServer<Delivery> {
-    DeliveryServiceServer::new(delivery)
+pub(crate) fn delivery_service(
+    delivery: Delivery,
+    check: BearerCheck,
+) -> InterceptedService<DeliveryServiceServer<Delivery>, BearerCheck> {
+    DeliveryServiceServer::with_interceptor(delivery, check)
 }
 
 fn order_id(raw: &str) -> Result<OrderId, Status> {
@@ -73,10 +78,12 @@ impl DeliveryService for Delivery {
         let reason = match pb::RevokeReason::try_from(request.reason) {
             Ok(pb::RevokeReason::Refunded) => RevokeReason::Refunded,
             Ok(pb::RevokeReason::Revoked) => RevokeReason::Revoked,
+            // AdminService.RevokeOrder, through the verifier.
+            Ok(pb::RevokeReason::Operator) => RevokeReason::Operator,
             _ => {
                 return Err(invalid_argument(
                     "reason",
-                    "must be REVOKE_REASON_REFUNDED or REVOKE_REASON_REVOKED",
+                    "must be REVOKE_REASON_REFUNDED, REVOKE_REASON_REVOKED or REVOKE_REASON_OPERATOR",
                 ));
             }
         };

@@ -22,6 +22,7 @@ use iap_domain::usecases::verify_purchase::PurchaseVerification;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 
+use iap_runtime::auth::GrpcAuth;
 use iap_runtime::http::ReadinessCheck;
 use iap_runtime::lock::LockBackend;
 use iap_runtime::process::GrpcEndpoint;
@@ -38,6 +39,7 @@ pub struct Delivery {
     lock: LockBackend,
     game: Arc<dyn GameServer>,
     deliveries: Arc<Deliveries<Storage>>,
+    auth: GrpcAuth,
 }
 
 impl std::fmt::Debug for Delivery {
@@ -58,7 +60,7 @@ pub fn store_confirmers(settings: &Settings) -> Result<Vec<Arc<dyn StoreConfirme
     ])
 }
 
-/// The game server client `delivery.game_server_url` names.
+/// The game server client `delivery.game_server_url` names, sending `auth.game_server_token`.
 pub fn game_server(settings: &Settings) -> Result<Arc<dyn GameServer>, StartupError> {
     let url = settings
         .delivery
@@ -70,7 +72,8 @@ pub fn game_server(settings: &Settings) -> Result<Arc<dyn GameServer>, StartupEr
             ))
         })?;
     let client = GrpcGameServer::new(url)
-        .map_err(|e| StartupError::Config(iap_runtime::ConfigError::Invalid(e)))?;
+        .map_err(|e| StartupError::Config(iap_runtime::ConfigError::Invalid(e)))?
+        .with_token(settings.auth.game_server_token.clone());
     Ok(Arc::new(client))
 }
 
@@ -95,7 +98,14 @@ impl Delivery {
             lock,
             game,
             deliveries,
+            auth: GrpcAuth::default(),
         }
+    }
+
+    /// Requires bearer tokens on `DeliveryService` (the service token); open by default.
+    pub fn with_auth(mut self, auth: GrpcAuth) -> Self {
+        self.auth = auth;
+        self
     }
 
     /// The delivery use case (the verifier's fast path calls it in-process in `iapd`).
@@ -119,7 +129,10 @@ impl Delivery {
 
     /// Adds the delivery role's gRPC services to `routes`.
     pub fn add_grpc_services(&self, routes: Routes) -> Routes {
-        routes.add_service(grpc::delivery_service(self.clone()))
+        routes.add_service(grpc::delivery_service(
+            self.clone(),
+            self.auth.service.clone(),
+        ))
     }
 
     /// Ready when the database answers. The lock's state is reported but never makes the
@@ -143,13 +156,17 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), StartupEr
     let grpc = iap_runtime::http::bind("gRPC", settings.delivery.grpc_listen).await?;
     let http = iap_runtime::http::bind("HTTP", settings.delivery.http_listen).await?;
     let lock = LockBackend::from_settings(&settings)?;
+    let auth = GrpcAuth::from_settings(&settings.auth);
+    auth.warn_if_open("iap-delivery", false);
     let delivery = Delivery::new(
         storage,
         lock,
         game_server(&settings)?,
         store_confirmers(&settings)?,
         settings.delivery.policy(),
-    );
+    )
+    .with_auth(auth);
+    let tls = iap_runtime::auth::server_tls(&settings.auth)?;
     let handler = notification_handler(&delivery, &settings, None)?;
     let sweeping = run_sweeper(delivery.clone(), &settings, shutdown.clone());
     let notifications = run_notification_handler(
@@ -157,7 +174,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), StartupEr
         Duration::from_millis(settings.delivery.sweep_interval_ms.max(200)),
         shutdown.clone(),
     );
-    let serving = serve(delivery, grpc, http, shutdown);
+    let serving = serve_with_tls(delivery, grpc, http, tls, shutdown);
     let ((), (), result) = tokio::join!(sweeping, notifications, serving);
     result
 }
@@ -245,10 +262,22 @@ pub async fn serve(
     http: TcpListener,
     shutdown: Shutdown,
 ) -> Result<(), StartupError> {
+    serve_with_tls(delivery, grpc, http, None, shutdown).await
+}
+
+/// Like [`serve`], with the gRPC port over TLS when `tls` is given.
+pub async fn serve_with_tls(
+    delivery: Delivery,
+    grpc: TcpListener,
+    http: TcpListener,
+    tls: Option<tonic::transport::ServerTlsConfig>,
+    shutdown: Shutdown,
+) -> Result<(), StartupError> {
     let endpoint = GrpcEndpoint {
         listener: grpc,
         routes: delivery.add_grpc_services(Routes::default()),
         services: GRPC_SERVICES.to_vec(),
+        tls,
     };
     let ops = iap_runtime::http::ops_router(Some(delivery.readiness()));
     iap_runtime::process::serve("iap-delivery", Some(endpoint), (http, ops), shutdown).await

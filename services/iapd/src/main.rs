@@ -212,18 +212,25 @@ async fn run(
 
     let stores = iap_verifier::store_verifiers(&settings)?;
     let lock = iap_runtime::lock::LockBackend::from_settings(&settings)?;
+    let auth = iap_runtime::auth::GrpcAuth::from_settings(&settings.auth);
+    auth.warn_if_open("iapd", true);
+    let tls = iap_runtime::auth::server_tls(&settings.auth)?;
     let delivery = iap_delivery::Delivery::new(
         storage.clone(),
         lock,
         iap_delivery::game_server(&settings)?,
         iap_delivery::store_confirmers(&settings)?,
         settings.delivery.policy(),
-    );
+    )
+    .with_auth(auth.clone());
+    // Operators' redeliveries, compensations and revocations run in process, like the fast path.
     let verifier = iap_verifier::Verifier::new(storage.clone(), catalog, stores)
         .with_fast_path(
             delivery.deliveries(),
             std::time::Duration::from_millis(settings.verifier.fast_path_wait_ms),
         )
+        .with_revoker(delivery.deliveries())
+        .with_auth(auth)
         .with_notifications(iap_verifier::notification_decoders(&settings)?);
     let notifications =
         iap_delivery::notification_handler(&delivery, &settings, Some(verifier.purchases()))?;
@@ -253,10 +260,12 @@ async fn run(
 
     let routes = delivery.add_grpc_services(verifier.add_grpc_services(Default::default()));
     let services = [iap_verifier::GRPC_SERVICES, iap_delivery::GRPC_SERVICES].concat();
+    let plaintext = tls.is_none();
     let grpc = iap_runtime::process::GrpcEndpoint {
         listener: grpc_listener,
         routes,
         services,
+        tls,
     };
 
     print_banner(
@@ -267,6 +276,7 @@ async fn run(
         game_server
             .as_ref()
             .map(iap_game_server::GameServerHandle::endpoint),
+        plaintext,
     );
     let emulator_url = emulator.as_ref().map(|(_, _, url, _)| url.clone());
     let demo_shutdown = shutdown.clone();
@@ -360,6 +370,7 @@ fn print_banner(
     http: std::net::SocketAddr,
     emulator: Option<&str>,
     game_server: Option<String>,
+    plaintext: bool,
 ) {
     let game = game_server.map_or_else(String::new, |url| {
         format!("  game      {url}   (reference GameServerService; ledger in {DEMO_GAME_LEDGER})\n")
@@ -380,17 +391,23 @@ fn print_banner(
             )
         },
     );
+    let tls = if plaintext {
+        ""
+    } else {
+        "; TLS: use grpcurl without -plaintext"
+    };
     // Printed on stdout, not logged: it is the newcomer's next step, whatever the log filter.
     println!(
         "\
 iapd is ready (all roles in one process)
   database  {database}
-  gRPC      {grpc}   (OrderService, VerificationService, DeliveryService; health and reflection on)
+  gRPC      {grpc}   (OrderService, VerificationService, DeliveryService, AdminService; health and reflection on{tls})
   HTTP      http://{http}/metrics   /healthz   /readyz
 {emulator}{game}
 Create an order, then read it back with the order_id it prints:
   grpcurl -plaintext -d '{{\"app_id\":\"{DEMO_APP}\",\"user_id\":\"player-1\",\"product_id\":\"gems_100\",\"platform\":\"PLATFORM_APPLE\"}}' {grpc} iap.v1.OrderService/CreateOrder
   grpcurl -plaintext -d '{{\"order_id\":\"<order_id>\"}}' {grpc} iap.v1.OrderService/GetOrder
+  grpcurl -plaintext -d '{{\"id\":\"<order_id or any store id>\"}}' {grpc} iap.v1.AdminService/LookupOrder
 {buy}Stop with Ctrl-C (in-flight calls finish first)."
     );
 }

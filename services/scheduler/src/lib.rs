@@ -176,8 +176,9 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), StartupEr
         .with_gauges_interval(Duration::from_millis(settings.scheduler.gauges_interval_ms));
     match &settings.scheduler.delivery_url {
         Some(url) => {
-            let client = iap_runtime::delivery_client::DeliveryClient::new(url)
-                .map_err(|e| StartupError::Config(iap_runtime::ConfigError::Invalid(e)))?;
+            let client =
+                iap_runtime::delivery_client::DeliveryClient::with_auth(url, &settings.auth)
+                    .map_err(|e| StartupError::Config(iap_runtime::ConfigError::Invalid(e)))?;
             let sweep = OrderSweep::new(storage.clone(), Arc::new(client), &settings.scheduler);
             let interval = Duration::from_millis(settings.scheduler.sweep_interval_ms.max(50));
             scheduler = scheduler.with_sweep(sweep, interval);

@@ -1,6 +1,6 @@
 //! `iap-verifier`: the front door for game servers. gRPC `OrderService` (open orders before a
-//! purchase), `VerificationService` and `AdminService` as their issues land, and an HTTP port for
-//! store notifications and operations endpoints.
+//! purchase), `VerificationService`, `AdminService` for operators, and an HTTP port for store
+//! notifications and operations endpoints.
 //!
 //! Handlers are thin: they convert wire types, call a domain use case, and map its error through
 //! `iap_runtime::status`. Wiring (which adapters implement which ports) happens in [`Verifier`].
@@ -15,29 +15,40 @@ use tonic::service::Routes;
 
 use std::time::Duration;
 
+use iap_domain::admin::OrderRevoker;
 use iap_domain::delivery::DeliveryTrigger;
 use iap_domain::notifications::NotificationDecoder;
 use iap_domain::ports::PurchaseVerifier;
+use iap_domain::usecases::admin::Administration;
 use iap_domain::usecases::create_order::OrderCreator;
 use iap_domain::usecases::verify_purchase::PurchaseVerification;
 use iap_domain::{Catalog, Order, OrderState};
 use iap_proto::service_names;
+use iap_runtime::auth::GrpcAuth;
 use iap_runtime::http::ReadinessCheck;
 use iap_runtime::process::GrpcEndpoint;
 use iap_runtime::{Settings, Shutdown, StartupError};
 use iap_storage::Storage;
 
 /// The gRPC services this process serves, for health reporting.
-pub const GRPC_SERVICES: &[&str] = &[service_names::ORDER, service_names::VERIFICATION];
+pub const GRPC_SERVICES: &[&str] = &[
+    service_names::ORDER,
+    service_names::VERIFICATION,
+    service_names::ADMIN,
+];
 
 /// The verifier's use cases, wired to their adapters.
 #[derive(Clone)]
 pub struct Verifier {
     storage: Storage,
+    catalog: Arc<Catalog>,
     orders: Arc<OrderCreator<Storage>>,
     purchases: Arc<PurchaseVerification<Storage>>,
     delivery: Option<FastPath>,
+    revoker: Option<Arc<dyn OrderRevoker>>,
     decoders: Vec<Arc<dyn NotificationDecoder>>,
+    auth: GrpcAuth,
+    tls: Option<tonic::transport::ServerTlsConfig>,
 }
 
 /// The delivery fast path: who to call and how long a reply may wait for it.
@@ -51,6 +62,9 @@ impl std::fmt::Debug for Verifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Verifier")
             .field("fast_path", &self.delivery.as_ref().map(|d| d.wait))
+            .field("revoker", &self.revoker.is_some())
+            .field("auth", &self.auth)
+            .field("tls", &self.tls.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -63,14 +77,55 @@ impl Verifier {
         stores: Vec<Arc<dyn PurchaseVerifier>>,
     ) -> Self {
         let orders = Arc::new(OrderCreator::new(catalog.clone(), storage.clone()));
-        let purchases = Arc::new(PurchaseVerification::new(catalog, stores, storage.clone()));
+        let purchases = Arc::new(PurchaseVerification::new(
+            catalog.clone(),
+            stores,
+            storage.clone(),
+        ));
         Self {
             storage,
+            catalog,
             orders,
             purchases,
             delivery: None,
+            revoker: None,
             decoders: Vec::new(),
+            auth: GrpcAuth::default(),
+            tls: None,
         }
+    }
+
+    /// Lets `AdminService.RevokeOrder` take items back through `revoker` (the delivery role in
+    /// process, or `DeliveryService` over gRPC). Without it, RevokeOrder answers
+    /// `FAILED_PRECONDITION` / `DELIVERY_NOT_CONFIGURED`.
+    pub fn with_revoker(mut self, revoker: Arc<dyn OrderRevoker>) -> Self {
+        self.revoker = Some(revoker);
+        self
+    }
+
+    /// Requires bearer tokens: the admin token on `AdminService`, the service token on
+    /// `OrderService` and `VerificationService`. Open by default.
+    pub fn with_auth(mut self, auth: GrpcAuth) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// Serves gRPC over TLS (mutual when the config names a client CA).
+    pub fn with_tls(mut self, tls: Option<tonic::transport::ServerTlsConfig>) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// The operators' use cases over this verifier's storage, catalog and delivery: a
+    /// redelivered or compensated order is delivered through the fast path's trigger (or left
+    /// due for the sweeper when there is none).
+    fn administration(&self) -> Arc<Administration<Storage>> {
+        Arc::new(Administration::new(
+            self.storage.clone(),
+            self.catalog.clone(),
+            self.delivery.as_ref().map(|d| d.trigger.clone()),
+            self.revoker.clone(),
+        ))
     }
 
     /// Receives store notifications on the HTTP port (`POST /notifications/{store}`) for the
@@ -123,8 +178,15 @@ impl Verifier {
     /// Adds the verifier's gRPC services to `routes` (alone, or beside other roles in iapd).
     pub fn add_grpc_services(&self, routes: Routes) -> Routes {
         routes
-            .add_service(grpc::order_service(self.clone()))
-            .add_service(grpc::verification_service(self.clone()))
+            .add_service(grpc::order_service(self.clone(), self.auth.service.clone()))
+            .add_service(grpc::verification_service(
+                self.clone(),
+                self.auth.service.clone(),
+            ))
+            .add_service(grpc::admin_service(
+                self.administration(),
+                self.auth.admin.clone(),
+            ))
     }
 
     /// The HTTP routes: operations endpoints (and store notifications when they land).
@@ -173,14 +235,26 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), StartupEr
         http: iap_runtime::http::bind("HTTP", settings.verifier.http_listen).await?,
     };
     let stores = store_verifiers(&settings)?;
+    let auth = GrpcAuth::from_settings(&settings.auth);
+    auth.warn_if_open("iap-verifier", true);
     let mut verifier = Verifier::new(storage, catalog, stores)
-        .with_notifications(notification_decoders(&settings)?);
+        .with_notifications(notification_decoders(&settings)?)
+        .with_auth(auth)
+        .with_tls(iap_runtime::auth::server_tls(&settings.auth)?);
     if let Some(url) = &settings.verifier.delivery_url {
-        let trigger = iap_runtime::delivery_client::DeliveryClient::new(url)
+        let client = iap_runtime::delivery_client::DeliveryClient::with_auth(url, &settings.auth)
             .map_err(|e| StartupError::Config(iap_runtime::ConfigError::Invalid(e)))?;
-        verifier = verifier.with_fast_path(
-            Arc::new(trigger),
-            Duration::from_millis(settings.verifier.fast_path_wait_ms),
+        let client = Arc::new(client);
+        verifier = verifier
+            .with_fast_path(
+                client.clone(),
+                Duration::from_millis(settings.verifier.fast_path_wait_ms),
+            )
+            .with_revoker(client);
+    } else {
+        tracing::info!(
+            "verifier.delivery_url is not set: paid, redelivered and compensated orders wait for \
+             the sweeper, and AdminService.RevokeOrder is unavailable"
         );
     }
     serve(verifier, listeners, shutdown).await
@@ -196,6 +270,7 @@ pub async fn serve(
         listener: listeners.grpc,
         routes: verifier.add_grpc_services(Routes::default()),
         services: GRPC_SERVICES.to_vec(),
+        tls: verifier.tls.clone(),
     };
     iap_runtime::process::serve(
         "iap-verifier",

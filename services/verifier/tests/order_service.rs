@@ -203,6 +203,17 @@ async fn health_reflection_and_metrics_are_served() {
         names.iter().any(|n| n == "grpc.health.v1.Health"),
         "{names:?}"
     );
+    // Operators use grpcurl with no proto files: AdminService must be listed and healthy.
+    assert!(
+        names.iter().any(|n| n == "iap.v1.AdminService"),
+        "{names:?}"
+    );
+    let status = health
+        .check(check("iap.v1.AdminService"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.status(), ServingStatus::Serving);
 
     let mut client = OrderServiceClient::new(verifier.channel.clone());
     client

@@ -533,3 +533,22 @@ impl GameAck {
         }
     }
 }
+
+#[async_trait::async_trait]
+impl<S: DeliveryStore + OrderRepository> crate::admin::OrderRevoker for Deliveries<S> {
+    async fn revoke(
+        &self,
+        order: OrderId,
+        reason: RevokeReason,
+    ) -> Result<(), crate::admin::RevokeFailure> {
+        use crate::admin::RevokeFailure;
+        match Deliveries::revoke(self, order, reason).await {
+            Ok(_) => Ok(()),
+            Err(DeliverError::NotFound(_)) => Err(RevokeFailure::NotFound),
+            Err(DeliverError::GrantInFlight(_)) => Err(RevokeFailure::GrantInFlight),
+            Err(e @ (DeliverError::Game(_) | DeliverError::Storage(_))) => {
+                Err(RevokeFailure::Unavailable(e.to_string()))
+            }
+        }
+    }
+}

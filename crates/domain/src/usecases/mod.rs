@@ -1,5 +1,6 @@
 //! Use cases: one module per operation, each with its command, outcome and error type.
 
+pub mod admin;
 pub mod create_order;
 pub mod deliver;
 pub mod handle_notifications;

@@ -1,5 +1,6 @@
 //! `iap.v1.OrderService`.
 
+use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
 use iap_domain::ports::OrderRepository;
@@ -7,13 +8,17 @@ use iap_domain::usecases::create_order::CreateOrder;
 use iap_domain::{AppId, OrderId, ProductId, UserId};
 use iap_proto::v1 as pb;
 use iap_proto::v1::order_service_server::{OrderService, OrderServiceServer};
+use iap_runtime::auth::BearerCheck;
 use iap_runtime::status::{IntoStatus, invalid_argument, not_found};
 use iap_runtime::wire;
 
 use crate::Verifier;
 
-pub(crate) fn order_service(verifier: Verifier) -> OrderServiceServer<Verifier> {
-    OrderServiceServer::new(verifier)
+pub(crate) fn order_service(
+    verifier: Verifier,
+    check: BearerCheck,
+) -> InterceptedService<OrderServiceServer<Verifier>, BearerCheck> {
+    OrderServiceServer::with_interceptor(verifier, check)
 }
 
 #[tonic::async_trait]

@@ -1,5 +1,6 @@
 //! `iap.v1.VerificationService`.
 
+use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
 use iap_domain::purchase::{PurchaseProof, SignedData};
@@ -7,13 +8,17 @@ use iap_domain::usecases::verify_purchase::VerifyPurchase;
 use iap_domain::{AppId, OrderId, ProductId, UserId};
 use iap_proto::v1 as pb;
 use iap_proto::v1::verification_service_server::{VerificationService, VerificationServiceServer};
+use iap_runtime::auth::BearerCheck;
 use iap_runtime::status::{IntoStatus, invalid_argument};
 use iap_runtime::wire;
 
 use crate::Verifier;
 
-pub(crate) fn verification_service(verifier: Verifier) -> VerificationServiceServer<Verifier> {
-    VerificationServiceServer::new(verifier)
+pub(crate) fn verification_service(
+    verifier: Verifier,
+    check: BearerCheck,
+) -> InterceptedService<VerificationServiceServer<Verifier>, BearerCheck> {
+    VerificationServiceServer::with_interceptor(verifier, check)
 }
 
 fn non_empty(s: String) -> Option<String> {

@@ -1,0 +1,321 @@
+//! What operators look at and change: filtered order listings, lookups by any store id, an
+//! order's history, the audit trail of manual actions, the notification inbox and the counts that
+//! show lost orders. The port [`AdminStore`] is implemented by `iap-storage`; [`OrderRevoker`] by
+//! the delivery use case (in process) and by the `DeliveryService` client (over gRPC).
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::delivery::RevokeReason;
+use crate::ids::{AppId, OrderId, UserId};
+use crate::order::{Environment, Money, NewOrder, Order, OrderState, Platform};
+use crate::ports::StorageError;
+
+/// Which orders a listing covers. Empty or `None` fields do not filter.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OrderFilter {
+    /// Only these states.
+    pub states: Vec<OrderState>,
+    /// Only this store.
+    pub platform: Option<Platform>,
+    /// Only this app.
+    pub app_id: Option<AppId>,
+    /// Only this user.
+    pub user_id: Option<UserId>,
+    /// Only orders last updated at or before this instant (a minimum age).
+    pub updated_before: Option<DateTime<Utc>>,
+}
+
+/// Order of one listing segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortDirection {
+    /// By `updated_at` ascending: the longest-waiting first.
+    OldestFirst,
+    /// By `updated_at` descending.
+    NewestFirst,
+}
+
+/// A keyset position: the last row a page showed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeysetPosition {
+    /// Its sort time (`orders.updated_at`, `notifications.received_at`).
+    pub at: DateTime<Utc>,
+    /// Its id, the tie-breaker.
+    pub id: uuid::Uuid,
+}
+
+/// Which kind of id a lookup matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IdKind {
+    /// Our order id.
+    OrderId,
+    /// The store's charge id (Apple transactionId, Google/Huawei order id or token).
+    StoreTransactionId,
+    /// Apple originalTransactionId.
+    OriginalTransactionId,
+    /// Google or Huawei purchase token.
+    PurchaseToken,
+    /// Google `GPA.…` or Huawei orderId.
+    StoreOrderId,
+}
+
+impl IdKind {
+    /// The name operators see in `LookupMatch.matched_by`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdKind::OrderId => "order_id",
+            IdKind::StoreTransactionId => "store_transaction_id",
+            IdKind::OriginalTransactionId => "original_transaction_id",
+            IdKind::PurchaseToken => "purchase_token",
+            IdKind::StoreOrderId => "store_order_id",
+        }
+    }
+}
+
+/// A verified store purchase as operators may see it: no purchase token, receipt or raw payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorePurchaseView {
+    /// Store.
+    pub platform: Platform,
+    /// The store's charge id.
+    pub store_transaction_id: String,
+    /// Apple originalTransactionId, when there is one.
+    pub original_transaction_id: Option<String>,
+    /// Google `GPA.…` or Huawei orderId.
+    pub store_order_id: Option<String>,
+    /// Product.
+    pub product_id: String,
+    /// Units.
+    pub quantity: u32,
+    /// Where the store says it was made.
+    pub environment: Environment,
+    /// When the player paid.
+    pub purchased_at: Option<DateTime<Utc>>,
+    /// End of the subscription period.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When the store refunded or revoked it.
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// What the store charged.
+    pub price: Option<Money>,
+    /// The user who redeemed it.
+    pub user_id: String,
+    /// When we verified it.
+    pub verified_at: DateTime<Utc>,
+    /// Values notifications about this purchase are filed under (token, transaction ids). Used
+    /// to find them; never shown.
+    pub notification_subjects: Vec<String>,
+}
+
+/// One step in an order's story.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryEvent {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// What, e.g. `order.paid`, `order.dead`, `admin.redeliver`.
+    pub kind: String,
+    /// Human detail (no receipts, tokens or keys).
+    pub detail: String,
+    /// Who: a process role, or the operator of a manual action.
+    pub actor: String,
+}
+
+/// A store notification as operators see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxEntry {
+    /// Our id (a UUID).
+    pub id: String,
+    /// Store.
+    pub platform: Platform,
+    /// The store's id.
+    pub notification_id: String,
+    /// Store type and subtype.
+    pub notification_type: String,
+    /// When it arrived.
+    pub received_at: DateTime<Utc>,
+    /// When it was processed for good.
+    pub processed_at: Option<DateTime<Utc>>,
+    /// Processing attempts.
+    pub attempts: u32,
+    /// Last processing error.
+    pub last_error: Option<String>,
+    /// What processing led to.
+    pub outcome: Option<String>,
+    /// The purchase it concerns, as stored (a token for Google and Huawei: mask before showing).
+    pub subject: Option<String>,
+}
+
+/// A manual action, for the `audit_log` table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEntry {
+    /// The operator.
+    pub operator: String,
+    /// `redeliver`, `compensate`, `revoke` or `replay_notification`.
+    pub action: &'static str,
+    /// The order acted on, when there is one.
+    pub order_id: Option<OrderId>,
+    /// Why, as the operator wrote it.
+    pub reason: String,
+    /// What was asked, as JSON.
+    pub detail: serde_json::Value,
+    /// The operator's idempotency key (compensation only).
+    pub idempotency_key: Option<String>,
+}
+
+/// A compensation already recorded under an idempotency key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PriorCompensation {
+    /// The order it granted.
+    pub order_id: OrderId,
+    /// What was asked then, as stored in the audit entry.
+    pub detail: serde_json::Value,
+}
+
+/// What a compensation grants.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CompensationTarget {
+    /// An existing order, moved from `from` to PAID (or made due at once when it already is).
+    ExistingOrder {
+        /// The order.
+        id: OrderId,
+        /// The state it was read in; the update is conditional on it.
+        from: OrderState,
+        /// The attempt it was read with; the update is conditional on it.
+        attempt: i32,
+    },
+    /// A new manual order, stored directly as PAID.
+    NewOrder(NewOrder),
+}
+
+/// What recording a compensation did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CompensationRecord {
+    /// Committed: the order is PAID (manual) and due, with its audit entry and outbox event.
+    Recorded(Box<Order>),
+    /// The idempotency key was used first by another call; nothing was written.
+    KeyTaken(PriorCompensation),
+    /// The existing order changed since it was read; nothing was written.
+    OrderChanged,
+}
+
+/// Counts behind `GetStats`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OrderStats {
+    /// Orders per state and store.
+    pub by_state: Vec<(OrderState, Platform, u64)>,
+    /// When the oldest PAID or DELIVERING order was paid.
+    pub oldest_undelivered_since: Option<DateTime<Utc>>,
+    /// When the oldest DELIVERED (not yet confirmed) order was delivered.
+    pub oldest_unconfirmed_since: Option<DateTime<Utc>>,
+    /// Notifications not yet processed for good.
+    pub unprocessed_notifications: u64,
+    /// Subscriptions that entitle their user now (active or in grace).
+    pub active_subscriptions: u64,
+}
+
+/// The reads and writes operators' calls need. Every write that changes an order is conditional
+/// on the state (and attempt) the use case read, and commits with its outbox event and audit
+/// entry.
+#[async_trait]
+pub trait AdminStore: Send + Sync {
+    /// Orders in `states` matching `filter`, after `after` in `direction`, at most `limit`.
+    async fn list_orders(
+        &self,
+        filter: &OrderFilter,
+        states: &[OrderState],
+        direction: SortDirection,
+        after: Option<KeysetPosition>,
+        limit: u32,
+    ) -> Result<Vec<Order>, StorageError>;
+
+    /// Orders whose store purchase carries `id` as any of its store ids.
+    async fn find_by_store_id(&self, id: &str) -> Result<Vec<(OrderId, IdKind)>, StorageError>;
+
+    /// The store purchase that paid an order.
+    async fn store_purchase(
+        &self,
+        order: &Order,
+    ) -> Result<Option<StorePurchaseView>, StorageError>;
+
+    /// The purchase tokens of the store purchases that paid these orders (to keep them out of
+    /// what operators see: Google's charge id is often the token itself).
+    async fn purchase_tokens(&self, orders: &[OrderId]) -> Result<Vec<String>, StorageError>;
+
+    /// The order's outbox events and audit entries.
+    async fn order_events(&self, order: OrderId) -> Result<Vec<HistoryEvent>, StorageError>;
+
+    /// Notifications filed under any of `subjects`.
+    async fn notifications_about(
+        &self,
+        subjects: &[String],
+    ) -> Result<Vec<InboxEntry>, StorageError>;
+
+    /// Puts an order back in the delivery queue, due now: from `from` (DEAD becomes PAID; PAID
+    /// and DELIVERING stay), only if it is still in `from` under `attempt`. Writes an
+    /// `admin.redeliver` event and the audit entry in the same commit. `None`: it changed.
+    async fn requeue_order(
+        &self,
+        order: OrderId,
+        from: OrderState,
+        attempt: i32,
+        audit: &AuditEntry,
+    ) -> Result<Option<Order>, StorageError>;
+
+    /// The compensation recorded under an idempotency key, if any.
+    async fn prior_compensation(
+        &self,
+        key: &str,
+    ) -> Result<Option<PriorCompensation>, StorageError>;
+
+    /// Records a compensation in one commit: the audit entry (its key is unique), the order PAID
+    /// and manual, and an `admin.compensate` event.
+    async fn record_compensation(
+        &self,
+        target: &CompensationTarget,
+        audit: &AuditEntry,
+    ) -> Result<CompensationRecord, StorageError>;
+
+    /// Writes one audit entry.
+    async fn record_audit(&self, audit: &AuditEntry) -> Result<(), StorageError>;
+
+    /// Notifications, newest first, after `after`.
+    async fn list_notifications(
+        &self,
+        platform: Option<Platform>,
+        only_unprocessed: bool,
+        after: Option<KeysetPosition>,
+        limit: u32,
+    ) -> Result<Vec<InboxEntry>, StorageError>;
+
+    /// Makes a stored notification unprocessed and due now, so the inbox processor handles it
+    /// again; writes the audit entry in the same commit. `None`: no such notification.
+    async fn replay_notification(
+        &self,
+        id: &str,
+        audit: &AuditEntry,
+    ) -> Result<Option<InboxEntry>, StorageError>;
+
+    /// The counts behind `GetStats`, for one app or all.
+    async fn order_stats(&self, app: Option<&AppId>) -> Result<OrderStats, StorageError>;
+}
+
+/// Why a revocation did not happen.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RevokeFailure {
+    /// No such order.
+    #[error("order not found")]
+    NotFound,
+    /// A grant is in flight; retry shortly.
+    #[error("a grant is in flight; retry shortly")]
+    GrantInFlight,
+    /// The game server or the delivery service did not answer; retry.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// Takes back the items of an order through the game server's `RevokeItems` (stable revoke id)
+/// and marks the order REVOKED or REFUNDED.
+#[async_trait]
+pub trait OrderRevoker: Send + Sync {
+    /// Revokes one order; idempotent.
+    async fn revoke(&self, order: OrderId, reason: RevokeReason) -> Result<(), RevokeFailure>;
+}
