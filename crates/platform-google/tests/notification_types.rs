@@ -23,12 +23,12 @@ fn verifier() -> iap_platform_google::GoogleVerifier {
 }
 
 /// A push envelope around a DeveloperNotification carrying `kind: body`.
-fn push(id: usize, kind: &str, body: Value) -> String {
+fn push(id: usize, kind: &str, body: &Value) -> String {
     let notification = json!({ "version": "1.0", "packageName": PACKAGE,
         "eventTimeMillis": "1700000000000", kind: body });
     let data = base64::engine::general_purpose::STANDARD.encode(notification.to_string());
     // Half the envelopes use the snake_case spelling real pushes also carry.
-    let message = if id % 2 == 0 {
+    let message = if id.is_multiple_of(2) {
         json!({ "data": data, "messageId": id.to_string() })
     } else {
         json!({ "data": data, "message_id": id.to_string() })
@@ -60,7 +60,7 @@ async fn every_subscription_type_refreshes_and_a_revocation_revokes_first() {
         let body = push(
             i,
             "subscriptionNotification",
-            json!({ "version": "1.0", "notificationType": kind, "purchaseToken": "tok-1" }),
+            &json!({ "version": "1.0", "notificationType": kind, "purchaseToken": "tok-1" }),
         );
         let decoded = verifier.decode(&body).await.unwrap();
         assert_eq!(decoded.inbound.notification_id, i.to_string());
@@ -121,7 +121,7 @@ async fn one_time_voided_and_test_notifications_have_their_handling() {
         ("somethingNew", json!({}), "ignored"),
     ];
     for (i, (kind, body, expected)) in cases.into_iter().enumerate() {
-        let decoded = verifier.decode(&push(i, kind, body.clone())).await.unwrap();
+        let decoded = verifier.decode(&push(i, kind, &body)).await.unwrap();
         assert_eq!(shape(&decoded.event), expected, "{kind} {body}");
     }
     // A voided subscription period is revoked by its order id, then its subscription refreshed.
@@ -129,7 +129,7 @@ async fn one_time_voided_and_test_notifications_have_their_handling() {
         .decode(&push(
             9,
             "voidedPurchaseNotification",
-            json!({ "purchaseToken": "t", "orderId": "GPA.1..3", "productType": 1, "refundType": 1 }),
+            &json!({ "purchaseToken": "t", "orderId": "GPA.1..3", "productType": 1, "refundType": 1 }),
         ))
         .await
         .unwrap();
