@@ -123,7 +123,8 @@ impl World {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn google_subscription_renews_once_and_follows_grace_hold_pause_and_expiry() {
+async fn google_subscription_renews_once_and_follows_grace_recovery_pause_resume_grace_hold_expiry()
+{
     let w = World::start().await;
     w.notify_here("google", 2).await;
     let mut seen = 0;
@@ -200,7 +201,28 @@ async fn google_subscription_renews_once_and_follows_grace_hold_pause_and_expiry
     );
     assert_eq!(w.periods_granted("player-g", "vip_monthly"), 3);
 
-    // Account hold suspends access; the game hears it.
+    // Paused and resumed: suspended, then a new period granted.
+    w.subscription_action("google", &token, "pause").await;
+    w.after_notifications(&mut seen, 1).await;
+    let paused = w.subscription(Platform::Google, &token).await;
+    assert_eq!(paused.state, SubscriptionState::Paused);
+    assert_eq!(paused.access_until(), None);
+    let granted = w.periods_granted("player-g", "vip_monthly");
+    w.subscription_action("google", &token, "resume").await;
+    w.after_notifications(&mut seen, 1).await;
+    assert_eq!(
+        w.subscription(Platform::Google, &token).await.state,
+        SubscriptionState::Active
+    );
+    assert_eq!(w.periods_granted("player-g", "vip_monthly"), granted + 1);
+
+    // Grace, then account hold: access suspended, and the game hears it; then expiry.
+    w.subscription_action("google", &token, "enter_grace").await;
+    w.after_notifications(&mut seen, 1).await;
+    assert_eq!(
+        w.subscription(Platform::Google, &token).await.state,
+        SubscriptionState::InGrace
+    );
     w.subscription_action("google", &token, "hold").await;
     w.after_notifications(&mut seen, 1).await;
     let hold = w.subscription(Platform::Google, &token).await;
@@ -209,22 +231,6 @@ async fn google_subscription_renews_once_and_follows_grace_hold_pause_and_expiry
     w.sync_entitlements().await;
     let held = w.game.ledger().entitlement(&hold.id).unwrap();
     assert_eq!((held.state.as_str(), held.access_until_ms), ("on_hold", 0));
-
-    // Paused and resumed: suspended, then a new period granted.
-    w.subscription_action("google", &token, "recover").await;
-    w.subscription_action("google", &token, "pause").await;
-    w.after_notifications(&mut seen, 2).await;
-    assert_eq!(
-        w.subscription(Platform::Google, &token).await.state,
-        SubscriptionState::Paused
-    );
-    let granted = w.periods_granted("player-g", "vip_monthly");
-    w.subscription_action("google", &token, "resume").await;
-    w.after_notifications(&mut seen, 1).await;
-    assert_eq!(
-        w.subscription(Platform::Google, &token).await.state,
-        SubscriptionState::Active
-    );
     assert_eq!(w.periods_granted("player-g", "vip_monthly"), granted + 1);
 
     // Expired: no access, no further checks.
