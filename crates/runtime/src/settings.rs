@@ -582,15 +582,21 @@ impl Settings {
         self.huawei_verifier().map(|_| ())
     }
 
+    /// The three stores' clients, built once: each holds its HTTP client (TLS roots loaded
+    /// once) and keys, and serves as verifier, confirmer, notification decoder and history.
+    pub fn store_clients(&self) -> Result<StoreClients, ConfigError> {
+        Ok(StoreClients {
+            apple: std::sync::Arc::new(self.apple_verifier()?),
+            google: std::sync::Arc::new(self.google_verifier()?),
+            huawei: std::sync::Arc::new(self.huawei_verifier()?),
+        })
+    }
+
     /// Every store's purchase verifier, for the apps that configure it.
     pub fn purchase_verifiers(
         &self,
     ) -> Result<Vec<std::sync::Arc<dyn iap_domain::ports::PurchaseVerifier>>, ConfigError> {
-        Ok(vec![
-            std::sync::Arc::new(self.apple_verifier()?),
-            std::sync::Arc::new(self.google_verifier()?),
-            std::sync::Arc::new(self.huawei_verifier()?),
-        ])
+        Ok(self.store_clients()?.verifiers())
     }
 
     /// The store-notification decoders: App Store Server Notifications V2, Google Play
@@ -599,24 +605,7 @@ impl Settings {
         &self,
     ) -> Result<Vec<std::sync::Arc<dyn iap_domain::notifications::NotificationDecoder>>, ConfigError>
     {
-        Ok(vec![
-            std::sync::Arc::new(self.apple_verifier()?),
-            std::sync::Arc::new(self.google_verifier()?),
-            std::sync::Arc::new(self.huawei_verifier()?),
-        ])
-    }
-
-    /// The stores' histories for reconciliation: Apple notification history, Google voided
-    /// purchases, Huawei cancelled purchases.
-    pub fn store_histories(
-        &self,
-    ) -> Result<Vec<std::sync::Arc<dyn iap_domain::reconciliation::StoreHistory>>, ConfigError>
-    {
-        Ok(vec![
-            std::sync::Arc::new(self.apple_verifier()?),
-            std::sync::Arc::new(self.google_verifier()?),
-            std::sync::Arc::new(self.huawei_verifier()?),
-        ])
+        Ok(self.store_clients()?.decoders())
     }
 
     /// The reconciliation job's timing from `[scheduler]`.
@@ -883,5 +872,41 @@ mod tests {
             assert!(err.contains("does not exist"), "{err}");
             Ok(())
         });
+    }
+}
+
+/// The three stores' clients of one process (see [`Settings::store_clients`]).
+#[derive(Debug, Clone)]
+pub struct StoreClients {
+    /// App Store.
+    pub apple: std::sync::Arc<iap_platform_apple::AppleVerifier>,
+    /// Google Play.
+    pub google: std::sync::Arc<iap_platform_google::GoogleVerifier>,
+    /// Huawei IAP.
+    pub huawei: std::sync::Arc<iap_platform_huawei::HuaweiVerifier>,
+}
+
+impl StoreClients {
+    /// As purchase verifiers.
+    pub fn verifiers(&self) -> Vec<std::sync::Arc<dyn iap_domain::ports::PurchaseVerifier>> {
+        vec![self.apple.clone(), self.google.clone(), self.huawei.clone()]
+    }
+
+    /// As store confirmers (Apple answers NotApplicable).
+    pub fn confirmers(&self) -> Vec<std::sync::Arc<dyn iap_domain::ports::StoreConfirmer>> {
+        vec![self.apple.clone(), self.google.clone(), self.huawei.clone()]
+    }
+
+    /// As notification decoders.
+    pub fn decoders(
+        &self,
+    ) -> Vec<std::sync::Arc<dyn iap_domain::notifications::NotificationDecoder>> {
+        vec![self.apple.clone(), self.google.clone(), self.huawei.clone()]
+    }
+
+    /// As the stores' histories for reconciliation (Apple notification history, Google voided
+    /// purchases, Huawei cancelled purchases).
+    pub fn histories(&self) -> Vec<std::sync::Arc<dyn iap_domain::reconciliation::StoreHistory>> {
+        vec![self.apple.clone(), self.google.clone(), self.huawei.clone()]
     }
 }

@@ -52,12 +52,7 @@ impl std::fmt::Debug for Delivery {
 
 /// The store confirmers configured in `settings` (Apple needs none, but answers NotApplicable).
 pub fn store_confirmers(settings: &Settings) -> Result<Vec<Arc<dyn StoreConfirmer>>, StartupError> {
-    let config = |e: iap_runtime::ConfigError| StartupError::Config(e);
-    Ok(vec![
-        Arc::new(settings.apple_verifier().map_err(config)?),
-        Arc::new(settings.google_verifier().map_err(config)?),
-        Arc::new(settings.huawei_verifier().map_err(config)?),
-    ])
+    Ok(settings.store_clients()?.confirmers())
 }
 
 /// The game server client `delivery.game_server_url` names, sending `auth.game_server_token`.
@@ -186,24 +181,24 @@ pub fn notification_handler(
     settings: &Settings,
     purchases: Option<Arc<PurchaseVerification<Storage>>>,
 ) -> Result<Arc<NotificationHandler<Storage>>, StartupError> {
+    let stores = settings.store_clients()?;
     let purchases = match purchases {
         Some(purchases) => purchases,
         None => Arc::new(PurchaseVerification::new(
             Arc::new(settings.catalog()?),
-            settings.purchase_verifiers()?,
+            stores.verifiers(),
             delivery.storage.clone(),
         )),
     };
-    let apple = settings.apple_verifier().map_err(StartupError::Config)?;
     Ok(Arc::new(
         NotificationHandler::new(
             Arc::new(delivery.storage.clone()),
-            settings.notification_decoders()?,
+            stores.decoders(),
             purchases,
             delivery.deliveries.clone(),
             delivery.storage.clone(),
         )
-        .with_consumption_responder(Arc::new(apple)),
+        .with_consumption_responder(stores.apple),
     ))
 }
 

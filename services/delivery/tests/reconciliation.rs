@@ -22,9 +22,10 @@ use common::{APP, World};
 
 impl World {
     fn reconciliation(&self) -> Reconciliation<Storage> {
+        let stores = self.settings.store_clients().unwrap();
         Reconciliation::new(
-            self.settings.store_histories().unwrap(),
-            self.settings.notification_decoders().unwrap(),
+            stores.histories(),
+            stores.decoders(),
             Arc::new(self.storage.clone()),
             self.deliveries(),
             self.storage.clone(),

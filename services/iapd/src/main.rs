@@ -247,9 +247,12 @@ async fn run(
             std::sync::Arc::new(refresh),
             iap_scheduler::subscription_job(&settings),
         );
-    if let Some((job, interval)) =
-        iap_scheduler::reconciliation(&settings, &storage, delivery.deliveries())?
-    {
+    if let Some((job, interval)) = iap_scheduler::reconciliation(
+        &settings,
+        &storage,
+        &settings.store_clients()?,
+        delivery.deliveries(),
+    ) {
         scheduler = scheduler.with_reconciliation(job, interval);
     }
 

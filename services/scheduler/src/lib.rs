@@ -18,6 +18,7 @@ use iap_domain::usecases::reconcile::Reconciliation;
 use iap_domain::usecases::refresh_subscription::SubscriptionRefresh;
 use iap_domain::usecases::verify_purchase::PurchaseVerification;
 use iap_runtime::http::ReadinessCheck;
+use iap_runtime::settings::StoreClients;
 use iap_runtime::{Settings, Shutdown, StartupError};
 use iap_storage::Storage;
 
@@ -176,29 +177,30 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), StartupEr
         .with_gauges_interval(Duration::from_millis(settings.scheduler.gauges_interval_ms));
     match &settings.scheduler.delivery_url {
         Some(url) => {
-            let client =
+            let delivery: Arc<dyn DeliveryTrigger> = Arc::new(
                 iap_runtime::delivery_client::DeliveryClient::with_auth(url, &settings.auth)
-                    .map_err(|e| StartupError::Config(iap_runtime::ConfigError::Invalid(e)))?;
-            let sweep = OrderSweep::new(storage.clone(), Arc::new(client), &settings.scheduler);
+                    .map_err(|e| StartupError::Config(iap_runtime::ConfigError::Invalid(e)))?,
+            );
+            let sweep = OrderSweep::new(storage.clone(), delivery.clone(), &settings.scheduler);
             let interval = Duration::from_millis(settings.scheduler.sweep_interval_ms.max(50));
             scheduler = scheduler.with_sweep(sweep, interval);
+            // One set of store clients (HTTP clients, keys) serves both store-facing jobs.
+            let stores = settings.store_clients()?;
+            let purchases = Arc::new(PurchaseVerification::new(
+                Arc::new(settings.catalog()?),
+                stores.verifiers(),
+                storage.clone(),
+            ));
+            let refresh = SubscriptionRefresh::new(purchases, delivery.clone(), storage.clone());
+            scheduler =
+                scheduler.with_subscriptions(Arc::new(refresh), subscription_job(&settings));
+            if let Some((job, interval)) = reconciliation(&settings, &storage, &stores, delivery) {
+                scheduler = scheduler.with_reconciliation(job, interval);
+            }
         }
-        None => tracing::info!("order sweep off: scheduler.delivery_url is not set"),
-    }
-    if let Some(url) = &settings.scheduler.delivery_url {
-        let client = iap_runtime::delivery_client::DeliveryClient::new(url)
-            .map_err(|e| StartupError::Config(iap_runtime::ConfigError::Invalid(e)))?;
-        let purchases = Arc::new(PurchaseVerification::new(
-            Arc::new(settings.catalog()?),
-            settings.purchase_verifiers()?,
-            storage.clone(),
-        ));
-        let client: Arc<dyn DeliveryTrigger> = Arc::new(client);
-        let refresh = SubscriptionRefresh::new(purchases, client.clone(), storage.clone());
-        scheduler = scheduler.with_subscriptions(Arc::new(refresh), subscription_job(&settings));
-        if let Some((job, interval)) = reconciliation(&settings, &storage, client)? {
-            scheduler = scheduler.with_reconciliation(job, interval);
-        }
+        None => tracing::info!(
+            "order sweep, subscription checks and reconciliation off: scheduler.delivery_url is not set"
+        ),
     }
     // Boxed: the joined job loops make a large future.
     Box::pin(serve(scheduler, http, shutdown)).await
@@ -212,24 +214,25 @@ pub type ScheduledReconciliation = (Arc<Reconciliation<Storage>>, Duration);
 pub fn reconciliation(
     settings: &Settings,
     storage: &Storage,
+    stores: &StoreClients,
     delivery: Arc<dyn DeliveryTrigger>,
-) -> Result<Option<ScheduledReconciliation>, StartupError> {
+) -> Option<ScheduledReconciliation> {
     if settings.scheduler.reconcile_interval_ms == 0 {
         tracing::info!("reconciliation off (scheduler.reconcile_interval_ms = 0)");
-        return Ok(None);
+        return None;
     }
     let job = Reconciliation::new(
-        settings.store_histories()?,
-        settings.notification_decoders()?,
+        stores.histories(),
+        stores.decoders(),
         Arc::new(storage.clone()),
         delivery,
         storage.clone(),
         settings.reconcile_policy(),
     );
-    Ok(Some((
+    Some((
         Arc::new(job),
         Duration::from_millis(settings.scheduler.reconcile_interval_ms),
-    )))
+    ))
 }
 
 /// The subscription job's timing from `[scheduler]`.
