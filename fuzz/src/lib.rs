@@ -48,7 +48,6 @@ pub mod apple {
     use super::*;
     use iap_platform_apple::ChainTrust;
     use p256::ecdsa::signature::Signer;
-    use p256::pkcs8::EncodePrivateKey;
 
     /// The configured bundle.
     pub const BUNDLE: &str = "com.example.game";
@@ -62,19 +61,47 @@ pub mod apple {
         pub root_der: Vec<u8>,
         x5c: [String; 3],
         leaf: p256::ecdsa::SigningKey,
-        /// Every `header.payload` signed by the leaf, for the seeds.
-        signed_inputs: HashSet<String>,
+        /// Every payload (base64url, as in the JWS) the leaf signed.
+        signed_payloads: HashSet<String>,
         /// Signed transactions, renewal infos and notification payloads (compact JWS).
         pub transactions: Vec<String>,
         /// `{"signedPayload": …}` notification bodies.
         pub notifications: Vec<String>,
     }
 
-    fn key(byte: u8) -> (p256::ecdsa::SigningKey, rcgen::KeyPair) {
+    /// A P-256 key that signs certificates deterministically (RFC 6979), so every run builds
+    /// byte-identical certificates and the seed corpora stay valid across runs.
+    struct Deterministic {
+        key: p256::ecdsa::SigningKey,
+        public: Vec<u8>,
+    }
+
+    impl rcgen::PublicKeyData for Deterministic {
+        fn der_bytes(&self) -> &[u8] {
+            &self.public
+        }
+
+        fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+            &rcgen::PKCS_ECDSA_P256_SHA256
+        }
+    }
+
+    impl rcgen::SigningKey for Deterministic {
+        fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
+            let signature: p256::ecdsa::Signature = self.key.sign(msg);
+            Ok(signature.to_der().as_bytes().to_vec())
+        }
+    }
+
+    fn key(byte: u8) -> (p256::ecdsa::SigningKey, Deterministic) {
         let secret = p256::SecretKey::from_slice(&[byte; 32]).expect("valid scalar");
-        let der = secret.to_pkcs8_der().expect("PKCS#8");
-        let pair = rcgen::KeyPair::try_from(der.as_bytes()).expect("rcgen key");
-        (p256::ecdsa::SigningKey::from(secret), pair)
+        let key = p256::ecdsa::SigningKey::from(secret);
+        let public = key
+            .verifying_key()
+            .to_encoded_point(false)
+            .as_bytes()
+            .to_vec();
+        (key.clone(), Deterministic { key, public })
     }
 
     fn params(name: &str, ca: bool, oid: &[u64]) -> rcgen::CertificateParams {
@@ -127,7 +154,7 @@ pub mod apple {
                     STANDARD.encode(root.der()),
                 ],
                 leaf,
-                signed_inputs: HashSet::new(),
+                signed_payloads: HashSet::new(),
                 transactions: Vec::new(),
                 notifications: Vec::new(),
             };
@@ -138,14 +165,11 @@ pub mod apple {
         /// Signs `payload` with the leaf (ES256, deterministic) and remembers it.
         fn sign(&mut self, payload: &Value) -> String {
             let header = json!({ "alg": "ES256", "x5c": self.x5c });
-            let input = format!(
-                "{}.{}",
-                URL_SAFE_NO_PAD.encode(header.to_string()),
-                URL_SAFE_NO_PAD.encode(payload.to_string())
-            );
+            let payload = URL_SAFE_NO_PAD.encode(payload.to_string());
+            let input = format!("{}.{payload}", URL_SAFE_NO_PAD.encode(header.to_string()));
             let signature: p256::ecdsa::Signature = self.leaf.sign(input.as_bytes());
             let jws = format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes()));
-            self.signed_inputs.insert(input);
+            self.signed_payloads.insert(payload);
             jws
         }
 
@@ -234,14 +258,22 @@ pub mod apple {
             ChainTrust::empty().with_root(self.root_der.clone())
         }
 
-        /// Whether the `header.payload` of `jws` (as `verify` reads it) is one this fixture
-        /// signed: the only way a JWS can verify under the test root.
+        /// Whether `jws` (as `verify` reads it) has a payload this fixture's leaf signed and a
+        /// header of the shape the fixture writes (`alg` and `x5c` only): the only way a JWS
+        /// can verify under the test root, since the leaf key signs nothing else.
         pub fn signed(&self, jws: &str) -> bool {
             let mut parts = jws.trim().split('.');
-            match (parts.next(), parts.next()) {
-                (Some(h), Some(p)) => self.signed_inputs.contains(&format!("{h}.{p}")),
-                _ => false,
-            }
+            let (Some(header), Some(payload)) = (parts.next(), parts.next()) else {
+                return false;
+            };
+            let header: Option<serde_json::Map<String, Value>> = URL_SAFE_NO_PAD
+                .decode(header)
+                .ok()
+                .and_then(|h| serde_json::from_slice(&h).ok());
+            let shaped = header.is_some_and(|h| {
+                h.len() == 2 && h["alg"] == "ES256" && h.get("x5c").is_some_and(Value::is_array)
+            });
+            shaped && self.signed_payloads.contains(payload)
         }
     }
 
