@@ -26,7 +26,7 @@ pub struct ReceiptClient {
     sandbox_url: String,
 }
 
-fn retryable(status: i64, body: &Value) -> bool {
+pub(crate) fn retryable(status: i64, body: &Value) -> bool {
     let flagged = match (&body["is-retryable"], &body["is_retryable"]) {
         (Value::Bool(b), _) | (_, Value::Bool(b)) => *b,
         (Value::String(s), _) | (_, Value::String(s)) => s == "1" || s == "true",

@@ -287,81 +287,91 @@ impl AppleVerifier {
             .receipts
             .verify(receipt, app.shared_secret.as_deref())
             .await?;
-        if reply["receipt"]["bundle_id"] != app.bundle_id.as_str() {
-            return Err(StoreError::rejected(
-                RejectReason::BundleMismatch,
-                "bundle_mismatch",
-                "the receipt is for another bundle",
-            ));
-        }
-        let environment = match reply["environment"].as_str() {
-            Some("Production") => iap_domain::Environment::Production,
-            _ => iap_domain::Environment::Sandbox,
-        };
-        let entry = pick_transaction(&reply, transaction_id, product.map(ProductId::as_str))
-            .ok_or_else(|| {
-                StoreError::rejected(
-                    RejectReason::NotFoundAtStore,
-                    "transaction_not_in_receipt",
-                    "the receipt holds no matching transaction",
-                )
-            })?;
-        let text = |field: &str| {
-            entry[field]
-                .as_str()
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-        };
-        let millis = |field: &str| {
-            text(field)
-                .and_then(|s| s.parse::<i64>().ok())
-                .and_then(chrono_from_ms)
-        };
-        let transaction = text("transaction_id").ok_or_else(|| {
+        receipt_purchase(&app.bundle_id, &reply, product, transaction_id)
+    }
+}
+
+/// Maps a verifyReceipt answer (status 0 or 21006) to the purchase it proves for `bundle_id`.
+pub(crate) fn receipt_purchase(
+    bundle_id: &str,
+    reply: &serde_json::Value,
+    product: Option<&ProductId>,
+    transaction_id: Option<&str>,
+) -> Result<VerifiedPurchase, StoreError> {
+    if reply["receipt"]["bundle_id"] != bundle_id {
+        return Err(StoreError::rejected(
+            RejectReason::BundleMismatch,
+            "bundle_mismatch",
+            "the receipt is for another bundle",
+        ));
+    }
+    let environment = match reply["environment"].as_str() {
+        Some("Production") => iap_domain::Environment::Production,
+        _ => iap_domain::Environment::Sandbox,
+    };
+    let entry = pick_transaction(reply, transaction_id, product.map(ProductId::as_str))
+        .ok_or_else(|| {
             StoreError::rejected(
-                RejectReason::Malformed,
-                "field_missing",
-                "receipt entry without transaction_id",
+                RejectReason::NotFoundAtStore,
+                "transaction_not_in_receipt",
+                "the receipt holds no matching transaction",
             )
         })?;
-        let product_id = ProductId::parse(text("product_id").unwrap_or_default()).map_err(|e| {
-            StoreError::rejected(RejectReason::Malformed, "field_invalid", e.to_string())
-        })?;
-        let status = match millis("cancellation_date_ms") {
-            Some(at) => PurchaseStatus::Refunded {
-                at: Some(at),
-                reason: text("cancellation_reason"),
-            },
-            None => PurchaseStatus::Purchased,
-        };
-        Ok(VerifiedPurchase {
-            platform: Platform::Apple,
-            environment,
-            store_transaction_id: transaction,
-            original_transaction_id: text("original_transaction_id"),
-            purchase_token: None,
-            store_order_id: None,
-            product_id,
-            quantity: text("quantity")
-                .and_then(|q| q.parse().ok())
-                .unwrap_or(1)
-                .max(1),
-            status,
-            purchased_at: millis("purchase_date_ms"),
-            expires_at: millis("expires_date_ms"),
-            carried_order_id: text("app_account_token").map(|t| t.to_ascii_lowercase()),
-            store_account_id: text("app_account_token").map(|t| t.to_ascii_lowercase()),
-            is_trial: text("is_trial_period").as_deref() == Some("true"),
-            price: None,
-            kind: None,
-            linked_purchase_token: None,
-            acknowledged: None,
-            consumed: None,
-            subscription_status: None,
-            subscription_group: text("subscription_group_identifier"),
-            raw: entry.clone(),
-        })
-    }
+    let text = |field: &str| {
+        entry[field]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    let millis = |field: &str| {
+        text(field)
+            .and_then(|s| s.parse::<i64>().ok())
+            .and_then(chrono_from_ms)
+    };
+    let transaction = text("transaction_id").ok_or_else(|| {
+        StoreError::rejected(
+            RejectReason::Malformed,
+            "field_missing",
+            "receipt entry without transaction_id",
+        )
+    })?;
+    let product_id = ProductId::parse(text("product_id").unwrap_or_default()).map_err(|e| {
+        StoreError::rejected(RejectReason::Malformed, "field_invalid", e.to_string())
+    })?;
+    let status = match millis("cancellation_date_ms") {
+        Some(at) => PurchaseStatus::Refunded {
+            at: Some(at),
+            reason: text("cancellation_reason"),
+        },
+        None => PurchaseStatus::Purchased,
+    };
+    Ok(VerifiedPurchase {
+        platform: Platform::Apple,
+        environment,
+        store_transaction_id: transaction,
+        original_transaction_id: text("original_transaction_id"),
+        purchase_token: None,
+        store_order_id: None,
+        product_id,
+        quantity: text("quantity")
+            .and_then(|q| q.parse().ok())
+            .unwrap_or(1)
+            .max(1),
+        status,
+        purchased_at: millis("purchase_date_ms"),
+        expires_at: millis("expires_date_ms"),
+        carried_order_id: text("app_account_token").map(|t| t.to_ascii_lowercase()),
+        store_account_id: text("app_account_token").map(|t| t.to_ascii_lowercase()),
+        is_trial: text("is_trial_period").as_deref() == Some("true"),
+        price: None,
+        kind: None,
+        linked_purchase_token: None,
+        acknowledged: None,
+        consumed: None,
+        subscription_status: None,
+        subscription_group: text("subscription_group_identifier"),
+        raw: entry.clone(),
+    })
 }
 
 fn chrono_from_ms(ms: i64) -> Option<chrono::DateTime<chrono::Utc>> {

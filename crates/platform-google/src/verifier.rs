@@ -149,16 +149,14 @@ fn rejected(reason: RejectReason, code: &'static str, detail: impl Into<String>)
 
 /// The local fast reject: the JSON must be signed by the licence key and name this token and
 /// product of this package.
-fn check_signed_data(
-    app: &GoogleApp,
+pub(crate) fn check_signed_data(
+    package: &str,
+    license_key: Option<&LicenseKey>,
     signed: &SignedData,
     token: &str,
     product: &ProductId,
 ) -> Result<(), StoreError> {
-    let forged = app
-        .license_key
-        .as_ref()
-        .is_some_and(|key| !key.verifies(&signed.data, &signed.signature));
+    let forged = license_key.is_some_and(|key| !key.verifies(&signed.data, &signed.signature));
     if forged {
         return Err(rejected(
             RejectReason::SignatureInvalid,
@@ -173,10 +171,7 @@ fn check_signed_data(
             "original_json is not JSON",
         )
     })?;
-    if json["packageName"]
-        .as_str()
-        .is_some_and(|p| p != app.package)
-    {
+    if json["packageName"].as_str().is_some_and(|p| p != package) {
         return Err(rejected(
             RejectReason::BundleMismatch,
             "package_mismatch",
@@ -217,7 +212,7 @@ fn string(value: &Value) -> Option<String> {
     value.as_str().filter(|s| !s.is_empty()).map(str::to_owned)
 }
 
-fn product_purchase(
+pub(crate) fn product_purchase(
     token: &str,
     product: &ProductId,
     v2: Value,
@@ -290,7 +285,7 @@ fn product_purchase(
     })
 }
 
-fn subscription_purchase(
+pub(crate) fn subscription_purchase(
     token: &str,
     product: &ProductId,
     v2: Value,
@@ -405,7 +400,13 @@ impl PurchaseVerifier for GoogleVerifier {
             StoreError::Misconfigured(format!("no Google Play settings for app {}", ctx.app_id))
         })?;
         if let Some(signed) = signed_data {
-            check_signed_data(app, signed, purchase_token, product_id)?;
+            check_signed_data(
+                &app.package,
+                app.license_key.as_ref(),
+                signed,
+                purchase_token,
+                product_id,
+            )?;
         }
         let subscription = ctx
             .product

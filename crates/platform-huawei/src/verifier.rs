@@ -126,13 +126,13 @@ fn rejected(reason: RejectReason, code: &'static str, detail: impl Into<String>)
 }
 
 /// Signature-checks signed data and parses it.
-fn signed_json(
-    app: &HuaweiApp,
+pub(crate) fn signed_json(
+    key: &IapPublicKey,
     data: &str,
     signature: &str,
     algorithm: Option<&str>,
 ) -> Result<Value, StoreError> {
-    if !app.key.verifies(data, signature, algorithm) {
+    if !key.verifies(data, signature, algorithm) {
         return Err(rejected(
             RejectReason::SignatureInvalid,
             "signature_invalid",
@@ -180,7 +180,7 @@ fn refusal(code: &str, message: &str) -> StoreError {
     }
 }
 
-fn to_verified(
+pub(crate) fn to_verified(
     token: &str,
     product: &ProductId,
     data: Value,
@@ -260,7 +260,7 @@ impl HuaweiVerifier {
         signed: &SignedData,
         algorithm: Option<&str>,
     ) -> Result<VerifiedPurchase, StoreError> {
-        let client_data = signed_json(app, &signed.data, &signed.signature, algorithm)?;
+        let client_data = signed_json(&app.key, &signed.data, &signed.signature, algorithm)?;
         if client_data["purchaseToken"].as_str() != Some(token) {
             return Err(rejected(
                 RejectReason::Malformed,
@@ -317,7 +317,7 @@ impl HuaweiVerifier {
             reply["signatureAlgorithm"]
                 .as_str()
                 .or(if app.prefer_pss { Some(PSS) } else { None });
-        let store_data = signed_json(app, data, signature, algorithm)?;
+        let store_data = signed_json(&app.key, data, signature, algorithm)?;
         if store_data["productId"].as_str() != Some(product.as_str()) {
             return Err(rejected(
                 RejectReason::ProductMismatch,
@@ -563,7 +563,8 @@ impl iap_domain::notifications::NotificationDecoder for HuaweiVerifier {
                         let signature = reply["dataSignature"].as_str().unwrap_or("").to_owned();
                         let algorithm = string(&reply["signatureAlgorithm"])
                             .or_else(|| app.prefer_pss.then(|| PSS.to_owned()));
-                        let store_data = signed_json(app, &data, &signature, algorithm.as_deref())?;
+                        let store_data =
+                            signed_json(&app.key, &data, &signature, algorithm.as_deref())?;
                         StoreEvent::Purchased {
                             app_id: app_id.clone(),
                             carried_order_id: string(&store_data["developerPayload"]),

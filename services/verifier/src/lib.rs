@@ -8,6 +8,28 @@
 mod grpc;
 mod notifications;
 
+/// The gRPC request validation (wire request → use-case command), for the fuzz targets in
+/// `fuzz/` only.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    use iap_domain::usecases::create_order::CreateOrder;
+    use iap_domain::usecases::verify_purchase::VerifyPurchase;
+    use iap_proto::v1 as pb;
+
+    /// What `OrderService.CreateOrder` makes of a request before any I/O.
+    pub fn create_order_command(r: pb::CreateOrderRequest) -> Result<CreateOrder, tonic::Status> {
+        crate::grpc::create_order_command(r)
+    }
+
+    /// What `VerificationService.VerifyPurchase` makes of a request before any I/O.
+    pub fn verify_purchase_command(
+        r: pb::VerifyPurchaseRequest,
+    ) -> Result<VerifyPurchase, tonic::Status> {
+        crate::grpc::verify_purchase_command(r)
+    }
+}
+
 use std::sync::Arc;
 
 use tokio::net::TcpListener;

@@ -21,31 +21,35 @@ pub(crate) fn order_service(
     OrderServiceServer::with_interceptor(verifier, check)
 }
 
+/// The use-case command a CreateOrder request carries, or why it is invalid.
+pub(crate) fn create_order_command(r: pb::CreateOrderRequest) -> Result<CreateOrder, Status> {
+    let platform = wire::platform_from_wire(r.platform).ok_or_else(|| {
+        invalid_argument(
+            "platform",
+            "must be PLATFORM_APPLE, PLATFORM_GOOGLE or PLATFORM_HUAWEI",
+        )
+    })?;
+    let quantity = u32::try_from(r.quantity)
+        .map_err(|_| invalid_argument("quantity", "must not be negative"))?;
+    Ok(CreateOrder {
+        app_id: AppId::parse(r.app_id).map_err(IntoStatus::into_status)?,
+        user_id: UserId::parse(r.user_id).map_err(IntoStatus::into_status)?,
+        product_id: ProductId::parse(r.product_id).map_err(IntoStatus::into_status)?,
+        platform,
+        quantity,
+        expected_price: r.expected_price.map(wire::money_from_wire),
+        idempotency_key: Some(r.idempotency_key).filter(|k| !k.is_empty()),
+        metadata: r.metadata.into_iter().collect(),
+    })
+}
+
 #[tonic::async_trait]
 impl OrderService for Verifier {
     async fn create_order(
         &self,
         request: Request<pb::CreateOrderRequest>,
     ) -> Result<Response<pb::CreateOrderResponse>, Status> {
-        let r = request.into_inner();
-        let platform = wire::platform_from_wire(r.platform).ok_or_else(|| {
-            invalid_argument(
-                "platform",
-                "must be PLATFORM_APPLE, PLATFORM_GOOGLE or PLATFORM_HUAWEI",
-            )
-        })?;
-        let quantity = u32::try_from(r.quantity)
-            .map_err(|_| invalid_argument("quantity", "must not be negative"))?;
-        let command = CreateOrder {
-            app_id: AppId::parse(r.app_id).map_err(IntoStatus::into_status)?,
-            user_id: UserId::parse(r.user_id).map_err(IntoStatus::into_status)?,
-            product_id: ProductId::parse(r.product_id).map_err(IntoStatus::into_status)?,
-            platform,
-            quantity,
-            expected_price: r.expected_price.map(wire::money_from_wire),
-            idempotency_key: Some(r.idempotency_key).filter(|k| !k.is_empty()),
-            metadata: r.metadata.into_iter().collect(),
-        };
+        let command = create_order_command(request.into_inner())?;
         let created = self
             .orders
             .create(command)

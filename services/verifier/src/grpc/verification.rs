@@ -77,26 +77,32 @@ fn proof(purchase: Option<pb::verify_purchase_request::Purchase>) -> Result<Purc
     }
 }
 
+/// The use-case command a VerifyPurchase request carries, or why it is invalid.
+pub(crate) fn verify_purchase_command(
+    r: pb::VerifyPurchaseRequest,
+) -> Result<VerifyPurchase, Status> {
+    let order_id = match non_empty(r.order_id) {
+        Some(id) => Some(
+            OrderId::parse(&id)
+                .map_err(|_| invalid_argument("order_id", "must be an order id (UUID)"))?,
+        ),
+        None => None,
+    };
+    Ok(VerifyPurchase {
+        app_id: AppId::parse(r.app_id).map_err(IntoStatus::into_status)?,
+        user_id: UserId::parse(r.user_id).map_err(IntoStatus::into_status)?,
+        order_id,
+        proof: proof(r.purchase)?,
+    })
+}
+
 #[tonic::async_trait]
 impl VerificationService for Verifier {
     async fn verify_purchase(
         &self,
         request: Request<pb::VerifyPurchaseRequest>,
     ) -> Result<Response<pb::VerifyPurchaseResponse>, Status> {
-        let r = request.into_inner();
-        let order_id = match non_empty(r.order_id) {
-            Some(id) => Some(
-                OrderId::parse(&id)
-                    .map_err(|_| invalid_argument("order_id", "must be an order id (UUID)"))?,
-            ),
-            None => None,
-        };
-        let command = VerifyPurchase {
-            app_id: AppId::parse(r.app_id).map_err(IntoStatus::into_status)?,
-            user_id: UserId::parse(r.user_id).map_err(IntoStatus::into_status)?,
-            order_id,
-            proof: proof(r.purchase)?,
-        };
+        let command = verify_purchase_command(request.into_inner())?;
         let verified = self
             .purchases
             .verify(command)
