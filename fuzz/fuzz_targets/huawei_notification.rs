@@ -50,7 +50,8 @@ fuzz_target!(|data: &[u8]| {
         StoreEvent::Refunded {
             store_transaction_id,
             ..
-        } => {
+        } if serde_json::from_str::<serde_json::Value>(body).unwrap()["eventType"] == "ORDER" => {
+            // A signed SUBSCRIPTION cancel names the order instead; ORDER refunds the token.
             let body: serde_json::Value = serde_json::from_str(body).unwrap();
             let token = &body["orderNotification"]["purchaseToken"];
             assert!(!store_transaction_id.is_empty());

@@ -401,7 +401,7 @@ impl PurchaseVerifier for HuaweiVerifier {
                 .as_str()
                 .or(if app.prefer_pss { Some(PSS) } else { None });
         let data = signed_json(
-            app,
+            &app.key,
             reply["inappPurchaseData"].as_str().unwrap_or(""),
             reply["dataSignature"].as_str().unwrap_or(""),
             algorithm,
@@ -601,7 +601,7 @@ impl iap_domain::notifications::NotificationDecoder for HuaweiVerifier {
                 let algorithm = string(&sub["signatureAlgorithm"])
                     .or_else(|| app.prefer_pss.then(|| PSS.to_owned()));
                 let inner = signed_json(
-                    app,
+                    &app.key,
                     status,
                     sub["notificationSignature"].as_str().unwrap_or_default(),
                     algorithm.as_deref(),
