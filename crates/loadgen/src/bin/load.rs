@@ -54,7 +54,7 @@ struct Args {
     #[arg(long, default_value_t = 500.0)]
     rate: f64,
     /// Purchases in flight at most in phase 2; a tick beyond it is counted as not sent.
-    #[arg(long, default_value_t = 5000)]
+    #[arg(long, default_value_t = 1000)]
     max_in_flight: usize,
     /// Connections in the service's database pool.
     #[arg(long, default_value_t = 16)]
@@ -94,7 +94,11 @@ impl BenchDatabase {
             .await
             .with_context(|| format!("PostgreSQL at {admin_url}"))?;
         let name = format!("iap_load_{}", std::process::id());
-        exec(&admin, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await?;
+        exec(
+            &admin,
+            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        )
+        .await?;
         exec(&admin, &format!("CREATE DATABASE {name}")).await?;
         let base = admin_url
             .rsplit_once('/')
@@ -259,9 +263,11 @@ async fn purchase(
     let binding = created.binding.context("no binding")?;
     let reply = http
         .post(format!("{emulator}/emulator/google/purchases"))
-        .json(&json!({ "package_name": APP, "product_id": PRODUCT, "kind": "inapp",
+        .json(
+            &json!({ "package_name": APP, "product_id": PRODUCT, "kind": "inapp",
             "obfuscated_account_id": binding.google_obfuscated_account_id,
-            "obfuscated_profile_id": binding.google_obfuscated_profile_id }))
+            "obfuscated_profile_id": binding.google_obfuscated_profile_id }),
+        )
         .send()
         .await?;
     if !reply.status().is_success() {
@@ -392,7 +398,12 @@ impl RssWatch {
 fn proc_status_kib(key: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with(key))?;
-    line[key.len()..].trim().trim_end_matches("kB").trim().parse().ok()
+    line[key.len()..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// User + system CPU time of this process.
@@ -614,12 +625,12 @@ const PGBENCH_SCRIPT: &str = "\\set o random(1, 100000)
 \\set tx random(1, 2000000000)
 BEGIN;
 INSERT INTO lb_store_transactions (id, platform, store_transaction_id, order_id, product_id, recorded_at)
-  VALUES (gen_random_uuid(), 'google', 'GPA.' || :client_id || '.' || :tx, :o, 'gems_100', now())
+  VALUES (gen_random_uuid(), 'google', 'GPA.' || (:client_id)::text || '.' || (:tx)::text, :o, 'gems_100', now())
   ON CONFLICT (platform, store_transaction_id) DO NOTHING;
 UPDATE lb_orders SET state = 'paid', version = version + 1, updated_at = now()
   WHERE id = :o AND state IN ('created', 'paid');
 INSERT INTO lb_outbox (order_id, kind, payload, created_at)
-  VALUES (:o, 'order_paid', jsonb_build_object('order_id', :o), now());
+  VALUES (:o, 'order_paid', jsonb_build_object('order_id', (:o)::bigint), now());
 END;
 ";
 
