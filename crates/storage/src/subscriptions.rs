@@ -175,6 +175,23 @@ impl Storage {
         }))
     }
 
+    /// Takes up to `limit` rows of `due`, oldest `column` first, moving `column` `hold` ahead in
+    /// the same transaction (`FOR UPDATE SKIP LOCKED` on PostgreSQL).
+    async fn reserve_subscriptions(
+        &self,
+        due: sea_orm::Select<subscriptions::Entity>,
+        column: subscriptions::Column,
+        now: DateTime<Utc>,
+        limit: u32,
+        hold: Duration,
+    ) -> Result<Vec<Subscription>, StorageError> {
+        let txn = self.connection().begin().await.map_err(classify)?;
+        let result = self
+            .reserve_subscriptions_in(&txn, due, column, now, limit, hold)
+            .await;
+        finish(txn, result).await
+    }
+
     async fn reserve_subscriptions_in(
         &self,
         txn: &DatabaseTransaction,
@@ -326,18 +343,8 @@ impl SubscriptionStore for Storage {
                 SubscriptionState::Revoked.as_str(),
                 SubscriptionState::Replaced.as_str(),
             ]));
-        let txn = self.connection().begin().await.map_err(classify)?;
-        let result = self
-            .reserve_subscriptions_in(
-                &txn,
-                due,
-                subscriptions::Column::NextCheckAt,
-                now,
-                limit,
-                hold,
-            )
-            .await;
-        finish(txn, result).await
+        self.reserve_subscriptions(due, subscriptions::Column::NextCheckAt, now, limit, hold)
+            .await
     }
 
     async fn reserve_unsynced_subscriptions(
@@ -352,18 +359,8 @@ impl SubscriptionStore for Storage {
                     .lt(Expr::col(subscriptions::Column::Version)),
             )
             .filter(subscriptions::Column::NextSyncAt.lte(now));
-        let txn = self.connection().begin().await.map_err(classify)?;
-        let result = self
-            .reserve_subscriptions_in(
-                &txn,
-                due,
-                subscriptions::Column::NextSyncAt,
-                now,
-                limit,
-                hold,
-            )
-            .await;
-        finish(txn, result).await
+        self.reserve_subscriptions(due, subscriptions::Column::NextSyncAt, now, limit, hold)
+            .await
     }
 
     async fn record_subscription_synced(&self, id: &str, version: i64) -> Result<(), StorageError> {

@@ -63,6 +63,31 @@ impl World {
             .await
     }
 
+    /// The client's VerifyPurchase for a Google Play subscription bought at the emulator.
+    async fn verify_google_subscription(
+        &self,
+        user: &str,
+        order: OrderId,
+        product: &str,
+        bought: &Value,
+    ) -> pb::VerifyPurchaseResponse {
+        self.verify(pb::VerifyPurchaseRequest {
+            app_id: APP.into(),
+            user_id: user.into(),
+            order_id: order.to_string(),
+            purchase: Some(pb::verify_purchase_request::Purchase::Google(
+                pb::GooglePurchase {
+                    purchase_token: bought["purchase_token"].as_str().unwrap().into(),
+                    product_id: product.into(),
+                    original_json: bought["original_json"].as_str().unwrap().into(),
+                    signature: bought["signature"].as_str().unwrap().into(),
+                },
+            )),
+        })
+        .await
+        .unwrap()
+    }
+
     async fn subscription_action(&self, store: &str, key: &str, action: &str) -> Value {
         self.subscription_action_with(store, key, action, json!({}))
             .await
@@ -138,21 +163,8 @@ async fn google_subscription_renews_once_and_follows_grace_recovery_pause_resume
         .await;
     let token = bought["purchase_token"].as_str().unwrap().to_owned();
     let verified = w
-        .verify(pb::VerifyPurchaseRequest {
-            app_id: APP.into(),
-            user_id: "player-g".into(),
-            order_id: order.to_string(),
-            purchase: Some(pb::verify_purchase_request::Purchase::Google(
-                pb::GooglePurchase {
-                    purchase_token: token.clone(),
-                    product_id: "vip_monthly".into(),
-                    original_json: bought["original_json"].as_str().unwrap().into(),
-                    signature: bought["signature"].as_str().unwrap().into(),
-                },
-            )),
-        })
-        .await
-        .unwrap();
+        .verify_google_subscription("player-g", order, "vip_monthly", &bought)
+        .await;
     assert_eq!(verified.order.unwrap().order_id, order.to_string());
     w.after_notifications(&mut seen, 1).await;
     assert_eq!(w.order(order).await.state, OrderState::Confirmed);
@@ -568,21 +580,8 @@ async fn the_subscription_job_grants_a_renewal_whose_notification_was_lost() {
         .google_subscribe("vip_monthly", Some(&binding), None)
         .await;
     let token = bought["purchase_token"].as_str().unwrap().to_owned();
-    w.verify(pb::VerifyPurchaseRequest {
-        app_id: APP.into(),
-        user_id: "player-j".into(),
-        order_id: order.to_string(),
-        purchase: Some(pb::verify_purchase_request::Purchase::Google(
-            pb::GooglePurchase {
-                purchase_token: token.clone(),
-                product_id: "vip_monthly".into(),
-                original_json: bought["original_json"].as_str().unwrap().into(),
-                signature: bought["signature"].as_str().unwrap().into(),
-            },
-        )),
-    })
-    .await
-    .unwrap();
+    w.verify_google_subscription("player-j", order, "vip_monthly", &bought)
+        .await;
     w.sweep_until_quiet(10).await;
     let first = w.subscription(Platform::Google, &token).await;
     // The first check is planned shortly before the period ends.

@@ -21,7 +21,7 @@ use crate::ports::{OrderRepository, PaymentLedger, StorageError, StoreError};
 use crate::purchase::{PurchaseProof, PurchaseStatus};
 use crate::subscriptions::{SubscriptionRef, SubscriptionStore};
 use crate::usecases::deliver::{DeliverError, Deliveries};
-use crate::usecases::refresh_subscription::{RefreshError, Refreshed, SubscriptionRefresh};
+use crate::usecases::refresh_subscription::{Refreshed, SubscriptionRefresh};
 use crate::usecases::verify_purchase::{PurchaseVerification, VerifyError, VerifyPurchase};
 
 /// What one pass did.
@@ -188,9 +188,7 @@ where
                 Ok(refreshed) => Ok(describe(&refreshed)),
                 // Without a way to ask the store about subscriptions, the paid charge the
                 // notification carries is still granted, like any purchase.
-                Err(RefreshError::Store(
-                    VerifyError::StoreNotConfigured(_) | VerifyError::StoreMisconfigured(_),
-                )) if paid.is_some() => {
+                Err(e) if e.store_cannot_be_asked() && paid.is_some() => {
                     let proof = paid.unwrap_or_else(|| unreachable!("checked by the guard"));
                     self.purchased(subscription.app_id, proof, carried_order_id)
                         .await
@@ -284,9 +282,9 @@ where
     async fn refresh(&self, subscription: &SubscriptionRef) -> Result<String, Retry> {
         match self.subscriptions.refresh(subscription).await {
             Ok(refreshed) => Ok(describe(&refreshed)),
-            Err(RefreshError::Store(
-                VerifyError::StoreNotConfigured(_) | VerifyError::StoreMisconfigured(_),
-            )) => Ok("subscription state not refreshed: the store cannot be asked".into()),
+            Err(e) if e.store_cannot_be_asked() => {
+                Ok("subscription state not refreshed: the store cannot be asked".into())
+            }
             Err(e) => Err(Retry::Later(e.to_string())),
         }
     }

@@ -39,6 +39,19 @@ pub enum RefreshError {
     Contended(String),
 }
 
+impl RefreshError {
+    /// The store cannot be asked about subscriptions in this deployment (no settings, or no
+    /// App Store Server API key): retrying will not help until the configuration changes.
+    pub fn store_cannot_be_asked(&self) -> bool {
+        matches!(
+            self,
+            RefreshError::Store(
+                VerifyError::StoreNotConfigured(_) | VerifyError::StoreMisconfigured(_)
+            )
+        )
+    }
+}
+
 /// What a refresh did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Refreshed {
