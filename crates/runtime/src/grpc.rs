@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use http::{Request, Response};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::Routes;
 use tonic::transport::{Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
@@ -67,7 +66,7 @@ pub async fn serve(
     builder
         .layer(GrpcMetricsLayer)
         .add_routes(routes)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), drain)
+        .serve_with_incoming_shutdown(incoming_without_nagle(listener), drain)
         .await
 }
 
@@ -150,4 +149,13 @@ fn code_name(code: tonic::Code) -> &'static str {
         Code::DataLoss => "DataLoss",
         Code::Unauthenticated => "Unauthenticated",
     }
+}
+
+/// Accepted connections with `TCP_NODELAY`. tonic sets it only on listeners it binds itself;
+/// without it, an HTTP/2 reply written as several frames waits for the peer's delayed ACK
+/// (40 ms on Linux) — it made every VerifyPurchase 40 ms slower.
+fn incoming_without_nagle(
+    listener: tokio::net::TcpListener,
+) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
 }

@@ -60,9 +60,23 @@ pub async fn serve(
     router: Router,
     shutdown: Shutdown,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
+    axum::serve(without_nagle(listener), router)
         .with_graceful_shutdown(shutdown.wait_owned())
         .await
+}
+
+/// `listener` with `TCP_NODELAY` on every accepted connection. axum leaves Nagle's algorithm
+/// on, and a reply written in two pieces then waits for the peer's delayed ACK (40 ms on
+/// Linux): that alone made every store call to the emulator take 40 ms more.
+pub fn without_nagle(
+    listener: TcpListener,
+) -> impl axum::serve::Listener<Io = tokio::net::TcpStream, Addr = SocketAddr> {
+    use axum::serve::ListenerExt;
+    listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
+    })
 }
 
 /// Binds a listener, naming the address in the error (ports in use are a common first-run

@@ -7,7 +7,6 @@ use iap_proto::service_names;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
@@ -118,7 +117,7 @@ pub async fn spawn(
         Server::builder()
             .add_service(health)
             .add_service(service)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), drain),
+            .serve_with_incoming_shutdown(incoming_without_nagle(listener), drain),
     );
     tracing::info!(%local_addr, "game server listening");
     Ok(GameServerHandle {
@@ -128,4 +127,13 @@ pub async fn spawn(
         stop: Some(stop),
         task,
     })
+}
+
+/// Accepted connections with `TCP_NODELAY`. tonic sets it only on listeners it binds itself;
+/// without it, an HTTP/2 reply written as several frames waits for the peer's delayed ACK
+/// (40 ms on Linux) — it made every VerifyPurchase 40 ms slower.
+fn incoming_without_nagle(
+    listener: tokio::net::TcpListener,
+) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
 }

@@ -128,7 +128,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let (_, router) = build(&listener, config)?;
     let router = router.merge(iap_runtime::http::ops_router(None));
-    axum::serve(listener, router)
+    axum::serve(iap_runtime::http::without_nagle(listener), router)
         .with_graceful_shutdown(shutdown)
         .await
 }
