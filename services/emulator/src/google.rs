@@ -257,6 +257,7 @@ pub(crate) fn control_router() -> Router<Arc<Shared>> {
         .route("/google/service-account.json", get(service_account))
         .route("/google/apps/{package}/license-key", get(license_key))
         .route("/google/purchases", post(make_purchase))
+        .route("/google/purchases/{token}", get(purchase_view))
         .route("/google/purchases/{token}/{action}", post(purchase_control))
         .route(
             "/google/subscriptions/{token}/{action}",
@@ -1038,6 +1039,29 @@ async fn make_purchase(
         "original_json": json,
         "signature": signature,
         "notification": notification,
+    }))
+    .into_response()
+}
+
+/// `GET /emulator/google/purchases/{token}`: what Google holds about a purchase, for a test's
+/// checks (was it acknowledged or consumed, is it still paid).
+async fn purchase_view(State(shared): State<Arc<Shared>>, Path(token): Path<String>) -> Response {
+    let google = lock(&shared.google);
+    let Some(p) = google.purchases.get(&token) else {
+        return (StatusCode::NOT_FOUND, "unknown purchase token").into_response();
+    };
+    let state = match p.state {
+        PurchaseState::Purchased => "purchased",
+        PurchaseState::Cancelled => "cancelled",
+        PurchaseState::Pending => "pending",
+    };
+    Json(json!({
+        "package_name": p.package,
+        "product_id": p.product_id,
+        "order_id": p.order_id,
+        "state": state,
+        "acknowledged": p.acknowledged,
+        "consumed": p.consumed,
     }))
     .into_response()
 }

@@ -197,6 +197,7 @@ pub(crate) fn control_router() -> Router<Arc<Shared>> {
     Router::new()
         .route("/huawei/apps/{app_id}/credentials", get(credentials))
         .route("/huawei/purchases", post(make_purchase))
+        .route("/huawei/purchases/{token}", get(purchase_view))
         .route("/huawei/purchases/{token}/{action}", post(purchase_control))
         .route(
             "/huawei/subscriptions/{subscription_id}/{action}",
@@ -718,6 +719,24 @@ fn subscription_notification(
     });
     huawei.outbox.push(body.clone());
     body
+}
+
+/// `GET /emulator/huawei/purchases/{token}`: what Huawei holds about a purchase, for a test's
+/// checks (`purchase_state` as in InAppPurchaseData: 0 purchased, 1 cancelled, 2 refunded,
+/// 3 pending; `confirmed` once the Order service's confirm was called).
+async fn purchase_view(State(shared): State<Arc<Shared>>, Path(token): Path<String>) -> Response {
+    let huawei = lock(&shared.huawei);
+    let Some(p) = huawei.purchases.get(&token) else {
+        return (StatusCode::NOT_FOUND, "unknown purchase token").into_response();
+    };
+    Json(json!({
+        "app_id": p.app_id,
+        "product_id": p.product_id,
+        "order_id": p.order_id,
+        "purchase_state": p.state,
+        "confirmed": p.consumed,
+    }))
+    .into_response()
 }
 
 async fn purchase_control(

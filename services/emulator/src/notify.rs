@@ -39,6 +39,43 @@ pub struct DeliveryMode {
     /// Hold notifications until this many are waiting, then deliver them newest first
     /// (0 or 1: in order).
     pub reverse_batches: u32,
+    /// Times a delivery is tried again when the receiver did not answer 2xx (or did not
+    /// answer), as stores resend: Apple up to 5 times (production only; sandbox tries once),
+    /// Google Pub/Sub until acknowledged, Huawei periodically. 0: one attempt.
+    pub retries: u32,
+    /// Wait before the first retry, doubled for each later one (the stores wait hours; a test
+    /// wants milliseconds), up to 32 times the first. 0 means 1000.
+    pub retry_delay_ms: u64,
+}
+
+impl DeliveryMode {
+    fn retry_delay(&self, retry: u32) -> Duration {
+        let base = if self.retry_delay_ms == 0 {
+            1000
+        } else {
+            self.retry_delay_ms
+        };
+        Duration::from_millis(base.saturating_mul(1 << retry.min(5)))
+    }
+}
+
+/// Whether the store resends this notification when it is not acknowledged: Apple resends
+/// production notifications only.
+fn resent_by_store(store: Store, body: &Value) -> bool {
+    if store != Store::Apple {
+        return true;
+    }
+    let payload = body["signedPayload"]
+        .as_str()
+        .and_then(|jws| jws.split('.').nth(1))
+        .and_then(|part| {
+            use base64::Engine;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(part)
+                .ok()
+        })
+        .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok());
+    payload.is_some_and(|p| p["data"]["environment"] == "Production")
 }
 
 /// One delivery attempt, for `GET /emulator/notifications/deliveries`.
@@ -49,6 +86,8 @@ pub(crate) struct DeliveryRecord {
     /// HTTP status the receiver answered, if it answered.
     status: Option<u16>,
     error: Option<String>,
+    /// 0 for the first try, then 1, 2, … for the store's resends.
+    attempt: u32,
 }
 
 /// The dispatcher's state.
@@ -91,32 +130,62 @@ impl Notifier {
         };
         let client = self.client();
         for (index, (store, url, body)) in batch.into_iter().enumerate() {
+            let retries = if resent_by_store(store, &body) {
+                mode.retries
+            } else {
+                0
+            };
             for _ in 0..=mode.duplicate {
                 let (client, url, body) = (client.clone(), url.clone(), body.clone());
                 let deliveries = self.deliveries.clone();
+                let mode = mode.clone();
                 // Each batch member waits a little longer than the one before, so the receiver
                 // sees them in the order chosen here.
                 let delay = Duration::from_millis(mode.delay_ms + 20 * index as u64);
                 runtime.spawn(async move {
                     tokio::time::sleep(delay).await;
-                    let result = client.post(&url).json(&body).send().await;
-                    let record = match result {
-                        Ok(response) => DeliveryRecord {
-                            store,
-                            url,
-                            status: Some(response.status().as_u16()),
-                            error: None,
-                        },
-                        Err(e) => DeliveryRecord {
-                            store,
-                            url,
-                            status: None,
-                            error: Some(e.to_string()),
-                        },
-                    };
-                    lock(&deliveries).push(record);
+                    for attempt in 0..=retries {
+                        if attempt > 0 {
+                            tokio::time::sleep(mode.retry_delay(attempt - 1)).await;
+                        }
+                        let result = client.post(&url).json(&body).send().await;
+                        let record = match result {
+                            Ok(response) => DeliveryRecord {
+                                store,
+                                url: url.clone(),
+                                status: Some(response.status().as_u16()),
+                                error: None,
+                                attempt,
+                            },
+                            Err(e) => DeliveryRecord {
+                                store,
+                                url: url.clone(),
+                                status: None,
+                                error: Some(e.to_string()),
+                                attempt,
+                            },
+                        };
+                        let acknowledged = record.status.is_some_and(|s| (200..300).contains(&s));
+                        lock(&deliveries).push(record);
+                        if acknowledged {
+                            break;
+                        }
+                    }
                 });
             }
+        }
+    }
+
+    /// Delivers what a batch holds now if the mode no longer batches: a store does not keep
+    /// notifications back for ever.
+    fn release_held(&self) {
+        let mode = lock(&self.mode).clone();
+        if mode.reverse_batches > 1 {
+            return;
+        }
+        let held = std::mem::take(&mut *lock(&self.held));
+        for (store, _, body) in held.into_iter().rev() {
+            self.publish(store, body);
         }
     }
 
@@ -186,6 +255,7 @@ async fn set_mode(
     Json(mode): Json<DeliveryMode>,
 ) -> Json<DeliveryMode> {
     *lock(&shared.notifier.mode) = mode.clone();
+    shared.notifier.release_held();
     Json(mode)
 }
 

@@ -15,22 +15,7 @@ use common::Emulator;
 
 /// A receiver that records every body posted to it.
 async fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let sink = seen.clone();
-    let app = axum::Router::new().route(
-        "/hook",
-        post(move |axum::Json(body): axum::Json<Value>| {
-            let sink = sink.clone();
-            async move {
-                sink.lock().unwrap().push(body);
-                "ok"
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, seen)
+    flaky_receiver(0).await
 }
 
 async fn wait_for(seen: &Arc<Mutex<Vec<Value>>>, count: usize) -> Vec<Value> {
@@ -363,4 +348,138 @@ async fn state_file_keeps_keys_and_purchases_across_restarts() {
         .control(&format!("/apple/transactions/{id}/refund"), json!({}))
         .await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A receiver that answers 503 to the first `failures` posts, then 200; records every post.
+async fn flaky_receiver(failures: usize) -> (String, Arc<Mutex<Vec<Value>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        post(move |axum::Json(body): axum::Json<Value>| {
+            let sink = sink.clone();
+            async move {
+                let mut seen = sink.lock().unwrap();
+                seen.push(body);
+                if seen.len() <= failures {
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    axum::http::StatusCode::OK
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, seen)
+}
+
+#[tokio::test]
+async fn unanswered_notifications_are_resent_like_the_stores_do() {
+    let emulator = Emulator::start().await;
+    put(
+        &emulator,
+        "/notifications/mode",
+        json!({ "retries": 3, "retry_delay_ms": 50 }),
+    )
+    .await;
+
+    // Google: two 503s, then acknowledged on the third try; nothing after that.
+    let (url, seen) = flaky_receiver(2).await;
+    put(
+        &emulator,
+        "/notifications/targets/google",
+        json!({ "url": url }),
+    )
+    .await;
+    emulator
+        .control(
+            "/google/purchases",
+            json!({ "package_name": "com.example.game", "product_id": "gems", "kind": "inapp" }),
+        )
+        .await;
+    let pushed = wait_for(&seen, 3).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        3,
+        "resent until answered 200, then not again"
+    );
+    assert_eq!(
+        pushed[0], pushed[2],
+        "a resend is the same body (same messageId)"
+    );
+    let attempts: Vec<u64> = emulator
+        .get("/notifications/deliveries")
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["attempt"].as_u64().unwrap())
+        .collect();
+    assert_eq!(attempts, [0, 1, 2]);
+
+    // Apple resends production notifications only: a sandbox one is tried once.
+    let (url, seen) = flaky_receiver(100).await;
+    put(
+        &emulator,
+        "/notifications/targets/apple",
+        json!({ "url": url }),
+    )
+    .await;
+    emulator
+        .control("/apple/purchases", json!({ "bundle_id": "com.example.game", "product_id": "gems", "product_type": "Consumable", "environment": "Sandbox" }))
+        .await;
+    wait_for(&seen, 1).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(seen.lock().unwrap().len(), 1, "sandbox: one try");
+    emulator
+        .control("/apple/purchases", json!({ "bundle_id": "com.example.game", "product_id": "gems", "product_type": "Consumable", "environment": "Production" }))
+        .await;
+    let pushed = wait_for(&seen, 5).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        5,
+        "production: the first try and 3 resends, all refused"
+    );
+    assert_eq!(pushed[1], pushed[4]);
+}
+
+#[tokio::test]
+async fn purchase_views_show_what_the_store_holds() {
+    let emulator = Emulator::start().await;
+    let made = emulator
+        .control(
+            "/google/purchases",
+            json!({ "package_name": "com.example.game", "product_id": "gems", "kind": "inapp", "pending": true }),
+        )
+        .await;
+    let token = made["purchase_token"].as_str().unwrap();
+    let view = emulator.get(&format!("/google/purchases/{token}")).await;
+    assert_eq!(view["state"], "pending");
+    assert_eq!(view["consumed"], false);
+    emulator
+        .control(&format!("/google/purchases/{token}/complete"), json!({}))
+        .await;
+    let view = emulator.get(&format!("/google/purchases/{token}")).await;
+    assert_eq!(view["state"], "purchased");
+    assert_eq!(view["order_id"], made["order_id"]);
+
+    let made = emulator
+        .control(
+            "/huawei/purchases",
+            json!({ "app_id": "1001", "product_id": "gems", "kind": 0 }),
+        )
+        .await;
+    let token = made["purchase_token"].as_str().unwrap();
+    let view = emulator.get(&format!("/huawei/purchases/{token}")).await;
+    assert_eq!(view["purchase_state"], 0);
+    assert_eq!(view["confirmed"], false);
+    emulator
+        .control(&format!("/huawei/purchases/{token}/refund"), json!({}))
+        .await;
+    let view = emulator.get(&format!("/huawei/purchases/{token}")).await;
+    assert_eq!(view["purchase_state"], 2);
 }
