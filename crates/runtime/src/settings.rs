@@ -147,6 +147,14 @@ pub struct DeliverySettings {
     pub sweep_batch: u32,
     /// Orders delivered at once by one sweep.
     pub sweep_concurrency: usize,
+    /// How long the inbox worker holds a store notification it took (ms); if the process dies
+    /// meanwhile, another takes it after this.
+    pub notification_lease_ms: u64,
+    /// First wait before a notification that failed (store or database down) is tried again
+    /// (ms), doubled per attempt.
+    pub notification_backoff_base_ms: u64,
+    /// Longest wait between two tries of a notification (ms).
+    pub notification_backoff_max_ms: u64,
 }
 
 impl Default for DeliverySettings {
@@ -164,11 +172,25 @@ impl Default for DeliverySettings {
             sweep_interval_ms: 2_000,
             sweep_batch: 200,
             sweep_concurrency: 16,
+            notification_lease_ms: 120_000,
+            notification_backoff_base_ms: 5_000,
+            notification_backoff_max_ms: 3_600_000,
         }
     }
 }
 
 impl DeliverySettings {
+    /// How the notification inbox retries, from these settings.
+    pub fn inbox_policy(&self) -> iap_domain::usecases::handle_notifications::InboxPolicy {
+        use std::time::Duration;
+        let base = Duration::from_millis(self.notification_backoff_base_ms.max(1));
+        iap_domain::usecases::handle_notifications::InboxPolicy {
+            lease: Duration::from_millis(self.notification_lease_ms.max(1_000)),
+            backoff_base: base,
+            backoff_max: Duration::from_millis(self.notification_backoff_max_ms).max(base),
+        }
+    }
+
     /// The delivery policy these settings describe.
     pub fn policy(&self) -> iap_domain::usecases::deliver::DeliveryPolicy {
         use std::time::Duration;

@@ -198,7 +198,8 @@ pub fn notification_handler(
             delivery.deliveries.clone(),
             delivery.storage.clone(),
         )
-        .with_consumption_responder(stores.apple),
+        .with_consumption_responder(stores.apple)
+        .with_policy(settings.delivery.inbox_policy()),
     ))
 }
 

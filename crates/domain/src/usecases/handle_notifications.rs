@@ -33,6 +33,37 @@ pub struct InboxReport {
     pub retried: usize,
 }
 
+/// How the inbox retries what could not be processed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxPolicy {
+    /// How long a worker holds a notification it took; if it dies, another takes the
+    /// notification after this. Longer than processing one can take (store calls included).
+    pub lease: Duration,
+    /// First wait after a failure that may pass; doubled per attempt.
+    pub backoff_base: Duration,
+    /// Longest wait.
+    pub backoff_max: Duration,
+}
+
+impl Default for InboxPolicy {
+    fn default() -> Self {
+        Self {
+            lease: Duration::from_secs(120),
+            backoff_base: Duration::from_secs(5),
+            backoff_max: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl InboxPolicy {
+    /// The wait before the next try of a notification tried `attempts` times: the base after
+    /// the first failure, doubled for each one after it.
+    pub fn backoff(&self, attempts: u32) -> Duration {
+        let doublings = attempts.saturating_sub(1).min(20);
+        (self.backoff_base * (1 << doublings)).min(self.backoff_max)
+    }
+}
+
 /// Works the inbox.
 pub struct NotificationHandler<S> {
     inbox: Arc<dyn NotificationInbox>,
@@ -42,6 +73,7 @@ pub struct NotificationHandler<S> {
     subscriptions: SubscriptionRefresh<S>,
     consumption: Option<Arc<dyn ConsumptionResponder>>,
     store: S,
+    policy: InboxPolicy,
 }
 
 impl<S> std::fmt::Debug for NotificationHandler<S> {
@@ -84,7 +116,15 @@ where
             deliveries,
             consumption: None,
             store,
+            policy: InboxPolicy::default(),
         }
+    }
+
+    /// Retries with `policy` instead of the default.
+    #[must_use]
+    pub fn with_policy(mut self, policy: InboxPolicy) -> Self {
+        self.policy = policy;
+        self
     }
 
     /// Answers Apple's consumption requests with `responder`.
@@ -101,10 +141,7 @@ where
 
     /// Processes up to `limit` due notifications.
     pub async fn run_once(&self, limit: u32) -> Result<InboxReport, StorageError> {
-        let claimed = self
-            .inbox
-            .claim_due(limit, Duration::from_secs(120))
-            .await?;
+        let claimed = self.inbox.claim_due(limit, self.policy.lease).await?;
         let mut report = InboxReport::default();
         for notification in claimed {
             match self.process(&notification).await {
@@ -120,10 +157,8 @@ where
                     report.processed += 1;
                 }
                 Err(Retry::Later(error)) => {
-                    let exponent = notification.attempts.min(10);
-                    let wait = Duration::from_secs(5) * (1 << exponent);
                     let retry_at = Utc::now()
-                        + chrono::Duration::from_std(wait.min(Duration::from_secs(3600)))
+                        + chrono::Duration::from_std(self.policy.backoff(notification.attempts))
                             .unwrap_or_default();
                     tracing::warn!(platform = %notification.platform, kind = %notification.notification_type, %error, "notification will be retried");
                     self.inbox
@@ -381,5 +416,23 @@ fn describe(refreshed: &Refreshed) -> String {
             text
         }
         Refreshed::NotRecorded(reason) => reason.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inbox_backoff_starts_at_the_base_doubles_and_stops_at_the_cap() {
+        let policy = InboxPolicy {
+            lease: Duration::from_secs(10),
+            backoff_base: Duration::from_millis(250),
+            backoff_max: Duration::from_secs(2),
+        };
+        let waits: Vec<u128> = (1..=6).map(|n| policy.backoff(n).as_millis()).collect();
+        assert_eq!(waits, [250, 500, 1000, 2000, 2000, 2000]);
+        assert_eq!(policy.backoff(u32::MAX), Duration::from_secs(2));
+        assert_eq!(InboxPolicy::default().backoff(1), Duration::from_secs(5));
     }
 }
