@@ -1,8 +1,10 @@
 //! `load`: the whole purchase path under load, next to the database's own ceiling.
 //!
-//! In one process, against the PostgreSQL and Redis on this machine, it starts the emulator
-//! (Google Play), the reference game server, the delivery role (with its sweeper) and the
-//! verifier (with the delivery fast path), on a fresh database `iap_load_<pid>`. Then:
+//! Against the PostgreSQL and Redis on this machine, on a fresh database `iap_load_<pid>`, it
+//! starts the emulator (Google Play), the reference game server, the delivery role (with its
+//! sweeper) and the verifier (with the delivery fast path): all in this process, or, with
+//! `--services-dir target/release`, `iap-verifier` and `iap-delivery` as their own processes so
+//! that each one's CPU and peak RSS are measured apart. Then:
 //!
 //! 1. closed loop: `--workers` clients each run CreateOrder → purchase at the emulator →
 //!    VerifyPurchase → wait until delivered, for `--duration` seconds (purchases/s);
@@ -11,7 +13,8 @@
 //! 3. `pgbench` on a transaction shaped like our payment/delivery commit, on its own tables in
 //!    the same database (TPS ceiling).
 //!
-//! It prints the figures and drops the database. Nothing is written into the repository;
+//! It prints the figures (CPU per purchase of each process and of the PostgreSQL server) and
+//! drops the database. Nothing is written into the repository;
 //! receipts and tokens are never printed.
 
 use std::sync::Arc;
@@ -20,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
 use clap::Parser;
+use iap_chaos::{Role, Service, free_port};
 use iap_proto::v1 as pb;
 use iap_proto::v1::order_service_client::OrderServiceClient;
 use iap_proto::v1::verification_service_client::VerificationServiceClient;
@@ -71,6 +75,11 @@ struct Args {
     /// The pgbench executable.
     #[arg(long, default_value = "pgbench")]
     pgbench: String,
+    /// Run iap-verifier and iap-delivery as their own processes from this directory (e.g.
+    /// `target/release`), so each one's CPU and peak RSS are measured apart; without it every
+    /// role runs inside this process.
+    #[arg(long)]
+    services_dir: Option<std::path::PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -130,12 +139,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
     result
 }
 
-/// The system under test, all in this process.
+/// The system under test: every role in this process, or the verifier and delivery roles as
+/// child processes (`--services-dir`). The emulator, the game server and the load clients are
+/// always in this process.
 struct System {
     channels: Vec<Channel>,
     emulator: Emulator,
     storage: Storage,
     shutdown: Shutdown,
+    /// The services' processes in `--services-dir` mode (killed on drop).
+    services: Vec<Service>,
+    /// Where their configuration and logs are.
+    work_dir: Option<std::path::PathBuf>,
     _game: iap_game_server::GameServerHandle,
 }
 
@@ -179,8 +194,45 @@ async fn start(args: &Args, db_url: &str) -> anyhow::Result<System> {
         game = game.endpoint(),
         stores = emulator.store_settings_for(APP).await,
     );
-    let settings = Settings::from_toml(&toml).map_err(|e| anyhow!("settings: {e}"))?;
     let shutdown = Shutdown::new();
+    let (addr, services, work_dir) = match &args.services_dir {
+        None => (
+            in_process(&toml, &storage, &shutdown).await?,
+            Vec::new(),
+            None,
+        ),
+        Some(dir) => {
+            let (addr, services, work) = child_processes(&toml, dir, db_url).await?;
+            (addr, services, Some(work))
+        }
+    };
+    // A few HTTP/2 connections, as several game clients' gateways would open.
+    let mut channels = Vec::new();
+    for _ in 0..4 {
+        channels.push(
+            Channel::from_shared(format!("http://{addr}"))?
+                .connect()
+                .await?,
+        );
+    }
+    Ok(System {
+        channels,
+        emulator,
+        storage,
+        shutdown,
+        services,
+        work_dir,
+        _game: game,
+    })
+}
+
+/// Every role inside this process; returns the verifier's gRPC address.
+async fn in_process(
+    toml: &str,
+    storage: &Storage,
+    shutdown: &Shutdown,
+) -> anyhow::Result<std::net::SocketAddr> {
+    let settings = Settings::from_toml(toml).map_err(|e| anyhow!("settings: {e}"))?;
     let delivery = iap_delivery::Delivery::new(
         storage.clone(),
         LockBackend::from_settings(&settings).map_err(|e| anyhow!("lock: {e}"))?,
@@ -204,22 +256,55 @@ async fn start(args: &Args, db_url: &str) -> anyhow::Result<System> {
     };
     let addr = listeners.grpc.local_addr()?;
     tokio::spawn(iap_verifier::serve(verifier, listeners, shutdown.clone()));
-    // A few HTTP/2 connections, as several game clients' gateways would open.
-    let mut channels = Vec::new();
-    for _ in 0..4 {
-        channels.push(
-            Channel::from_shared(format!("http://{addr}"))?
-                .connect()
-                .await?,
+    Ok(addr)
+}
+
+/// iap-delivery and iap-verifier as child processes from `dir`, on the benchmark database;
+/// returns the verifier's gRPC address, the processes and their work directory.
+async fn child_processes(
+    toml: &str,
+    dir: &std::path::Path,
+    db_url: &str,
+) -> anyhow::Result<(std::net::SocketAddr, Vec<Service>, std::path::PathBuf)> {
+    let work = std::env::temp_dir().join(format!("iap-load-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    let port = || free_port();
+    let (verifier_grpc, verifier_http, delivery_grpc, delivery_http) =
+        (port()?, port()?, port()?, port()?);
+    // The same settings as in process, plus where each process listens and finds the others.
+    let toml = toml
+        .replacen("[database]", &format!("[database]\nurl = \"{db_url}\""), 1)
+        .replacen(
+            "[verifier]",
+            &format!(
+                "[verifier]\ngrpc_listen = \"127.0.0.1:{verifier_grpc}\"\nhttp_listen = \"127.0.0.1:{verifier_http}\"\ndelivery_url = \"http://127.0.0.1:{delivery_grpc}\""
+            ),
+            1,
+        )
+        .replacen(
+            "[delivery]",
+            &format!(
+                "[delivery]\ngrpc_listen = \"127.0.0.1:{delivery_grpc}\"\nhttp_listen = \"127.0.0.1:{delivery_http}\""
+            ),
+            1,
         );
+    let config = work.join("iap.toml");
+    std::fs::write(&config, toml)?;
+    let http = reqwest::Client::new();
+    let mut services = Vec::new();
+    for (role, http_port) in [
+        (Role::Delivery, delivery_http),
+        (Role::Verifier, verifier_http),
+    ] {
+        let mut service = Service::new(role, dir, &config, &work, http_port)?;
+        service.up(&http).await?;
+        services.push(service);
     }
-    Ok(System {
-        channels,
-        emulator,
-        storage,
-        shutdown,
-        _game: game,
-    })
+    Ok((
+        std::net::SocketAddr::from(([127, 0, 0, 1], verifier_grpc)),
+        services,
+        work,
+    ))
 }
 
 /// One purchase's timings.
@@ -350,7 +435,8 @@ struct Phase {
     /// Purchases that completed inside the phase's duration.
     completed_in_window: usize,
     peak_rss_kib: u64,
-    cpu: Duration,
+    /// CPU used during the phase, per process (see [`cpu_snapshot`]).
+    cpu: Vec<(String, Duration)>,
     commits: i64,
 }
 
@@ -396,7 +482,12 @@ impl RssWatch {
 }
 
 fn proc_status_kib(key: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status_kib("self", key)
+}
+
+/// A `kB` line of `/proc/<pid>/status`.
+fn status_kib(pid: &str, key: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with(key))?;
     line[key.len()..]
         .trim()
@@ -406,9 +497,9 @@ fn proc_status_kib(key: &str) -> Option<u64> {
         .ok()
 }
 
-/// User + system CPU time of this process.
-fn cpu_time() -> Duration {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+/// User + system CPU time of process `pid` (`"self"` for this one).
+fn cpu_time_of(pid: &str) -> Duration {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return Duration::ZERO;
     };
     // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
@@ -421,6 +512,47 @@ fn cpu_time() -> Duration {
         .map_or(0, |f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum());
     // USER_HZ is 100 on Linux.
     Duration::from_millis(ticks * 10)
+}
+
+/// CPU time of every PostgreSQL server process on the machine (backends, WAL writer,
+/// checkpointer …): the database's share of the work, whoever else uses the server.
+fn postgres_cpu_time() -> Duration {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Duration::ZERO;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+        .filter(|name| name.chars().all(|c| c.is_ascii_digit()))
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.trim() == "postgres")
+        })
+        .map(|pid| cpu_time_of(&pid))
+        .sum()
+}
+
+/// The processes whose CPU a phase accounts: this one, each service process, PostgreSQL.
+fn cpu_snapshot(system: &System) -> Vec<(String, Duration)> {
+    let own = if system.services.is_empty() {
+        "load (all services + emulator + game server + clients)"
+    } else {
+        "load (emulator + game server + clients)"
+    };
+    let mut out = vec![(own.to_owned(), cpu_time_of("self"))];
+    for service in &system.services {
+        if let Some(pid) = service.pid() {
+            out.push((
+                service.role().binary().to_owned(),
+                cpu_time_of(&pid.to_string()),
+            ));
+        }
+    }
+    out.push((
+        "postgres (all server processes)".to_owned(),
+        postgres_cpu_time(),
+    ));
+    out
 }
 
 /// Transactions committed in `database` so far (the statistics lag by up to a second).
@@ -528,11 +660,15 @@ async fn measured<F: std::future::Future<Output = Phase>>(
     phase: F,
 ) -> anyhow::Result<Phase> {
     let commits_before = commits(&system.storage, database).await?;
-    let cpu_before = cpu_time();
+    let cpu_before = cpu_snapshot(system);
     let rss = RssWatch::start();
     let mut out = phase.await;
     out.peak_rss_kib = rss.stop();
-    out.cpu = cpu_time().saturating_sub(cpu_before);
+    out.cpu = cpu_snapshot(system)
+        .into_iter()
+        .zip(cpu_before)
+        .map(|((name, after), (_, before))| (name, after.saturating_sub(before)))
+        .collect();
     // Let the statistics collector catch up before reading the counter again. The first
     // read's own transaction is counted in the difference; the second's is not.
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -595,13 +731,17 @@ fn report(name: &str, phase: &Phase, duration: Duration) -> f64 {
     );
     if done > 0 {
         println!(
-            "  process CPU {:.1} s = {:.2} ms per purchase (services + emulator + load clients); \
-             {:.1} commits per purchase; peak VmRSS {:.1} MiB",
-            phase.cpu.as_secs_f64(),
-            phase.cpu.as_secs_f64() * 1000.0 / done as f64,
+            "  {:.1} commits per purchase; peak VmRSS of this process {:.1} MiB",
             phase.commits as f64 / done as f64,
             phase.peak_rss_kib as f64 / 1024.0
         );
+        for (name, cpu) in &phase.cpu {
+            println!(
+                "  CPU {name}: {:.1} s = {:.2} ms per purchase",
+                cpu.as_secs_f64(),
+                cpu.as_secs_f64() * 1000.0 / done as f64
+            );
+        }
     }
     per_second
 }
@@ -743,12 +883,37 @@ async fn bench(args: &Args, db: &BenchDatabase) -> anyhow::Result<()> {
             duration,
         );
     }
-    system.shutdown.trigger();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    for service in &system.services {
+        if let Some(pid) = service.pid() {
+            println!(
+                "peak RSS of {}: VmHWM {:.1} MiB",
+                service.role().binary(),
+                status_kib(&pid.to_string(), "VmHWM:").unwrap_or(0) as f64 / 1024.0
+            );
+        }
+    }
+    let own = if system.services.is_empty() {
+        "all services + emulator + game server + load clients"
+    } else {
+        "emulator + game server + load clients"
+    };
     println!(
-        "peak RSS of this process (all services + emulator + load clients): VmHWM {:.1} MiB",
+        "peak RSS of this process ({own}): VmHWM {:.1} MiB",
         proc_status_kib("VmHWM:").unwrap_or(0) as f64 / 1024.0
     );
+    system.shutdown.trigger();
+    let System {
+        mut services,
+        work_dir,
+        ..
+    } = system;
+    for service in &mut services {
+        service.kill();
+    }
+    if let Some(dir) = work_dir {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
 
     if args.pgbench_clients > 0 {
         println!(
