@@ -185,6 +185,9 @@ pub trait DeliveryStore: Send + Sync {
 
     /// Records the game server's acknowledgement: DELIVERING → DELIVERED, the delivery row
     /// GRANTED, the `order.paid` event consumed and an `order.delivered` event, in one commit.
+    /// The same commit claims the store confirmation for the caller: the attempt number moves on
+    /// and the lease is kept, so the returned order is a claim to confirm with (no other worker
+    /// takes it before the lease runs out) and no second claim transaction is needed.
     async fn record_granted(
         &self,
         claim: &ClaimedOrder,

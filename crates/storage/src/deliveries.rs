@@ -195,23 +195,15 @@ impl Storage {
                 confirmed_at: ActiveValue::Set(None),
                 revoked_at: ActiveValue::Set(None),
             };
+            // A row from an earlier attempt keeps its grant id and counters; only its state
+            // and time change (one statement either way).
             deliveries::Entity::insert(row)
                 .on_conflict(
                     OnConflict::column(deliveries::Column::OrderId)
-                        .do_nothing()
+                        .update_columns([deliveries::Column::State, deliveries::Column::UpdatedAt])
                         .to_owned(),
                 )
                 .exec_without_returning(txn)
-                .await
-                .map_err(classify)?;
-            deliveries::Entity::update_many()
-                .col_expr(
-                    deliveries::Column::State,
-                    Expr::value(DeliveryState::Granting.as_str()),
-                )
-                .col_expr(deliveries::Column::UpdatedAt, Expr::value(now))
-                .filter(deliveries::Column::OrderId.eq(id.to_string()))
-                .exec(txn)
                 .await
                 .map_err(classify)?;
             return Ok(Claim::Grant(self.claimed(txn, id).await?));
@@ -286,9 +278,10 @@ impl DeliveryStore for Storage {
                     Expr::value(OrderState::Delivered.as_str()),
                 )
                 .col_expr(orders::Column::DeliveredAt, Expr::value(now))
+                // The confirm claim, in the same commit: a new attempt under the lease we hold.
                 .col_expr(
-                    orders::Column::LeaseUntil,
-                    Expr::value(None::<DateTime<Utc>>),
+                    orders::Column::Attempt,
+                    Expr::col(orders::Column::Attempt).add(1),
                 )
                 .col_expr(orders::Column::NextAttemptAt, Expr::value(now))
                 .col_expr(orders::Column::LastError, Expr::value(None::<String>))

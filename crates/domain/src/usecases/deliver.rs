@@ -274,31 +274,31 @@ impl<S: DeliveryStore + OrderRepository> Deliveries<S> {
     /// Grant then confirm; at most one step of each per call.
     async fn advance(&self, order_id: OrderId) -> Result<DeliveryOutcome, DeliverError> {
         let lease = self.policy.lease();
-        for _ in 0..2 {
-            match self.store.claim(order_id, lease).await? {
-                Claim::Grant(claim) => {
-                    record_claim(&claim);
-                    crate::crash_point!("deliver::after_claim");
-                    if !self.grant(&claim).await? {
-                        return self.finish(order_id, false).await;
-                    }
+        match self.store.claim(order_id, lease).await? {
+            Claim::Grant(claim) => {
+                record_claim(&claim);
+                crate::crash_point!("deliver::after_claim");
+                // DELIVERED was committed with the confirm claim: confirm straight away.
+                if let Some(confirm) = self.grant(&claim).await? {
+                    record_claim(&confirm);
+                    self.confirm(&confirm).await?;
                 }
-                Claim::Confirm(claim) => {
-                    record_claim(&claim);
-                    self.confirm(&claim).await?;
-                    return self.finish(order_id, false).await;
-                }
-                Claim::HeldElsewhere(_) => return self.finish(order_id, true).await,
-                Claim::Settled(_) => return self.finish(order_id, false).await,
-                Claim::NotFound => return Err(DeliverError::NotFound(order_id)),
+                self.finish(order_id, false).await
             }
+            Claim::Confirm(claim) => {
+                record_claim(&claim);
+                self.confirm(&claim).await?;
+                self.finish(order_id, false).await
+            }
+            Claim::HeldElsewhere(_) => self.finish(order_id, true).await,
+            Claim::Settled(_) => self.finish(order_id, false).await,
+            Claim::NotFound => Err(DeliverError::NotFound(order_id)),
         }
-        self.finish(order_id, false).await
     }
 
     /// One grant attempt: a few calls with the same grant id, then DELIVERED or a recorded
-    /// failure. Returns whether the order is now DELIVERED.
-    async fn grant(&self, claim: &ClaimedOrder) -> Result<bool, DeliverError> {
+    /// failure. Returns the confirm claim DELIVERED was committed with, if it was.
+    async fn grant(&self, claim: &ClaimedOrder) -> Result<Option<ClaimedOrder>, DeliverError> {
         let order = &claim.order;
         let command = GrantCommand {
             grant_id: claim.grant_id.clone(),
@@ -333,21 +333,25 @@ impl<S: DeliveryStore + OrderRepository> Deliveries<S> {
                     if ack.duplicate {
                         metrics::counter!("iap_grant_duplicate_acks_total").increment(1);
                     }
-                    let recorded = self.store.record_granted(claim, &ack, calls).await?;
-                    if recorded.is_none() {
+                    let Some(delivered) = self.store.record_granted(claim, &ack, calls).await?
+                    else {
                         // Another worker claimed the order after our lease: its write decides,
                         // and the grant id made our call harmless.
                         metrics::counter!("iap_delivery_fenced_total").increment(1);
-                        return Ok(false);
-                    }
+                        return Ok(None);
+                    };
                     metrics::counter!("iap_deliveries_total", "result" => "granted").increment(1);
-                    if let Some(waited) = recorded.as_ref().and_then(paid_to_delivered) {
+                    if let Some(waited) = paid_to_delivered(&delivered) {
                         metrics::histogram!("iap_delivery_latency_seconds", "platform" => order.platform.as_str())
                             .record(waited);
                     }
                     tracing::info!(order_id = %order.id, duplicate = ack.duplicate, "granted");
                     crate::crash_point!("deliver::after_delivered");
-                    return Ok(true);
+                    return Ok(Some(ClaimedOrder {
+                        order: delivered,
+                        grant_id: claim.grant_id.clone(),
+                        purchase: claim.purchase.clone(),
+                    }));
                 }
                 Err(e) => {
                     tracing::warn!(order_id = %order.id, error = %e, call = calls, "grant call failed");
@@ -372,7 +376,7 @@ impl<S: DeliveryStore + OrderRepository> Deliveries<S> {
         } else {
             metrics::counter!("iap_deliveries_total", "result" => "retry").increment(1);
         }
-        Ok(false)
+        Ok(None)
     }
 
     /// Confirms a delivered order at its store (Google consume/acknowledge, Huawei confirm;
