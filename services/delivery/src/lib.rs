@@ -26,6 +26,7 @@ use iap_runtime::auth::GrpcAuth;
 use iap_runtime::http::ReadinessCheck;
 use iap_runtime::lock::LockBackend;
 use iap_runtime::process::GrpcEndpoint;
+use iap_runtime::settings::StoreClients;
 use iap_runtime::{Settings, Shutdown, StartupError};
 use iap_storage::Storage;
 
@@ -153,16 +154,17 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), StartupEr
     let lock = LockBackend::from_settings(&settings)?;
     let auth = GrpcAuth::from_settings(&settings.auth);
     auth.warn_if_open("iap-delivery", false);
+    let stores = settings.store_clients()?;
     let delivery = Delivery::new(
         storage,
         lock,
         game_server(&settings)?,
-        store_confirmers(&settings)?,
+        stores.confirmers(),
         settings.delivery.policy(),
     )
     .with_auth(auth);
     let tls = iap_runtime::auth::server_tls(&settings.auth)?;
-    let handler = notification_handler(&delivery, &settings, None)?;
+    let handler = notification_handler(&delivery, &settings, &stores, None)?;
     let sweeping = run_sweeper(delivery.clone(), &settings, shutdown.clone());
     let notifications = run_notification_handler(
         handler,
@@ -176,12 +178,13 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), StartupEr
 
 /// The notification handler over this role's deliveries: the inbox the verifiers' receivers
 /// fill, the purchase verification use case for store-reported purchases, revocation for refunds.
+/// `stores` are the process's store clients (built once: each loads TLS roots and keys).
 pub fn notification_handler(
     delivery: &Delivery,
     settings: &Settings,
+    stores: &StoreClients,
     purchases: Option<Arc<PurchaseVerification<Storage>>>,
 ) -> Result<Arc<NotificationHandler<Storage>>, StartupError> {
-    let stores = settings.store_clients()?;
     let purchases = match purchases {
         Some(purchases) => purchases,
         None => Arc::new(PurchaseVerification::new(
@@ -198,7 +201,7 @@ pub fn notification_handler(
             delivery.deliveries.clone(),
             delivery.storage.clone(),
         )
-        .with_consumption_responder(stores.apple)
+        .with_consumption_responder(stores.apple.clone())
         .with_policy(settings.delivery.inbox_policy()),
     ))
 }

@@ -210,7 +210,8 @@ async fn run(
         }
     };
 
-    let stores = iap_verifier::store_verifiers(&settings)?;
+    // One set of store clients for every role (each loads TLS roots and keys).
+    let clients = settings.store_clients()?;
     let lock = iap_runtime::lock::LockBackend::from_settings(&settings)?;
     let auth = iap_runtime::auth::GrpcAuth::from_settings(&settings.auth);
     auth.warn_if_open("iapd", true);
@@ -219,21 +220,25 @@ async fn run(
         storage.clone(),
         lock,
         iap_delivery::game_server(&settings)?,
-        iap_delivery::store_confirmers(&settings)?,
+        clients.confirmers(),
         settings.delivery.policy(),
     )
     .with_auth(auth.clone());
     // Operators' redeliveries, compensations and revocations run in process, like the fast path.
-    let verifier = iap_verifier::Verifier::new(storage.clone(), catalog, stores)
+    let verifier = iap_verifier::Verifier::new(storage.clone(), catalog, clients.verifiers())
         .with_fast_path(
             delivery.deliveries(),
             std::time::Duration::from_millis(settings.verifier.fast_path_wait_ms),
         )
         .with_revoker(delivery.deliveries())
         .with_auth(auth)
-        .with_notifications(iap_verifier::notification_decoders(&settings)?);
-    let notifications =
-        iap_delivery::notification_handler(&delivery, &settings, Some(verifier.purchases()))?;
+        .with_notifications(clients.decoders());
+    let notifications = iap_delivery::notification_handler(
+        &delivery,
+        &settings,
+        &clients,
+        Some(verifier.purchases()),
+    )?;
     let refresh = iap_domain::usecases::refresh_subscription::SubscriptionRefresh::new(
         verifier.purchases(),
         delivery.deliveries(),
@@ -247,12 +252,9 @@ async fn run(
             std::sync::Arc::new(refresh),
             iap_scheduler::subscription_job(&settings),
         );
-    if let Some((job, interval)) = iap_scheduler::reconciliation(
-        &settings,
-        &storage,
-        &settings.store_clients()?,
-        delivery.deliveries(),
-    ) {
+    if let Some((job, interval)) =
+        iap_scheduler::reconciliation(&settings, &storage, &clients, delivery.deliveries())
+    {
         scheduler = scheduler.with_reconciliation(job, interval);
     }
 

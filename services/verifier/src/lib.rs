@@ -256,11 +256,12 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), StartupEr
         grpc: iap_runtime::http::bind("gRPC", settings.verifier.grpc_listen).await?,
         http: iap_runtime::http::bind("HTTP", settings.verifier.http_listen).await?,
     };
-    let stores = store_verifiers(&settings)?;
+    // One set of store clients serves verification and the notification receivers.
+    let stores = settings.store_clients()?;
     let auth = GrpcAuth::from_settings(&settings.auth);
     auth.warn_if_open("iap-verifier", true);
-    let mut verifier = Verifier::new(storage, catalog, stores)
-        .with_notifications(notification_decoders(&settings)?)
+    let mut verifier = Verifier::new(storage, catalog, stores.verifiers())
+        .with_notifications(stores.decoders())
         .with_auth(auth)
         .with_tls(iap_runtime::auth::server_tls(&settings.auth)?);
     if let Some(url) = &settings.verifier.delivery_url {

@@ -144,7 +144,13 @@ impl World {
         let grpc = listeners.grpc.local_addr().unwrap();
         let verifier_http = listeners.http.local_addr().unwrap();
         tokio::spawn(iap_verifier::serve(verifier, listeners, shutdown.clone()));
-        let notifications = iap_delivery::notification_handler(&delivery, &settings, None).unwrap();
+        let notifications = iap_delivery::notification_handler(
+            &delivery,
+            &settings,
+            &settings.store_clients().unwrap(),
+            None,
+        )
+        .unwrap();
         Self {
             _db: db,
             storage,

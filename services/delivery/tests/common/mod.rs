@@ -152,7 +152,13 @@ impl World {
         };
         let verifier_addr = listeners.grpc.local_addr().unwrap();
         let verifier_http = listeners.http.local_addr().unwrap();
-        let notifications = iap_delivery::notification_handler(&delivery, &settings, None).unwrap();
+        let notifications = iap_delivery::notification_handler(
+            &delivery,
+            &settings,
+            &settings.store_clients().unwrap(),
+            None,
+        )
+        .unwrap();
         tokio::spawn(iap_verifier::serve(verifier, listeners, shutdown.clone()));
 
         Self {
