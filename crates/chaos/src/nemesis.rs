@@ -28,6 +28,9 @@ pub enum Fault {
     /// PostgreSQL stopped `-m immediate` (a crash: open transactions lost, WAL recovery at
     /// start) and started again after a pause.
     RestartPostgres,
+    /// Every client connection to PostgreSQL terminated (`pg_terminate_backend`), transactions
+    /// in flight included, while the server stays up: pools must notice and reconnect.
+    KillDatabaseConnections,
     /// The game server answers UNAVAILABLE to the next grants, before applying them.
     GameRefuses,
     /// The game server applies the next grants but the caller sees UNAVAILABLE (a lost ack).
@@ -53,6 +56,7 @@ impl Fault {
             Fault::RestartRedis,
             Fault::FlushRedis,
             Fault::RestartPostgres,
+            Fault::KillDatabaseConnections,
             Fault::GameRefuses,
             Fault::GameLosesAcks,
             Fault::GameTooSlow,
@@ -200,6 +204,17 @@ impl Cluster {
                 tokio::task::block_in_place(|| self.postgres.stop_server());
                 tokio::time::sleep(Duration::from_millis(rng.gen_range(500..3000))).await;
                 tokio::task::block_in_place(|| self.postgres.start_server());
+            }
+            Fault::KillDatabaseConnections => {
+                use sea_orm::{ConnectionTrait, Database, Statement};
+                let db = Database::connect(self.postgres.url()).await?;
+                db.execute(Statement::from_string(
+                    db.get_database_backend(),
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                     WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
+                ))
+                .await?;
+                db.close().await?;
             }
             Fault::GameRefuses => self
                 .game
