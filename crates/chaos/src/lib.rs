@@ -1,12 +1,13 @@
 //! Chaos soak: the whole system as separate processes (`iap-verifier`, `iap-delivery`,
 //! `iap-scheduler`) on a private PostgreSQL and a private Redis, with the emulator (all three
 //! stores) and the reference game server in this process. Players buy at a fixed rate while a
-//! nemesis kills processes, restarts PostgreSQL and Redis, flushes Redis, makes the game server
-//! refuse, lose acknowledgements and time out, makes the stores fail (5xx, 429, slow, cut
-//! replies) and duplicates and reorders notifications. Then everything is healed, the system
-//! is left to settle, and the invariants are checked ([`checker`]): every paid purchase granted
-//! exactly once and confirmed at its store, nothing granted for what was not paid or was
-//! refunded, no order left owing work, no notification left unprocessed.
+//! nemesis kills processes, crashes PostgreSQL and cuts its connections, restarts and flushes
+//! Redis, makes the game server refuse, lose acknowledgements and time out, makes the stores
+//! fail (5xx, 429, slow, cut replies) and duplicates and reorders notifications. Then
+//! everything is healed, the system is left to settle, and the invariants are checked
+//! ([`checker`]): every paid purchase granted exactly once and confirmed at its store, nothing
+//! granted for what was not paid or was refunded, no order left owing work, no notification
+//! left unprocessed.
 //!
 //! Everything listens on 127.0.0.1; the run stops by itself.
 
@@ -32,12 +33,9 @@ use tokio::sync::Semaphore;
 use tonic::transport::Endpoint;
 
 pub use checker::Findings;
-pub use cluster::Role;
+pub use cluster::{Role, Service, free_port};
 pub use nemesis::Fault;
 pub use shoppers::{Fate, Purchase, Store};
-
-pub use cluster::Service;
-pub use cluster::free_port;
 
 /// The game's id everywhere (bundle id, package name).
 pub(crate) const APP: &str = "com.example.game";
