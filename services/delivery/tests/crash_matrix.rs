@@ -120,6 +120,8 @@ fn start_delivery(w: &World, failpoint: Option<&str>, sweep_ms: u64) -> (Running
     };
     let mut process = RunningBinary::spawn(command);
     let line = process.wait_for_line("iap-delivery listening", Duration::from_secs(30));
+    // The settings were read at start; nothing of the run stays behind in the temp directory.
+    let _ = std::fs::remove_dir_all(&dir);
     let grpc = json_field(&line, "grpc").expect("grpc address logged");
     (process, grpc)
 }
