@@ -26,6 +26,7 @@ use crate::convert::{order_from_row, order_to_row, parse};
 use crate::entity::{
     audit_log, deliveries, notifications, orders, outbox, store_transactions, subscriptions,
 };
+use crate::orders::{append_event, read_order};
 use crate::{Storage, classify};
 
 fn now() -> DateTime<Utc> {
@@ -111,32 +112,9 @@ async fn admin_event<C: ConnectionTrait>(
     at: DateTime<Utc>,
 ) -> Result<(), StorageError> {
     let detail = serde_json::json!({ "reason": audit.reason, "request": audit.detail });
-    let row = outbox::ActiveModel {
-        id: ActiveValue::Set(uuid::Uuid::now_v7().to_string()),
-        order_id: ActiveValue::Set(order.to_string()),
-        kind: ActiveValue::Set(format!("admin.{}", audit.action)),
-        detail: ActiveValue::Set(detail.to_string()),
-        actor: ActiveValue::Set(audit.operator.chars().take(128).collect()),
-        created_at: ActiveValue::Set(at),
-        published_at: ActiveValue::Set(None),
-    };
-    outbox::Entity::insert(row)
-        .exec_without_returning(conn)
-        .await
-        .map_err(classify)?;
-    Ok(())
-}
-
-async fn read_order<C: ConnectionTrait>(
-    conn: &C,
-    id: OrderId,
-) -> Result<Option<Order>, StorageError> {
-    orders::Entity::find_by_id(id.to_string())
-        .one(conn)
-        .await
-        .map_err(classify)?
-        .map(order_from_row)
-        .transpose()
+    let actor: String = audit.operator.chars().take(128).collect();
+    let kind = format!("admin.{}", audit.action);
+    append_event(conn, order, &kind, &actor, &detail, at).await
 }
 
 async fn prior_in<C: ConnectionTrait>(

@@ -19,8 +19,9 @@ use iap_domain::delivery::{
 use iap_domain::ports::{ConfirmOutcome, PurchaseToConfirm, StorageError};
 use iap_domain::{DeliveryState, Order, OrderId, OrderState};
 
-use crate::convert::{order_from_row, parse};
+use crate::convert::parse;
 use crate::entity::{deliveries, orders, outbox, store_transactions};
+use crate::orders::{append_event, read_order};
 use crate::{Storage, classify};
 
 fn now() -> DateTime<Utc> {
@@ -54,41 +55,6 @@ fn record_from_row(row: deliveries::Model) -> Result<DeliveryRecord, StorageErro
         confirmed_at: row.confirmed_at,
         revoked_at: row.revoked_at,
     })
-}
-
-async fn event<C: ConnectionTrait>(
-    conn: &C,
-    order: OrderId,
-    kind: &str,
-    detail: serde_json::Value,
-    at: DateTime<Utc>,
-) -> Result<(), StorageError> {
-    let row = outbox::ActiveModel {
-        id: ActiveValue::Set(uuid::Uuid::now_v7().to_string()),
-        order_id: ActiveValue::Set(order.to_string()),
-        kind: ActiveValue::Set(kind.to_owned()),
-        detail: ActiveValue::Set(detail.to_string()),
-        actor: ActiveValue::Set("delivery".to_owned()),
-        created_at: ActiveValue::Set(at),
-        published_at: ActiveValue::Set(None),
-    };
-    outbox::Entity::insert(row)
-        .exec_without_returning(conn)
-        .await
-        .map_err(classify)?;
-    Ok(())
-}
-
-async fn read_order<C: ConnectionTrait>(
-    conn: &C,
-    id: OrderId,
-) -> Result<Option<Order>, StorageError> {
-    orders::Entity::find_by_id(id.to_string())
-        .one(conn)
-        .await
-        .map_err(classify)?
-        .map(order_from_row)
-        .transpose()
 }
 
 /// The paying store purchase of an order, for the grant and the store confirmation.
@@ -327,7 +293,7 @@ impl DeliveryStore for Storage {
                 "attempt": claim.order.attempt,
                 "duplicate": ack.duplicate,
             });
-            event(txn, id, "order.delivered", detail, now).await?;
+            append_event(txn, id, "order.delivered", "delivery", &detail, now).await?;
             read_order(txn, id).await
         }
         .await;
@@ -397,7 +363,7 @@ impl DeliveryStore for Storage {
                     "attempts": claim.order.attempt,
                     "error": failure.error,
                 });
-                event(txn, id, "order.dead", detail, now).await?;
+                append_event(txn, id, "order.dead", "delivery", &detail, now).await?;
             }
             read_order(txn, id).await
         }
@@ -461,7 +427,7 @@ impl DeliveryStore for Storage {
                 ConfirmOutcome::NotApplicable => "not_applicable",
             };
             let detail = serde_json::json!({ "store": outcome });
-            event(txn, id, "order.confirmed", detail, now).await?;
+            append_event(txn, id, "order.confirmed", "delivery", &detail, now).await?;
             read_order(txn, id).await
         }
         .await;
@@ -626,7 +592,7 @@ impl DeliveryStore for Storage {
                 "from": claim.order.state.as_str(),
                 "game_reference": ack.as_ref().map(|a| a.reference.clone()),
             });
-            event(txn, id, kind, detail, now).await?;
+            append_event(txn, id, kind, "delivery", &detail, now).await?;
             read_order(txn, id).await
         }
         .await;

@@ -1,15 +1,57 @@
 //! OrderRepository: creating and reading orders.
 
 use async_trait::async_trait;
-use chrono::{SubsecRound, Utc};
-use sea_orm::{ColumnTrait, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter};
+use chrono::{DateTime, SubsecRound, Utc};
+use sea_orm::{
+    ActiveValue, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, PaginatorTrait,
+    QueryFilter,
+};
 
 use iap_domain::ports::{CreateOutcome, OrderRepository, StorageError};
-use iap_domain::{AppId, NewOrder, OrderId, OrderState, UserId};
+use iap_domain::{AppId, NewOrder, Order, OrderId, OrderState, UserId};
 
 use crate::convert::{order_from_row, order_to_row};
-use crate::entity::orders;
+use crate::entity::{orders, outbox};
 use crate::{Storage, classify};
+
+/// One order, read on `conn` (the pool, or inside the caller's transaction).
+pub(crate) async fn read_order<C: ConnectionTrait>(
+    conn: &C,
+    id: OrderId,
+) -> Result<Option<Order>, StorageError> {
+    orders::Entity::find_by_id(id.to_string())
+        .one(conn)
+        .await
+        .map_err(classify)?
+        .map(order_from_row)
+        .transpose()
+}
+
+/// Appends an event to the order's history (the outbox), on `conn`: callers pass their
+/// transaction, so the event commits with the change it describes.
+pub(crate) async fn append_event<C: ConnectionTrait>(
+    conn: &C,
+    order: OrderId,
+    kind: &str,
+    actor: &str,
+    detail: &serde_json::Value,
+    at: DateTime<Utc>,
+) -> Result<(), StorageError> {
+    let row = outbox::ActiveModel {
+        id: ActiveValue::Set(uuid::Uuid::now_v7().to_string()),
+        order_id: ActiveValue::Set(order.to_string()),
+        kind: ActiveValue::Set(kind.to_owned()),
+        detail: ActiveValue::Set(detail.to_string()),
+        actor: ActiveValue::Set(actor.to_owned()),
+        created_at: ActiveValue::Set(at),
+        published_at: ActiveValue::Set(None),
+    };
+    outbox::Entity::insert(row)
+        .exec_without_returning(conn)
+        .await
+        .map_err(classify)?;
+    Ok(())
+}
 
 #[async_trait]
 impl OrderRepository for Storage {
@@ -51,13 +93,8 @@ impl OrderRepository for Storage {
         Ok(CreateOutcome::Existing(order_from_row(existing)?))
     }
 
-    async fn get_order(&self, id: OrderId) -> Result<Option<iap_domain::Order>, StorageError> {
-        orders::Entity::find_by_id(id.to_string())
-            .one(self.connection())
-            .await
-            .map_err(classify)?
-            .map(order_from_row)
-            .transpose()
+    async fn get_order(&self, id: OrderId) -> Result<Option<Order>, StorageError> {
+        read_order(self.connection(), id).await
     }
 
     async fn count_unpaid_orders(&self, app: &AppId, user: &UserId) -> Result<u64, StorageError> {

@@ -17,7 +17,8 @@ use iap_domain::purchase::{PurchaseStatus, VerifiedPurchase};
 use iap_domain::{AppId, Order, OrderId, OrderState, Platform, ProductId, UserId};
 
 use crate::convert::{order_from_row, order_to_row};
-use crate::entity::{orders, outbox, store_transactions, trial_usage};
+use crate::entity::{orders, store_transactions, trial_usage};
+use crate::orders::append_event;
 use crate::{Storage, classify};
 
 fn recorded(
@@ -168,19 +169,7 @@ impl Storage {
             "binding_reason": p.binding_reason.as_str(),
             "environment": p.purchase.environment.as_str(),
         });
-        let event = outbox::ActiveModel {
-            id: ActiveValue::Set(uuid::Uuid::now_v7().to_string()),
-            order_id: ActiveValue::Set(order.id.to_string()),
-            kind: ActiveValue::Set("order.paid".to_owned()),
-            detail: ActiveValue::Set(detail.to_string()),
-            actor: ActiveValue::Set("verifier".to_owned()),
-            created_at: ActiveValue::Set(now),
-            published_at: ActiveValue::Set(None),
-        };
-        outbox::Entity::insert(event)
-            .exec_without_returning(txn)
-            .await
-            .map_err(classify)?;
+        append_event(txn, order.id, "order.paid", "verifier", &detail, now).await?;
 
         // 4. A subscription's period moves its row, in the same commit.
         self.record_subscription_in(txn, p, &order, now).await?;
