@@ -17,6 +17,7 @@ mod m20261122_000007_create_trial_usage;
 mod m20261122_000008_create_audit_log;
 mod m20261122_000009_create_job_state;
 mod m20261128_000010_subscription_versions;
+mod m20261201_000015_refund_marks;
 
 /// Every migration, oldest first.
 #[derive(Debug)]
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000008_create_audit_log::Migration),
             Box::new(m20261122_000009_create_job_state::Migration),
             Box::new(m20261128_000010_subscription_versions::Migration),
+            Box::new(m20261201_000015_refund_marks::Migration),
         ]
     }
 }

@@ -273,6 +273,39 @@ pub enum RecordOutcome {
     /// The existing order stopped being CREATED in the meantime (paid by another purchase);
     /// nothing was written.
     OrderNoLongerUnpaid,
+    /// The store refunded or revoked this purchase before it was redeemed here (a
+    /// [`RefundMark`] holds one of its identities); nothing was written.
+    RefundedBeforeRedemption {
+        /// Revoked (chargeback, family sharing removed) rather than refunded.
+        revoked: bool,
+    },
+}
+
+/// A refund or revocation the store reported, recorded for a purchase that may not have been
+/// redeemed here yet, so that its later redemption is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundMark {
+    /// Store.
+    pub platform: Platform,
+    /// The store's identities of the refunded charge as the store reported them (Apple
+    /// `transactionId`; Google order id or purchase token; Huawei order id or purchase token).
+    /// Only ids of that one charge: a subscription's token is named only when the whole
+    /// subscription was revoked.
+    pub store_keys: Vec<String>,
+    /// Revoked rather than refunded.
+    pub revoked: bool,
+    /// What reported it (notification type, reconciliation), for operators.
+    pub source: String,
+}
+
+/// What marking a refund found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MarkOutcome {
+    /// The purchase was not redeemed here: the mark is stored (or was already).
+    Marked,
+    /// The purchase was redeemed here (possibly a moment ago, in a race with the refund): the
+    /// caller takes its items back. No mark was stored.
+    Redeemed(RecordedPurchase),
 }
 
 /// Payments: the replay fence and the commit of a verified purchase.
@@ -316,7 +349,15 @@ pub trait PaymentLedger: Send + Sync {
         platform: Platform,
     ) -> Result<Option<Order>, StorageError>;
 
-    /// Commits a payment atomically (see [`PaymentToRecord`]).
+    /// Commits a payment atomically (see [`PaymentToRecord`]). A payment whose purchase carries
+    /// a refund mark under any of its identities is not recorded
+    /// ([`RecordOutcome::RefundedBeforeRedemption`]).
     async fn record_payment(&self, payment: PaymentToRecord)
     -> Result<RecordOutcome, StorageError>;
+
+    /// Finds the purchase a refund names, under any of `mark.store_keys` (transaction id, purchase
+    /// token or store order id), or, when none is redeemed, stores the mark. The lookup and the
+    /// insert are serialised with [`PaymentLedger::record_payment`] on the same identities, so a
+    /// redemption racing the refund is either found here or refused there.
+    async fn mark_refund(&self, mark: RefundMark) -> Result<MarkOutcome, StorageError>;
 }

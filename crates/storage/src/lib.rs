@@ -13,6 +13,7 @@ mod jobs;
 mod notifications;
 mod orders;
 mod payments;
+mod refund_marks;
 mod subscriptions;
 
 use std::time::Duration;

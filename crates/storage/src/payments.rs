@@ -11,7 +11,8 @@ use sea_orm::{
 };
 
 use iap_domain::ports::{
-    PaymentLedger, PaymentTarget, PaymentToRecord, RecordOutcome, RecordedPurchase, StorageError,
+    MarkOutcome, PaymentLedger, PaymentTarget, PaymentToRecord, RecordOutcome, RecordedPurchase,
+    RefundMark, StorageError,
 };
 use iap_domain::purchase::{PurchaseStatus, VerifiedPurchase};
 use iap_domain::{AppId, Order, OrderId, OrderState, Platform, ProductId, UserId};
@@ -19,9 +20,10 @@ use iap_domain::{AppId, Order, OrderId, OrderState, Platform, ProductId, UserId}
 use crate::convert::{order_from_row, order_to_row};
 use crate::entity::{orders, store_transactions, trial_usage};
 use crate::orders::append_event;
+use crate::refund_marks::{lock_identities, marked_in};
 use crate::{Storage, classify};
 
-fn recorded(
+pub(crate) fn recorded(
     row: store_transactions::Model,
     repeat_trial: bool,
 ) -> Result<RecordedPurchase, StorageError> {
@@ -84,6 +86,21 @@ impl Storage {
         p: &PaymentToRecord,
     ) -> Result<RecordOutcome, StorageError> {
         let now = Utc::now().trunc_subsecs(6);
+        // 0. A refund the store reported before this redemption wins (see `refund_marks`).
+        let identities: Vec<&str> = [
+            Some(p.purchase.store_transaction_id.as_str()),
+            p.purchase.purchase_token.as_deref(),
+            p.purchase.store_order_id.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .filter(|id| !id.is_empty())
+        .collect();
+        lock_identities(txn, p.purchase.platform, &identities).await?;
+        if let Some(revoked) = marked_in(txn, p.purchase.platform, &identities).await? {
+            return Ok(RecordOutcome::RefundedBeforeRedemption { revoked });
+        }
+
         // 1. The order becomes PAID: a conditional update on an existing order, or a new row.
         let order = match &p.target {
             PaymentTarget::ExistingOrder(id) => {
@@ -307,6 +324,10 @@ impl PaymentLedger for Storage {
             .map_err(classify)?
             .map(order_from_row)
             .transpose()
+    }
+
+    async fn mark_refund(&self, mark: RefundMark) -> Result<MarkOutcome, StorageError> {
+        self.mark_refund_in(mark).await
     }
 
     async fn record_payment(

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use iap_domain::ports::{
-    CreateOutcome, OrderRepository, PaymentLedger, PaymentTarget, PaymentToRecord, RecordOutcome,
+    CreateOutcome, MarkOutcome, OrderRepository, PaymentLedger, PaymentTarget, PaymentToRecord,
+    RecordOutcome, RefundMark,
 };
 use iap_domain::purchase::{PurchaseStatus, VerifiedPurchase};
 use iap_domain::{
@@ -294,4 +295,115 @@ async fn count_where(storage: &Storage, table: &str, condition: &str) -> i64 {
         .unwrap()
         .unwrap();
     row.try_get("", "n").unwrap()
+}
+
+/// A one-time purchase whose store ids are all its own: token `tok`, order `GPA.{tok}`.
+fn own_payment(tok: &str, user: &str) -> PaymentToRecord {
+    let mut p = payment(PaymentTarget::NewOrder(new_order(user)), tok, user);
+    p.purchase.store_order_id = Some(format!("GPA.{tok}"));
+    p
+}
+
+fn refund_of(key: &str) -> RefundMark {
+    RefundMark {
+        platform: Platform::Google,
+        store_keys: vec![key.to_owned()],
+        revoked: false,
+        source: "test".into(),
+    }
+}
+
+async fn refund_marks_hold(storage: &Storage) {
+    storage.migrate().await.unwrap();
+    // Refunded first, under its order id: the redemption is refused and writes nothing.
+    assert_eq!(
+        storage.mark_refund(refund_of("GPA.tok-m1")).await.unwrap(),
+        MarkOutcome::Marked
+    );
+    assert_eq!(
+        storage.mark_refund(refund_of("GPA.tok-m1")).await.unwrap(),
+        MarkOutcome::Marked,
+        "a repeated refund is harmless"
+    );
+    let refused = storage
+        .record_payment(own_payment("tok-m1", "alice"))
+        .await
+        .unwrap();
+    assert_eq!(
+        refused,
+        RecordOutcome::RefundedBeforeRedemption { revoked: false }
+    );
+    assert_eq!(count_where(storage, "orders", "user_id = 'alice'").await, 0);
+    assert_eq!(
+        count_where(storage, "store_transactions", "purchase_token = 'tok-m1'").await,
+        0
+    );
+
+    // Redeemed first: the refund, named by the token, finds it and marks nothing.
+    let RecordOutcome::Recorded { order, .. } = storage
+        .record_payment(own_payment("tok-m2", "bob"))
+        .await
+        .unwrap()
+    else {
+        panic!("not recorded")
+    };
+    match storage.mark_refund(refund_of("tok-m2")).await.unwrap() {
+        MarkOutcome::Redeemed(r) => assert_eq!(r.order_id, order.id),
+        other => panic!("expected the redemption, got {other:?}"),
+    }
+    assert_eq!(
+        count_where(storage, "refund_marks", "store_key = 'tok-m2'").await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn refund_marks_refuse_later_redemptions_on_postgres() {
+    let db = TestDatabase::create().await;
+    let storage = Storage::connect(db.url(), &PoolOptions::default())
+        .await
+        .unwrap();
+    refund_marks_hold(&storage).await;
+}
+
+#[tokio::test]
+async fn refund_marks_refuse_later_redemptions_on_sqlite() {
+    let storage = Storage::connect("sqlite::memory:", &PoolOptions::default())
+        .await
+        .unwrap();
+    refund_marks_hold(&storage).await;
+}
+
+/// A refund and a redemption of one purchase racing, many times: the refund is never lost —
+/// either it finds the redemption (and the caller revokes it) or the redemption is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refund_racing_a_redemption_is_never_lost_on_postgres() {
+    let db = TestDatabase::create().await;
+    let storage = Arc::new(
+        Storage::connect(db.url(), &PoolOptions::default())
+            .await
+            .unwrap(),
+    );
+    storage.migrate().await.unwrap();
+    for round in 0..40 {
+        let tok = format!("tok-race-{round}");
+        // The refund names the order id on even rounds and the token on odd ones.
+        let key = if round % 2 == 0 {
+            format!("GPA.{tok}")
+        } else {
+            tok.clone()
+        };
+        let (s1, s2) = (storage.clone(), storage.clone());
+        let payment = own_payment(&tok, "carol");
+        let redeem = tokio::spawn(async move { s1.record_payment(payment).await.unwrap() });
+        let refund = tokio::spawn(async move { s2.mark_refund(refund_of(&key)).await.unwrap() });
+        let (redeemed, refunded) = (redeem.await.unwrap(), refund.await.unwrap());
+        match (&redeemed, &refunded) {
+            (RecordOutcome::Recorded { order, .. }, MarkOutcome::Redeemed(r)) => {
+                assert_eq!(r.order_id, order.id)
+            }
+            (RecordOutcome::RefundedBeforeRedemption { .. }, MarkOutcome::Marked) => {}
+            other => panic!("round {round}: the refund was lost: {other:?}"),
+        }
+    }
 }

@@ -17,7 +17,9 @@ use crate::notifications::{
     StoredNotification,
 };
 use crate::order::Platform;
-use crate::ports::{OrderRepository, PaymentLedger, StorageError, StoreError};
+use crate::ports::{
+    MarkOutcome, OrderRepository, PaymentLedger, RefundMark, StorageError, StoreError,
+};
 use crate::purchase::{PurchaseProof, PurchaseStatus};
 use crate::subscriptions::{SubscriptionRef, SubscriptionStore};
 use crate::usecases::deliver::{DeliverError, Deliveries};
@@ -292,19 +294,31 @@ where
         }
     }
 
-    /// Takes back the items of the purchase with this charge id or purchase token.
+    /// Takes back the items of the purchase with this charge id or purchase token. A purchase
+    /// not redeemed here (yet: notifications arrive out of order) is marked refunded, so that
+    /// its later redemption is refused rather than granted.
     async fn revoke_purchase(
         &self,
         platform: Platform,
         id: &str,
         reason: RevokeReason,
     ) -> Result<String, Retry> {
-        let mut redeemed = self.store.find_purchase(platform, id).await?;
-        if redeemed.is_none() && platform != Platform::Apple {
-            redeemed = self.store.find_purchase_by_token(platform, id).await?;
-        }
-        let Some(redeemed) = redeemed else {
-            return Ok("refund of a purchase never redeemed here".into());
+        let mark = RefundMark {
+            platform,
+            store_keys: vec![id.to_owned()],
+            revoked: reason == RevokeReason::Revoked,
+            source: "store notification".into(),
+        };
+        let redeemed = match self.store.mark_refund(mark).await? {
+            MarkOutcome::Redeemed(redeemed) => redeemed,
+            MarkOutcome::Marked => {
+                metrics::counter!("iap_refund_marks_total", "store" => platform.as_str(), "source" => "notification")
+                    .increment(1);
+                return Ok(
+                    "refund of a purchase not redeemed here: marked, its redemption will be refused"
+                        .into(),
+                );
+            }
         };
         tracing::Span::current().record("order_id", tracing::field::display(redeemed.order_id));
         match self.deliveries.revoke(redeemed.order_id, reason).await {

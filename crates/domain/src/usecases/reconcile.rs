@@ -14,7 +14,9 @@ use crate::delivery::{DeliveryTrigger, RevokeReason};
 use crate::ids::AppId;
 use crate::notifications::{NotificationDecoder, NotificationInbox};
 use crate::order::Platform;
-use crate::ports::{OrderRepository, PaymentLedger, StorageError, StoreError};
+use crate::ports::{
+    MarkOutcome, OrderRepository, PaymentLedger, RefundMark, StorageError, StoreError,
+};
 use crate::reconciliation::{JobCursors, StoreChange, StoreHistory};
 
 /// How the job reads the stores.
@@ -197,7 +199,31 @@ where
                     {
                         redeemed = self.store.find_purchase_by_token(platform, token).await?;
                     }
-                    let Some(redeemed) = redeemed else { continue };
+                    let redeemed = match redeemed {
+                        Some(redeemed) => redeemed,
+                        None => {
+                            // Voided before we saw the purchase: a later redemption must be
+                            // refused. The charge's own id, else its token (which for a
+                            // subscription would also name its later periods).
+                            let Some(key) = store_transaction_id.or(purchase_token) else {
+                                continue;
+                            };
+                            let mark = RefundMark {
+                                platform,
+                                store_keys: vec![key],
+                                revoked,
+                                source: "reconciliation".into(),
+                            };
+                            match self.store.mark_refund(mark).await? {
+                                MarkOutcome::Marked => {
+                                    metrics::counter!("iap_refund_marks_total", "store" => platform.as_str(), "source" => "reconciliation").increment(1);
+                                    continue;
+                                }
+                                // Redeemed between the lookups above and the mark.
+                                MarkOutcome::Redeemed(redeemed) => redeemed,
+                            }
+                        }
+                    };
                     let Some(order) = self.store.get_order(redeemed.order_id).await? else {
                         continue;
                     };

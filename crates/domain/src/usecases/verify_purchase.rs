@@ -375,6 +375,7 @@ impl<S: OrderRepository + PaymentLedger> PurchaseVerification<S> {
             trial_group,
             subscription,
         };
+        let platform = payment.purchase.platform;
         let outcome = match self.store.record_payment(payment.clone()).await? {
             RecordOutcome::OrderNoLongerUnpaid => {
                 // Paid by another purchase between our read and our write: this payment gets
@@ -409,6 +410,11 @@ impl<S: OrderRepository + PaymentLedger> PurchaseVerification<S> {
                 })
             }
             RecordOutcome::AlreadyRecorded(done) => self.replay(app, cmd, done, sandbox).await,
+            RecordOutcome::RefundedBeforeRedemption { revoked } => {
+                metrics::counter!("iap_refunded_before_redemption_total", "store" => platform.as_str())
+                    .increment(1);
+                Err(refunded_before_redemption(revoked))
+            }
             RecordOutcome::OrderNoLongerUnpaid => Err(VerifyError::Storage(StorageError::Other(
                 "a new order cannot be already paid".into(),
             ))),
@@ -558,6 +564,17 @@ fn check_price(order: &Order, purchase: &VerifiedPurchase) -> Result<(), VerifyE
     ))
 }
 
+/// The store took this purchase back before it reached us: the client may finish it (there is
+/// nothing to deliver), and nothing is granted.
+fn refunded_before_redemption(revoked: bool) -> VerifyError {
+    let what = if revoked { "revoked" } else { "refunded" };
+    VerifyError::rejected(
+        RejectReason::Refunded,
+        "refunded_before_redemption",
+        format!("the store {what} this purchase before it was redeemed"),
+    )
+}
+
 fn unknown_product(product: &ProductId) -> VerifyError {
     VerifyError::rejected(
         RejectReason::UnknownProduct,
@@ -611,7 +628,7 @@ mod tests {
     use super::*;
     use crate::catalog::{ProductPolicy, SandboxPolicy};
     use crate::order::ProductKind;
-    use crate::ports::{CreateOutcome, RecordedPurchase};
+    use crate::ports::{CreateOutcome, MarkOutcome, RecordedPurchase, RefundMark};
 
     /// Orders and payments in memory, with the same conditional-update rules as the database.
     #[derive(Default)]
@@ -620,6 +637,8 @@ mod tests {
         purchases: Mutex<Vec<(Platform, String, RecordedPurchase)>>,
         /// (group, user, store account) of every trial taken.
         trials: Mutex<Vec<(String, UserId, Option<String>)>>,
+        /// Refund marks: (store, key, revoked).
+        marks: Mutex<Vec<(Platform, String, bool)>>,
     }
 
     #[async_trait]
@@ -675,9 +694,25 @@ mod tests {
                 })
                 .cloned())
         }
+        async fn mark_refund(&self, mark: RefundMark) -> Result<MarkOutcome, StorageError> {
+            Ok(self.mark(mark))
+        }
         async fn record_payment(&self, p: PaymentToRecord) -> Result<RecordOutcome, StorageError> {
             let mut purchases = self.purchases.lock().unwrap();
             let key = (p.purchase.platform, p.purchase.store_transaction_id.clone());
+            let identities = [
+                Some(&p.purchase.store_transaction_id),
+                p.purchase.purchase_token.as_ref(),
+            ];
+            if let Some((_, _, revoked)) = self
+                .marks
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(pl, k, _)| *pl == p.purchase.platform && identities.contains(&Some(k)))
+            {
+                return Ok(RecordOutcome::RefundedBeforeRedemption { revoked: *revoked });
+            }
             if let Some((_, _, done)) = purchases
                 .iter()
                 .find(|(pl, id, _)| (*pl, id.clone()) == key)
@@ -726,6 +761,23 @@ mod tests {
                 order: Box::new(order.clone()),
                 repeat_trial,
             })
+        }
+    }
+
+    impl Memory {
+        fn mark(&self, mark: RefundMark) -> MarkOutcome {
+            let purchases = self.purchases.lock().unwrap();
+            if let Some((_, _, done)) = purchases
+                .iter()
+                .find(|(pl, id, _)| *pl == mark.platform && mark.store_keys.contains(id))
+            {
+                return MarkOutcome::Redeemed(done.clone());
+            }
+            let mut marks = self.marks.lock().unwrap();
+            for key in mark.store_keys {
+                marks.push((mark.platform, key, mark.revoked));
+            }
+            MarkOutcome::Marked
         }
     }
 
@@ -849,6 +901,9 @@ mod tests {
         }
         async fn record_payment(&self, p: PaymentToRecord) -> Result<RecordOutcome, StorageError> {
             (**self).record_payment(p).await
+        }
+        async fn mark_refund(&self, mark: RefundMark) -> Result<MarkOutcome, StorageError> {
+            Ok(self.mark(mark))
         }
     }
 
@@ -1094,5 +1149,37 @@ mod tests {
             ..charged(990_000)
         }));
         assert_eq!(h.verify("alice", None).await.unwrap().order.id, order);
+    }
+
+    #[tokio::test]
+    async fn a_purchase_refunded_before_its_redemption_is_refused_and_may_be_finished() {
+        let h = harness();
+        let marked = h.memory.mark(RefundMark {
+            platform: Platform::Google,
+            store_keys: vec!["tok-refunded".into()],
+            revoked: false,
+            source: "test".into(),
+        });
+        assert_eq!(marked, MarkOutcome::Marked);
+        h.store_says(Ok(purchase("tok-refunded", None)));
+        assert_eq!(
+            reason(h.verify("alice", None).await),
+            (RejectReason::Refunded, true)
+        );
+        assert!(
+            h.memory.purchases.lock().unwrap().is_empty(),
+            "nothing recorded"
+        );
+
+        // A refund of a purchase already redeemed finds it instead of marking it.
+        h.store_says(Ok(purchase("tok-kept", None)));
+        let order = h.verify("alice", None).await.unwrap().order.id;
+        let found = h.memory.mark(RefundMark {
+            platform: Platform::Google,
+            store_keys: vec!["tok-kept".into()],
+            revoked: true,
+            source: "test".into(),
+        });
+        assert!(matches!(found, MarkOutcome::Redeemed(r) if r.order_id == order));
     }
 }
