@@ -129,6 +129,18 @@ pub const METRICS: &[MetricSpec] = &[
         &["store"],
         "Free trials taken again by the same user or store account (granted and flagged).",
     ),
+    metric(
+        "iap_refunded_before_redemption_total",
+        Counter,
+        &["store"],
+        "Redemptions refused because the store had refunded or revoked the purchase before it reached us (a refund mark).",
+    ),
+    metric(
+        "iap_refund_marks_total",
+        Counter,
+        &["store", "source"],
+        "Refunds for purchases not redeemed here, marked so that their later redemption is refused; source: notification or reconciliation.",
+    ),
     // delivery
     metric(
         "iap_deliveries_total",
