@@ -13,8 +13,8 @@ use crate::order::{
     BindingReason, Environment, NewOrder, Order, OrderState, Platform, ProductKind, RejectReason,
 };
 use crate::ports::{
-    OrderRepository, PaymentLedger, PaymentTarget, PaymentToRecord, PurchaseVerifier,
-    RecordOutcome, RecordedPurchase, StorageError, StoreError, VerifyContext,
+    MarkOutcome, OrderRepository, PaymentLedger, PaymentTarget, PaymentToRecord, PurchaseVerifier,
+    RecordOutcome, RecordedPurchase, RefundMark, StorageError, StoreError, VerifyContext,
 };
 use crate::purchase::{PurchaseProof, PurchaseStatus, VerifiedPurchase};
 use crate::subscriptions::{
@@ -285,6 +285,34 @@ impl<S: OrderRepository + PaymentLedger> PurchaseVerification<S> {
         result
     }
 
+    /// The store itself says this purchase was refunded (Apple's current signed transaction
+    /// carries `revocationDate`; a store API answered refunded). Its older proofs still look
+    /// paid — the signed transaction the client kept has no revocation — so the refund is
+    /// marked under the charge's ids, and a later redemption of any of them is refused even if
+    /// the store's refund notification never reaches us. A purchase already redeemed here is
+    /// left to the refund notification or reconciliation, which revoke it.
+    async fn mark_refunded(&self, purchase: &VerifiedPurchase) -> Result<(), VerifyError> {
+        let mut store_keys = vec![purchase.store_transaction_id.clone()];
+        store_keys.extend(purchase.store_order_id.clone());
+        // A subscription's token names every period: only a one-time token is the charge's.
+        if !purchase.kind.is_some_and(ProductKind::is_subscription) {
+            store_keys.extend(purchase.purchase_token.clone());
+        }
+        store_keys.sort();
+        store_keys.dedup();
+        let mark = RefundMark {
+            platform: purchase.platform,
+            store_keys,
+            revoked: false,
+            source: "store verification".into(),
+        };
+        if let MarkOutcome::Marked = self.store.mark_refund(mark).await? {
+            metrics::counter!("iap_refund_marks_total", "store" => purchase.platform.as_str(), "source" => "verification")
+                .increment(1);
+        }
+        Ok(())
+    }
+
     async fn accept(
         &self,
         app: &AppPolicy,
@@ -311,6 +339,7 @@ impl<S: OrderRepository + PaymentLedger> PurchaseVerification<S> {
                 ));
             }
             PurchaseStatus::Refunded { .. } => {
+                self.mark_refunded(&purchase).await?;
                 return Err(VerifyError::rejected(
                     RejectReason::Refunded,
                     "refunded",
