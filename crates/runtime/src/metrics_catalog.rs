@@ -139,7 +139,7 @@ pub const METRICS: &[MetricSpec] = &[
         "iap_refund_marks_total",
         Counter,
         &["store", "source"],
-        "Refunds for purchases not redeemed here, marked so that their later redemption is refused; source: notification or reconciliation.",
+        "Refunds for purchases not redeemed here, marked so that their later redemption is refused; source: notification, reconciliation or verification (the store answered refunded).",
     ),
     // delivery
     metric(
