@@ -18,6 +18,8 @@ use tonic::transport::Channel;
 
 const APP: &str = "com.example.game";
 const PRODUCT: &str = "gems_100";
+/// The demo app's AppGallery Connect app id at the embedded emulator.
+const HUAWEI_APP_ID: &str = "100000001";
 
 /// An order as CreateOrder made it.
 struct Created {
@@ -135,6 +137,36 @@ impl Iapd {
             .map(tonic::Response::into_inner)
     }
 
+    /// A Huawei purchase at the emulator, bound to `order`, verified as the client would.
+    async fn huawei_buy_and_verify(&self, user: &str, order: &Created) -> Value {
+        let bought = self
+            .control(
+                "/emulator/huawei/purchases",
+                json!({ "app_id": HUAWEI_APP_ID, "product_id": PRODUCT, "kind": 0,
+                    "developer_payload": order.binding.huawei_developer_payload }),
+            )
+            .await;
+        let field = |name: &str| bought[name].as_str().unwrap_or_default().to_owned();
+        VerificationServiceClient::new(self.channel.clone())
+            .verify_purchase(pb::VerifyPurchaseRequest {
+                app_id: APP.into(),
+                user_id: user.into(),
+                order_id: order.order_id.clone(),
+                purchase: Some(pb::verify_purchase_request::Purchase::Huawei(
+                    pb::HuaweiPurchase {
+                        purchase_token: field("purchase_token"),
+                        product_id: PRODUCT.into(),
+                        in_app_purchase_data: field("in_app_purchase_data"),
+                        signature: field("data_signature"),
+                        signature_algorithm: field("signature_algorithm"),
+                    },
+                )),
+            })
+            .await
+            .unwrap();
+        bought
+    }
+
     /// Waits until the order has been granted (DELIVERED or CONFIRMED).
     async fn granted(&self, order_id: &str) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
@@ -174,8 +206,9 @@ impl Iapd {
             .status()
     }
 
-    /// Waits until the stored notification with the store id `id` has been worked.
-    async fn worked(&self, id: &str) -> pb::StoredNotification {
+    /// Waits until a stored notification of type `kind` has been worked (applied, or refused
+    /// for good).
+    async fn worked(&self, kind: &str) -> pb::StoredNotification {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
         loop {
             let listed = AdminServiceClient::new(self.channel.clone())
@@ -186,13 +219,13 @@ impl Iapd {
             if let Some(found) = listed
                 .notifications
                 .into_iter()
-                .find(|n| n.notification_id == id && n.processed_at.is_some())
+                .find(|n| n.notification_type == kind && n.processed_at.is_some())
             {
                 return found;
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "notification {id} was not worked"
+                "no {kind} notification was worked"
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -368,8 +401,36 @@ async fn a_forged_google_void_on_the_open_port_revokes_nothing() {
         "{answered}"
     );
     if answered.is_success() {
-        iapd.worked("forged-1").await;
+        iapd.worked("VOIDED_PURCHASE").await;
     }
+    let ledger = iapd.ledger();
+    assert_eq!(
+        units(&ledger, "victim"),
+        1,
+        "the real purchase stays granted"
+    );
+    assert_eq!(ledger.revokes().len(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unsigned_huawei_refund_event_revokes_nothing() {
+    let iapd = Iapd::start().await;
+    let order = iapd.order("victim", pb::Platform::Huawei, 1).await;
+    let bought = iapd.huawei_buy_and_verify("victim", &order).await;
+    iapd.granted(&order.order_id).await;
+
+    // Huawei's ORDER events are not signed: anyone can write one.
+    let forged = json!({
+        "applicationId": HUAWEI_APP_ID, "eventType": "ORDER", "notifyTime": 1764547200000_i64,
+        "orderNotification": { "version": "v2", "notificationType": 2,
+            "purchaseToken": bought["purchase_token"], "productId": PRODUCT },
+    });
+    let answered = iapd.push("huawei", &forged).await;
+    assert!(
+        answered.is_success() || answered.is_client_error(),
+        "{answered}"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     let ledger = iapd.ledger();
     assert_eq!(
         units(&ledger, "victim"),
