@@ -1173,8 +1173,10 @@ mod tests {
         assert_ne!(own.order.id, order);
         assert_eq!(own.binding_reason, BindingReason::CreatedAtVerification);
 
+        // Another purchase: another token (one Google token names one one-time purchase).
         h.store_says(Ok(VerifiedPurchase {
             store_transaction_id: "tok-right".into(),
+            purchase_token: Some("tok-right".into()),
             ..charged(990_000)
         }));
         assert_eq!(h.verify("alice", None).await.unwrap().order.id, order);
