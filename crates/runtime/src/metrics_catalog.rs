@@ -121,7 +121,7 @@ pub const METRICS: &[MetricSpec] = &[
         "iap_verifications_total",
         Counter,
         &["store", "result"],
-        "VerifyPurchase outcomes by store: recorded, already_recorded, or the rejection reason (SIGNATURE_INVALID, SANDBOX_NOT_ALLOWED, …).",
+        "VerifyPurchase outcomes by store: recorded, already_recorded, the rejection reason (SIGNATURE_INVALID, SANDBOX_NOT_ALLOWED, …), or IDENTIFIER_INVALID.",
     ),
     metric(
         "iap_repeat_trials_total",

@@ -93,6 +93,10 @@ pub enum VerifyError {
     /// Our credentials or keys for the store are wrong.
     #[error("store misconfigured: {0}")]
     StoreMisconfigured(String),
+    /// A store identifier in the proof is outside its store's format; nothing was asked or
+    /// written.
+    #[error(transparent)]
+    InvalidIdentifier(#[from] crate::store_ids::StoreIdError),
     /// Storage failed; nothing was committed.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -184,6 +188,9 @@ impl<S: OrderRepository + PaymentLedger> PurchaseVerification<S> {
         ),
         VerifyError,
     > {
+        // Identifiers first: a value outside the store's format reaches no store, no lookup and
+        // no log line.
+        crate::store_ids::check_proof(proof)?;
         let platform = proof.platform();
         let app = self
             .catalog
@@ -254,7 +261,15 @@ impl<S: OrderRepository + PaymentLedger> PurchaseVerification<S> {
     #[tracing::instrument(name = "verify_purchase", skip_all, fields(app_id = %cmd.app_id, platform = %cmd.proof.platform(), order_id), err(level = "info", Display))]
     pub async fn verify(&self, cmd: VerifyPurchase) -> Result<Verified, VerifyError> {
         let platform = cmd.proof.platform();
-        let (app, verifier, ctx) = self.store_check(&cmd.app_id, &cmd.proof)?;
+        let (app, verifier, ctx) = match self.store_check(&cmd.app_id, &cmd.proof) {
+            Ok(checked) => checked,
+            Err(e) => {
+                if matches!(e, VerifyError::InvalidIdentifier(_)) {
+                    count_result(platform, &e);
+                }
+                return Err(e);
+            }
+        };
         let purchase = verifier.verify(ctx, &cmd.proof).await;
         let purchase = match purchase {
             Ok(purchase) => purchase,
@@ -371,6 +386,19 @@ impl<S: OrderRepository + PaymentLedger> PurchaseVerification<S> {
             .store
             .find_purchase(purchase.platform, &purchase.store_transaction_id)
             .await?
+        {
+            return self.replay(app, cmd, done, sandbox).await;
+        }
+        // A Google one-time purchase recorded before the replay key became Google's order id was
+        // keyed by its token (one token names one such purchase; subscription renewals share a
+        // token, so they are not looked up this way).
+        if purchase.platform == Platform::Google
+            && !policy.kind.is_subscription()
+            && let Some(token) = purchase
+                .purchase_token
+                .as_deref()
+                .filter(|t| *t != purchase.store_transaction_id)
+            && let Some(done) = self.store.find_purchase(Platform::Google, token).await?
         {
             return self.replay(app, cmd, done, sandbox).await;
         }
@@ -640,6 +668,7 @@ fn count_result(platform: Platform, err: &VerifyError) {
             "STORE_MISCONFIGURED"
         }
         VerifyError::UnknownApp(_) => "UNKNOWN_APP",
+        VerifyError::InvalidIdentifier(_) => "IDENTIFIER_INVALID",
         VerifyError::Storage(_) => "STORAGE_ERROR",
     };
     metrics::counter!("iap_verifications_total", "store" => platform.as_str(), "result" => result)
@@ -1173,8 +1202,10 @@ mod tests {
         assert_ne!(own.order.id, order);
         assert_eq!(own.binding_reason, BindingReason::CreatedAtVerification);
 
+        // Another purchase: another token (one Google token names one one-time purchase).
         h.store_says(Ok(VerifiedPurchase {
             store_transaction_id: "tok-right".into(),
+            purchase_token: Some("tok-right".into()),
             ..charged(990_000)
         }));
         assert_eq!(h.verify("alice", None).await.unwrap().order.id, order);
