@@ -1341,6 +1341,47 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_google_purchase_recorded_under_its_token_is_found_when_keyed_by_its_order_id() {
+        let h = harness();
+        // Recorded before the replay key became Google's order id: keyed by the token.
+        h.store_says(Ok(purchase("tok-old", None)));
+        let first = h.verify("alice", None).await.unwrap();
+        // Verified again now: Google's order id is the key, the token the same.
+        h.store_says(Ok(VerifiedPurchase {
+            store_transaction_id: "GPA.1234-5678-9012-34567".into(),
+            store_order_id: Some("GPA.1234-5678-9012-34567".into()),
+            ..purchase("tok-old", None)
+        }));
+        let again = h.verify("alice", None).await.unwrap();
+        assert!(again.already_recorded);
+        assert_eq!(again.order.id, first.order.id);
+        assert_eq!(h.memory.orders.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_proof_with_an_identifier_outside_its_stores_format_asks_nothing() {
+        let h = harness();
+        let refused = h
+            .usecase
+            .verify(VerifyPurchase {
+                app_id: app(),
+                user_id: user("alice"),
+                order_id: None,
+                proof: PurchaseProof::Google {
+                    purchase_token: "t#x".into(),
+                    product_id: gems(),
+                    signed_data: None,
+                },
+            })
+            .await;
+        assert!(
+            matches!(&refused, Err(VerifyError::InvalidIdentifier(e)) if e.field == "google.purchase_token"),
+            "{refused:?}"
+        );
+        assert!(h.memory.orders.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
     async fn a_price_other_than_the_order_expected_is_refused_and_left_open() {
         let h = harness();
         let order = h.open_order("alice").await;
