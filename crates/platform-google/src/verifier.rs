@@ -693,8 +693,17 @@ impl iap_domain::notifications::NotificationDecoder for GoogleVerifier {
         let order = (*store_transaction_id != token).then_some(store_transaction_id.as_str());
         let voided = self.voided_for(google, &token, order).await?;
         if !voided.is_empty() {
-            let mut store_keys = vec![token.clone()];
-            store_keys.extend(voided.iter().filter_map(|v| string(&v["orderId"])));
+            // A subscription's token spans every period: a voided period is taken back by its
+            // own order id, and the token is named only when the whole subscription was revoked
+            // (platforms/google.md §1.5: with subscriptions, key on orderId).
+            let mut store_keys = Vec::new();
+            if subscription.is_none() || order.is_none() {
+                store_keys.push(token.clone());
+            }
+            if subscription.is_none() || order.is_some() {
+                store_keys.extend(voided.iter().filter_map(|v| string(&v["orderId"])));
+            }
+            store_keys.sort();
             store_keys.dedup();
             // voidedReason 5 fraud, 6 friendly fraud, 7 chargeback.
             let charged_back = voided

@@ -614,10 +614,14 @@ impl iap_domain::notifications::NotificationDecoder for HuaweiVerifier {
                 detail: "Huawei's cancelled list shows no refund for it in the last 30 days".into(),
             });
         }
+        // A subscription's token spans its renewals: a refunded period is taken back by its own
+        // order id only. A one-time purchase is known by both.
         let mut store_keys = Vec::new();
         for c in &cancelled {
             store_keys.extend(string(&c["orderId"]));
-            store_keys.extend(string(&c["purchaseToken"]));
+            if subscription.is_none() {
+                store_keys.extend(string(&c["purchaseToken"]));
+            }
         }
         store_keys.sort();
         store_keys.dedup();
