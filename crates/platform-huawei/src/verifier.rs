@@ -746,14 +746,14 @@ impl iap_domain::notifications::NotificationDecoder for HuaweiVerifier {
                     platform: Platform::Huawei,
                     key: subscription.clone(),
                     product_id: string(&inner["productId"]).and_then(|p| ProductId::parse(p).ok()),
-                    purchase_token: Some(token.clone()),
+                    purchase_token: Some(token),
                     environment: None,
                 };
                 let event = match kind {
                     // CANCEL: customer service refunded the subscription.
                     1 if !order.is_empty() => StoreEvent::Refunded {
                         platform: Platform::Huawei,
-                        store_transaction_id: order.clone(),
+                        store_transaction_id: order,
                         revoked: false,
                         subscription: Some(reference),
                     },

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use common::{APP, World};
 
 /// A Pub/Sub push of a DeveloperNotification, as anyone can write one.
-fn google_push(message_id: &str, kind: &str, body: Value) -> String {
+fn google_push(message_id: &str, kind: &str, body: &Value) -> String {
     let data = json!({ "version": "1.0", "packageName": APP,
         "eventTimeMillis": chrono::Utc::now().timestamp_millis().to_string(), kind: body });
     json!({ "message": { "messageId": message_id, "message_id": message_id,
@@ -169,48 +169,48 @@ async fn forged_google_voids_revocations_and_cancellations_take_nothing_back() {
         google_push(
             "forged-1",
             "voidedPurchaseNotification",
-            json!({ "purchaseToken": gems_token, "orderId": "GPA.0000-0000-0000-00001",
+            &json!({ "purchaseToken": gems_token, "orderId": "GPA.0000-0000-0000-00001",
                 "productType": 2, "refundType": 1 }),
         ),
         // A refund of the subscription's paid period, by its real order id.
         google_push(
             "forged-2",
             "voidedPurchaseNotification",
-            json!({ "purchaseToken": sub_token, "orderId": sub["order_id"],
+            &json!({ "purchaseToken": sub_token, "orderId": sub["order_id"],
                 "productType": 1, "refundType": 1 }),
         ),
         // SUBSCRIPTION_REVOKED.
         google_push(
             "forged-3",
             "subscriptionNotification",
-            json!({ "version": "1.0", "notificationType": 12, "purchaseToken": sub_token }),
+            &json!({ "version": "1.0", "notificationType": 12, "purchaseToken": sub_token }),
         ),
         // ONE_TIME_PRODUCT_CANCELED of the granted consumable.
         google_push(
             "forged-4",
             "oneTimeProductNotification",
-            json!({ "version": "1.0", "notificationType": 2, "purchaseToken": gems_token,
+            &json!({ "version": "1.0", "notificationType": 2, "purchaseToken": gems_token,
                 "sku": "gems_100" }),
         ),
         // A refund of the purchase not redeemed yet (it would be marked refunded).
         google_push(
             "forged-5",
             "voidedPurchaseNotification",
-            json!({ "purchaseToken": google_token(&unclaimed), "productType": 2,
+            &json!({ "purchaseToken": google_token(&unclaimed), "productType": 2,
                 "refundType": 1 }),
         ),
         // A purchase Google never made.
         google_push(
             "forged-6",
             "oneTimeProductNotification",
-            json!({ "version": "1.0", "notificationType": 1, "purchaseToken": "forged-token-1",
+            &json!({ "version": "1.0", "notificationType": 1, "purchaseToken": "forged-token-1",
                 "sku": "gems_100" }),
         ),
         // A renewal of a subscription Google never sold.
         google_push(
             "forged-7",
             "subscriptionNotification",
-            json!({ "version": "1.0", "notificationType": 2, "purchaseToken": "forged-token-2" }),
+            &json!({ "version": "1.0", "notificationType": 2, "purchaseToken": "forged-token-2" }),
         ),
     ];
     for body in &forged {
@@ -299,7 +299,7 @@ async fn a_forged_push_on_a_future_message_id_does_not_shadow_googles_notificati
     let forged = google_push(
         &next.to_string(),
         "testNotification",
-        json!({ "version": "1.0" }),
+        &json!({ "version": "1.0" }),
     );
     assert_eq!(
         w.post_notification("google", &forged).await,
