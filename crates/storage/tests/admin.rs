@@ -192,10 +192,17 @@ async fn exercise(storage: &Storage) {
         Some("not_voided_at_store")
     );
     assert!(listed.items[0].processed_at.is_some());
-    assert!(!storage.receive(forged).await.unwrap(), "a replay is a duplicate");
+    assert!(
+        !storage.receive(forged).await.unwrap(),
+        "a replay is a duplicate"
+    );
     // The claim above took the Huawei row too: give it back for the checks below.
     storage
-        .retry_later(&id, "test", chrono::Utc::now() - chrono::Duration::seconds(1))
+        .retry_later(
+            &id,
+            "test",
+            chrono::Utc::now() - chrono::Duration::seconds(1),
+        )
         .await
         .unwrap();
 

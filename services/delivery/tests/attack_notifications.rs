@@ -442,6 +442,19 @@ async fn forged_huawei_order_refunds_take_nothing_back_and_the_real_one_still_do
         .post_notification("huawei", &huawei_order_event(1, "forged-token", "gems_100"))
         .await;
     assert_eq!(status, 400);
+    // A subscription CANCEL is signed by Huawei: one signed by anyone else is refused at the door.
+    let status_update = json!({ "notificationType": 1, "subscriptionId": "sub-1",
+        "purchaseToken": token, "orderId": "order-1", "productId": "vip_monthly" })
+    .to_string();
+    let forged_cancel = json!({ "version": "v2", "eventType": "SUBSCRIPTION",
+        "notifyTime": chrono::Utc::now().timestamp_millis(), "applicationId": HUAWEI_APP,
+        "subNotification": { "version": "v2", "statusUpdateNotification": status_update,
+            "notificationSignature": base64::engine::general_purpose::STANDARD.encode([7u8; 384]),
+            "signatureAlgorithm": "SHA256WithRSA" } });
+    let (status, _) = w
+        .post_notification("huawei", &forged_cancel.to_string())
+        .await;
+    assert_eq!(status, 400);
     w.settle().await;
 
     let ledger = w.game.ledger();
@@ -549,4 +562,48 @@ async fn a_huawei_refund_delivered_before_its_payment_grants_nothing() {
     assert_eq!(ledger.stats().grant_effects, 0);
     assert_eq!(ledger.balance(APP, "refund-first", "gems_100"), 0);
     assert_ne!(w.order(order).await.state, OrderState::Confirmed);
+}
+
+/// Out of order: Google renews a subscription and then revokes it, and the two notifications
+/// arrive newest first (SUBSCRIPTION_REVOKED before SUBSCRIPTION_RENEWED). The revocation is
+/// confirmed and applied; the late renewal finds the subscription revoked and grants nothing:
+/// the player keeps no period of a subscription the store took back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_google_revocation_delivered_before_the_renewal_leaves_no_period_granted() {
+    let w = World::start().await;
+    w.notify_here("google", 0).await;
+    let sub = w.google_subscribe("reordered", "vip_monthly").await;
+    w.pushed(1).await;
+    w.settle().await;
+    assert_eq!(w.game.ledger().stats().grant_effects, 1);
+    let token = sub["purchase_token"].as_str().unwrap();
+    let first = w
+        .recorded_order(Platform::Google, sub["order_id"].as_str().unwrap())
+        .await;
+
+    w.notification_mode(json!({ "reverse_batches": 2 })).await;
+    w.store
+        .post_json(
+            &format!("/emulator/google/subscriptions/{token}/renew"),
+            json!({}),
+        )
+        .await;
+    w.store
+        .post_json(
+            &format!("/emulator/google/subscriptions/{token}/revoke"),
+            json!({}),
+        )
+        .await;
+    w.pushed(3).await;
+    w.settle().await;
+    w.sweep_until_quiet(3).await;
+
+    let ledger = w.game.ledger();
+    assert_eq!(
+        ledger.stats().grant_effects - ledger.stats().revoke_calls,
+        0,
+        "every period granted was taken back"
+    );
+    assert_eq!(w.order(first).await.state, OrderState::Revoked);
+    assert_eq!(w.rejected_rows().await, 0, "both are Google's own");
 }
