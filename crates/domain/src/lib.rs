@@ -42,6 +42,7 @@ pub mod ports;
 pub mod purchase;
 pub mod reconciliation;
 pub mod store_calls;
+pub mod store_ids;
 pub mod subscriptions;
 pub mod usecases;
 

@@ -229,6 +229,24 @@ pub trait NotificationDecoder: Send + Sync {
     }
 }
 
+/// Decodes one body and checks every store identifier it carries against its store's format
+/// ([`crate::store_ids::check_notification`]); the receiver, the processor and reconciliation
+/// all decode through here, so an identifier outside the format is refused wherever it enters.
+pub async fn decode_checked(
+    decoder: &dyn NotificationDecoder,
+    raw_body: &str,
+) -> Result<DecodedNotification, crate::ports::StoreError> {
+    let decoded = decoder.decode(raw_body).await?;
+    crate::store_ids::check_notification(&decoded).map_err(|e| {
+        crate::ports::StoreError::rejected(
+            crate::order::RejectReason::Malformed,
+            "identifier_invalid",
+            e.to_string(),
+        )
+    })?;
+    Ok(decoded)
+}
+
 /// What we tell Apple about a purchase whose customer asked for a refund.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumptionReport {

@@ -183,7 +183,10 @@ impl ServerApi {
 
     /// Get Transaction Info: the signed transaction, from production or else sandbox.
     pub async fn signed_transaction(&self, transaction_id: &str) -> Result<String, StoreError> {
-        let path = format!("/inApps/v1/transactions/{transaction_id}");
+        let path = format!(
+            "/inApps/v1/transactions/{}",
+            transaction_segment("transaction_id", transaction_id)?
+        );
         let reply = match self.get(&self.production_url, &path).await {
             Err(StoreError::Rejected {
                 code: "transaction_not_found",
@@ -216,7 +219,10 @@ impl ServerApi {
         original_transaction_id: &str,
         environment: Option<iap_domain::Environment>,
     ) -> Result<Value, StoreError> {
-        let path = format!("/inApps/v1/subscriptions/{original_transaction_id}");
+        let path = format!(
+            "/inApps/v1/subscriptions/{}",
+            transaction_segment("original_transaction_id", original_transaction_id)?
+        );
         match (environment, self.get(self.root(environment), &path).await) {
             (
                 None,
@@ -236,7 +242,10 @@ impl ServerApi {
         environment: iap_domain::Environment,
         body: &Value,
     ) -> Result<(), StoreError> {
-        let path = format!("/inApps/v2/transactions/consumption/{transaction_id}");
+        let path = format!(
+            "/inApps/v2/transactions/consumption/{}",
+            transaction_segment("transaction_id", transaction_id)?
+        );
         self.call(
             reqwest::Method::PUT,
             self.root(Some(environment)),
@@ -272,4 +281,19 @@ impl ServerApi {
         )
         .await
     }
+}
+
+/// A transaction id as one URL path segment: App Store transaction ids are decimal numbers
+/// (StoreKit `Transaction.id` is a `UInt64`); anything else is refused before a request is built,
+/// and what passes is percent-encoded all the same, so no id can change the path.
+fn transaction_segment(field: &'static str, id: &str) -> Result<String, StoreError> {
+    iap_domain::store_ids::apple_transaction_id(field, id)
+        .and_then(|()| iap_domain::store_ids::path_segment(field, id))
+        .map_err(|e| {
+            StoreError::rejected(
+                iap_domain::RejectReason::Malformed,
+                "identifier_invalid",
+                e.to_string(),
+            )
+        })
 }

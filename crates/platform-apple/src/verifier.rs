@@ -652,10 +652,16 @@ impl iap_domain::notifications::NotificationDecoder for AppleVerifier {
         let event = match (kind.as_str(), &transaction, subscription) {
             ("TEST", _, _) => StoreEvent::Ignored("test notification".into()),
             // A paid charge of a consumable, non-consumable or non-renewing product: granted
-            // even if the client never reported it.
-            ("ONE_TIME_CHARGE", Some(_), _) => StoreEvent::Purchased {
+            // even if the client never reported it. The signed transaction inside is the state
+            // at the time Apple sent it; notifications arrive late and out of order, so where
+            // the app has API credentials the charge is checked against Apple's current state
+            // (Get Transaction Info) when it is acted on, and one refunded meanwhile is refused.
+            ("ONE_TIME_CHARGE", Some(t), _) => StoreEvent::Purchased {
                 app_id: app_id.clone(),
-                proof: paid.ok_or_else(|| malformed("no signedTransactionInfo".into()))?,
+                proof: match (&app.api, &t.transaction_id) {
+                    (Some(_), Some(id)) => PurchaseProof::AppleTransactionId(id.clone()),
+                    _ => paid.ok_or_else(|| malformed("no signedTransactionInfo".into()))?,
+                },
                 carried_order_id: carried,
             },
             // Subscription life cycle: the store's current status decides (a refresh grants a

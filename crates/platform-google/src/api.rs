@@ -33,31 +33,46 @@ impl AndroidPublisher {
         Self { http, root, tokens }
     }
 
-    fn purchases_url(&self, package: &str, rest: &str) -> String {
-        format!(
-            "{}androidpublisher/v3/applications/{package}/purchases/{rest}",
-            self.root
-        )
+    /// `…/applications/{package}/purchases/{rest}`, where the package is percent-encoded as one
+    /// path segment here and every id in `rest` was by [`segment`]: no value can add a segment,
+    /// a query or a fragment, or walk to another package with `..`.
+    fn purchases_url(&self, package: &str, rest: &str) -> Result<String, StoreError> {
+        Ok(format!(
+            "{}androidpublisher/v3/applications/{}/purchases/{rest}",
+            self.root,
+            segment("package_name", package)?
+        ))
     }
 
     /// `purchases.productsv2.getproductpurchasev2`.
     pub async fn product_v2(&self, package: &str, token: &str) -> Result<Value, StoreError> {
-        self.call(
-            Method::GET,
-            &self.purchases_url(package, &format!("productsv2/tokens/{token}")),
-            "productsv2.get",
-        )
-        .await
+        let rest = format!("productsv2/tokens/{}", segment("purchase_token", token)?);
+        let url = self.purchases_url(package, &rest)?;
+        self.call(Method::GET, &url, "productsv2.get").await
     }
 
     /// `purchases.subscriptionsv2.get`.
     pub async fn subscription_v2(&self, package: &str, token: &str) -> Result<Value, StoreError> {
-        self.call(
-            Method::GET,
-            &self.purchases_url(package, &format!("subscriptionsv2/tokens/{token}")),
-            "subscriptionsv2.get",
-        )
-        .await
+        let rest = format!("subscriptionsv2/tokens/{}", segment("purchase_token", token)?);
+        let url = self.purchases_url(package, &rest)?;
+        self.call(Method::GET, &url, "subscriptionsv2.get").await
+    }
+
+    /// `…/purchases/{collection}/{product}/tokens/{token}:{action}`.
+    fn token_action_url(
+        &self,
+        package: &str,
+        collection: &str,
+        product: &str,
+        token: &str,
+        action: &str,
+    ) -> Result<String, StoreError> {
+        let rest = format!(
+            "{collection}/{}/tokens/{}:{action}",
+            segment("product_id", product)?,
+            segment("purchase_token", token)?
+        );
+        self.purchases_url(package, &rest)
     }
 
     /// `purchases.products.consume`.
@@ -67,10 +82,7 @@ impl AndroidPublisher {
         product: &str,
         token: &str,
     ) -> Result<Value, StoreError> {
-        let url = self.purchases_url(
-            package,
-            &format!("products/{product}/tokens/{token}:consume"),
-        );
+        let url = self.token_action_url(package, "products", product, token, "consume")?;
         self.call(Method::POST, &url, "products.consume").await
     }
 
@@ -81,10 +93,7 @@ impl AndroidPublisher {
         product: &str,
         token: &str,
     ) -> Result<Value, StoreError> {
-        let url = self.purchases_url(
-            package,
-            &format!("products/{product}/tokens/{token}:acknowledge"),
-        );
+        let url = self.token_action_url(package, "products", product, token, "acknowledge")?;
         self.call(Method::POST, &url, "products.acknowledge").await
     }
 
@@ -95,10 +104,7 @@ impl AndroidPublisher {
         product: &str,
         token: &str,
     ) -> Result<Value, StoreError> {
-        let url = self.purchases_url(
-            package,
-            &format!("subscriptions/{product}/tokens/{token}:acknowledge"),
-        );
+        let url = self.token_action_url(package, "subscriptions", product, token, "acknowledge")?;
         self.call(Method::POST, &url, "subscriptions.acknowledge")
             .await
     }
@@ -117,7 +123,7 @@ impl AndroidPublisher {
             &format!(
                 "voidedpurchases?startTime={start_ms}&endTime={end_ms}&type=1&maxResults=1000"
             ),
-        );
+        )?;
         if let Some(token) = page_token {
             url.push_str("&token=");
             url.extend(url::form_urlencoded::byte_serialize(token.as_bytes()));
@@ -177,6 +183,13 @@ impl AndroidPublisher {
     }
 }
 
+/// One id as one path segment; an id that cannot be one (empty, `.`, `..`) is never sent.
+fn segment(field: &'static str, value: &str) -> Result<String, StoreError> {
+    iap_domain::store_ids::path_segment(field, value).map_err(|e| {
+        StoreError::rejected(RejectReason::Malformed, "identifier_invalid", e.to_string())
+    })
+}
+
 fn auth_error(e: AuthError) -> StoreError {
     match e {
         AuthError::Unreachable(detail) => StoreError::unavailable(detail),
@@ -219,6 +232,13 @@ fn classify(
             detail,
         ),
         404 => StoreError::rejected(RejectReason::NotFoundAtStore, "not_found", detail),
+        // Another package's token, sent with this package's name (platforms/google.md; issue
+        // hyochan/react-native-iap#815): not this app's purchase.
+        400 if reason == "purchaseTokenDoesNotMatchPackageName" => StoreError::rejected(
+            RejectReason::BundleMismatch,
+            "package_mismatch",
+            detail,
+        ),
         400 if reason == "invalidPurchaseState" => {
             StoreError::rejected(RejectReason::NotPaid, "invalid_purchase_state", detail)
         }

@@ -232,6 +232,8 @@ pub(crate) fn product_purchase(
         Some("PENDING") => PurchaseStatus::Pending,
         _ => PurchaseStatus::Cancelled,
     };
+    let order_id = string(&v2["orderId"])
+        .filter(|id| iap_domain::store_ids::order_id("orderId", id).is_ok());
     let offer = &line["productOfferDetails"];
     let mut quantity = offer["quantity"]
         .as_u64()
@@ -262,10 +264,14 @@ pub(crate) fn product_purchase(
         } else {
             Environment::Production
         },
-        store_transaction_id: token.to_owned(),
+        // The replay key is Google's own id of the charge as Google returned it (one order per
+        // purchase), not the text the client sent; only a purchase without an order (Google:
+        // "may not be set if there is no order") falls back to the token, already checked
+        // against Google's alphabet at the edge.
+        store_transaction_id: order_id.clone().unwrap_or_else(|| token.to_owned()),
         original_transaction_id: None,
         purchase_token: Some(token.to_owned()),
-        store_order_id: string(&v2["orderId"]),
+        store_order_id: order_id,
         product_id: product.clone(),
         quantity,
         status,

@@ -150,9 +150,14 @@ async fn one_time_purchases() {
         .unwrap();
     assert_eq!(verified.status, PurchaseStatus::Purchased);
     assert_eq!(verified.environment, Environment::Production);
+    // The replay key is Google's order id as Google returned it, not the client's token.
     assert_eq!(
         verified.store_transaction_id,
-        made["purchase_token"].as_str().unwrap()
+        made["order_id"].as_str().unwrap()
+    );
+    assert_eq!(
+        verified.purchase_token.as_deref(),
+        made["purchase_token"].as_str()
     );
     assert_eq!(
         verified.store_order_id.as_deref(),

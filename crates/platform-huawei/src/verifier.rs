@@ -251,6 +251,20 @@ pub(crate) fn to_verified(
     })
 }
 
+/// Signed purchase data must be this app's: its `applicationId` is the configured AppGallery
+/// Connect app id (an app sharing a signing key with another, or a store answer for another app,
+/// is not a purchase of this one). Data without the field is judged by its signature alone.
+fn check_app(app: &HuaweiApp, data: &Value) -> Result<(), StoreError> {
+    match string(&data["applicationId"]) {
+        Some(id) if id != app.agc_app_id => Err(rejected(
+            RejectReason::BundleMismatch,
+            "app_mismatch",
+            "the purchase is for another AppGallery app",
+        )),
+        _ => Ok(()),
+    }
+}
+
 impl HuaweiVerifier {
     async fn verify_signed(
         &self,
@@ -261,6 +275,7 @@ impl HuaweiVerifier {
         algorithm: Option<&str>,
     ) -> Result<VerifiedPurchase, StoreError> {
         let client_data = signed_json(&app.key, &signed.data, &signed.signature, algorithm)?;
+        check_app(app, &client_data)?;
         if client_data["purchaseToken"].as_str() != Some(token) {
             return Err(rejected(
                 RejectReason::Malformed,
@@ -318,6 +333,17 @@ impl HuaweiVerifier {
                 .as_str()
                 .or(if app.prefer_pss { Some(PSS) } else { None });
         let store_data = signed_json(&app.key, data, signature, algorithm)?;
+        check_app(app, &store_data)?;
+        if store_data["purchaseToken"]
+            .as_str()
+            .is_some_and(|signed_token| signed_token != token)
+        {
+            return Err(rejected(
+                RejectReason::Malformed,
+                "token_mismatch",
+                "the store's data names another purchase token",
+            ));
+        }
         if store_data["productId"].as_str() != Some(product.as_str()) {
             return Err(rejected(
                 RejectReason::ProductMismatch,

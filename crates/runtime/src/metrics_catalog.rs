@@ -121,7 +121,7 @@ pub const METRICS: &[MetricSpec] = &[
         "iap_verifications_total",
         Counter,
         &["store", "result"],
-        "VerifyPurchase outcomes by store: recorded, already_recorded, or the rejection reason (SIGNATURE_INVALID, SANDBOX_NOT_ALLOWED, …).",
+        "VerifyPurchase outcomes by store: recorded, already_recorded, the rejection reason (SIGNATURE_INVALID, SANDBOX_NOT_ALLOWED, …), or IDENTIFIER_INVALID.",
     ),
     metric(
         "iap_repeat_trials_total",
@@ -139,7 +139,7 @@ pub const METRICS: &[MetricSpec] = &[
         "iap_refund_marks_total",
         Counter,
         &["store", "source"],
-        "Refunds for purchases not redeemed here, marked so that their later redemption is refused; source: notification or reconciliation.",
+        "Refunds for purchases not redeemed here, marked so that their later redemption is refused; source: notification, reconciliation or verification (the store answered refunded).",
     ),
     // delivery
     metric(

@@ -12,6 +12,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 use iap_domain::IdError;
 use iap_domain::RejectReason;
 use iap_domain::ports::StorageError;
+use iap_domain::store_ids::StoreIdError;
 use iap_domain::usecases::admin::AdminError;
 use iap_domain::usecases::create_order::CreateOrderError;
 use iap_domain::usecases::deliver::DeliverError;
@@ -97,6 +98,31 @@ impl IntoStatus for StorageError {
     }
 }
 
+/// INVALID_ARGUMENT with reason `IDENTIFIER_INVALID`: a store identifier outside its store's
+/// documented format. Metadata names the field and the problem (never the value).
+pub fn identifier_invalid(field: &str, problem: &str) -> Status {
+    let mut details = ErrorDetails::with_bad_request_violation(field, problem);
+    details.set_error_info(
+        "IDENTIFIER_INVALID",
+        ERROR_DOMAIN,
+        HashMap::from([
+            ("field".to_owned(), field.to_owned()),
+            ("problem".to_owned(), problem.to_owned()),
+        ]),
+    );
+    Status::with_error_details(
+        Code::InvalidArgument,
+        format!("{field}: {problem}"),
+        details,
+    )
+}
+
+impl IntoStatus for StoreIdError {
+    fn into_status(self) -> Status {
+        identifier_invalid(self.field, self.problem)
+    }
+}
+
 impl IntoStatus for IdError {
     fn into_status(self) -> Status {
         invalid_argument(self.field, self.problem)
@@ -107,6 +133,7 @@ impl IntoStatus for CreateOrderError {
     fn into_status(self) -> Status {
         match self {
             CreateOrderError::InvalidField(e) => e.into_status(),
+            CreateOrderError::InvalidIdentifier(e) => e.into_status(),
             CreateOrderError::InvalidArgument { field, problem } => {
                 invalid_argument(field, &problem)
             }
@@ -183,6 +210,7 @@ impl IntoStatus for VerifyError {
                     HashMap::new(),
                 )
             }
+            VerifyError::InvalidIdentifier(e) => e.into_status(),
             VerifyError::Storage(e) => e.into_status(),
         }
     }

@@ -209,6 +209,25 @@ fn invalid_token() -> Response {
     error(StatusCode::BAD_REQUEST, "invalid", "Invalid Value")
 }
 
+fn token_of_another_package() -> Response {
+    let message = "The purchase token does not match the package name.";
+    let body = json!({
+        "error": {
+            "code": 400,
+            "message": message,
+            "status": "INVALID_ARGUMENT",
+            "errors": [{
+                "domain": "androidpublisher",
+                "reason": "purchaseTokenDoesNotMatchPackageName",
+                "message": message,
+                "locationType": "parameter",
+                "location": "token",
+            }],
+        }
+    });
+    (StatusCode::BAD_REQUEST, Json(body)).into_response()
+}
+
 fn gone() -> Response {
     error(
         StatusCode::GONE,
@@ -377,11 +396,13 @@ fn with_purchase<T>(
 ) -> Result<T, Response> {
     authorize(shared, headers)?;
     let mut google = lock(&shared.google);
-    let purchase = google
-        .purchases
-        .get_mut(token)
-        .filter(|p| p.package == package)
-        .ok_or_else(invalid_token)?;
+    // The path segments arrive percent-decoded, as Google reads them: `tok%23x` is the token
+    // `tok#x`, which Google does not know (400 `invalid`, "Invalid Value"). A token Google knows
+    // under another package is refused with its own reason (issue hyochan/react-native-iap#815).
+    let purchase = google.purchases.get_mut(token).ok_or_else(invalid_token)?;
+    if purchase.package != package {
+        return Err(token_of_another_package());
+    }
     if purchase.gone {
         return Err(gone());
     }

@@ -45,7 +45,7 @@ async fn receive(
             format!("{platform} notifications are not configured"),
         );
     };
-    let decoded = match decoder.decode(&body).await {
+    let decoded = match iap_domain::notifications::decode_checked(decoder.as_ref(), &body).await {
         Ok(decoded) => decoded,
         Err(StoreError::Unavailable { detail, .. }) => {
             return (StatusCode::SERVICE_UNAVAILABLE, detail);

@@ -91,6 +91,9 @@ pub enum CreateOrderError {
     /// A field is malformed.
     #[error(transparent)]
     InvalidField(#[from] IdError),
+    /// A store identifier is outside its store's format.
+    #[error(transparent)]
+    InvalidIdentifier(#[from] crate::store_ids::StoreIdError),
     /// Some other argument is out of range.
     #[error("{field}: {problem}")]
     InvalidArgument {
@@ -134,6 +137,9 @@ impl<R: OrderRepository> OrderCreator<R> {
     /// Validates against the catalog and limits, then stores the order.
     #[tracing::instrument(name = "create_order", skip_all, fields(app_id = %cmd.app_id, platform = %cmd.platform, order_id), err(level = "info", Display))]
     pub async fn create(&self, cmd: CreateOrder) -> Result<CreatedOrder, CreateOrderError> {
+        // The product id is the store's: refused before the catalog is asked, so a spelling the
+        // store would not issue never reaches a lookup or a log.
+        crate::store_ids::product_id(cmd.platform, "product_id", cmd.product_id.as_str())?;
         let app = self
             .catalog
             .app(&cmd.app_id)

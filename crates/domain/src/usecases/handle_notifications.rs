@@ -209,7 +209,7 @@ where
                 notification.platform
             )));
         };
-        let decoded = match decoder.decode(&notification.raw_body).await {
+        let decoded = match crate::notifications::decode_checked(decoder.as_ref(), &notification.raw_body).await {
             Ok(decoded) => decoded,
             Err(StoreError::Unavailable { detail, .. }) => return Err(Retry::Later(detail)),
             // It was authenticated when received; a refusal now (a root removed from the

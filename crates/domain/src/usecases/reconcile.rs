@@ -169,7 +169,7 @@ where
                     let Some(decoder) = self.decoders.get(&platform) else {
                         continue;
                     };
-                    let decoded = match decoder.decode(&raw_body).await {
+                    let decoded = match crate::notifications::decode_checked(decoder.as_ref(), &raw_body).await {
                         Ok(decoded) => decoded,
                         Err(e @ StoreError::Unavailable { .. }) => {
                             return Err(WindowError::Store(e));

@@ -13,8 +13,8 @@ use crate::order::{
     BindingReason, Environment, NewOrder, Order, OrderState, Platform, ProductKind, RejectReason,
 };
 use crate::ports::{
-    OrderRepository, PaymentLedger, PaymentTarget, PaymentToRecord, PurchaseVerifier,
-    RecordOutcome, RecordedPurchase, StorageError, StoreError, VerifyContext,
+    MarkOutcome, OrderRepository, PaymentLedger, PaymentTarget, PaymentToRecord, PurchaseVerifier,
+    RecordOutcome, RecordedPurchase, RefundMark, StorageError, StoreError, VerifyContext,
 };
 use crate::purchase::{PurchaseProof, PurchaseStatus, VerifiedPurchase};
 use crate::subscriptions::{
@@ -93,6 +93,10 @@ pub enum VerifyError {
     /// Our credentials or keys for the store are wrong.
     #[error("store misconfigured: {0}")]
     StoreMisconfigured(String),
+    /// A store identifier in the proof is outside its store's format; nothing was asked or
+    /// written.
+    #[error(transparent)]
+    InvalidIdentifier(#[from] crate::store_ids::StoreIdError),
     /// Storage failed; nothing was committed.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -184,6 +188,9 @@ impl<S: OrderRepository + PaymentLedger> PurchaseVerification<S> {
         ),
         VerifyError,
     > {
+        // Identifiers first: a value outside the store's format reaches no store, no lookup and
+        // no log line.
+        crate::store_ids::check_proof(proof)?;
         let platform = proof.platform();
         let app = self
             .catalog
@@ -254,7 +261,15 @@ impl<S: OrderRepository + PaymentLedger> PurchaseVerification<S> {
     #[tracing::instrument(name = "verify_purchase", skip_all, fields(app_id = %cmd.app_id, platform = %cmd.proof.platform(), order_id), err(level = "info", Display))]
     pub async fn verify(&self, cmd: VerifyPurchase) -> Result<Verified, VerifyError> {
         let platform = cmd.proof.platform();
-        let (app, verifier, ctx) = self.store_check(&cmd.app_id, &cmd.proof)?;
+        let (app, verifier, ctx) = match self.store_check(&cmd.app_id, &cmd.proof) {
+            Ok(checked) => checked,
+            Err(e) => {
+                if matches!(e, VerifyError::InvalidIdentifier(_)) {
+                    count_result(platform, &e);
+                }
+                return Err(e);
+            }
+        };
         let purchase = verifier.verify(ctx, &cmd.proof).await;
         let purchase = match purchase {
             Ok(purchase) => purchase,
@@ -285,6 +300,34 @@ impl<S: OrderRepository + PaymentLedger> PurchaseVerification<S> {
         result
     }
 
+    /// The store itself says this purchase was refunded (Apple's current signed transaction
+    /// carries `revocationDate`; a store API answered refunded). Its older proofs still look
+    /// paid — the signed transaction the client kept has no revocation — so the refund is
+    /// marked under the charge's ids, and a later redemption of any of them is refused even if
+    /// the store's refund notification never reaches us. A purchase already redeemed here is
+    /// left to the refund notification or reconciliation, which revoke it.
+    async fn mark_refunded(&self, purchase: &VerifiedPurchase) -> Result<(), VerifyError> {
+        let mut store_keys = vec![purchase.store_transaction_id.clone()];
+        store_keys.extend(purchase.store_order_id.clone());
+        // A subscription's token names every period: only a one-time token is the charge's.
+        if !purchase.kind.is_some_and(ProductKind::is_subscription) {
+            store_keys.extend(purchase.purchase_token.clone());
+        }
+        store_keys.sort();
+        store_keys.dedup();
+        let mark = RefundMark {
+            platform: purchase.platform,
+            store_keys,
+            revoked: false,
+            source: "store verification".into(),
+        };
+        if let MarkOutcome::Marked = self.store.mark_refund(mark).await? {
+            metrics::counter!("iap_refund_marks_total", "store" => purchase.platform.as_str(), "source" => "verification")
+                .increment(1);
+        }
+        Ok(())
+    }
+
     async fn accept(
         &self,
         app: &AppPolicy,
@@ -311,6 +354,7 @@ impl<S: OrderRepository + PaymentLedger> PurchaseVerification<S> {
                 ));
             }
             PurchaseStatus::Refunded { .. } => {
+                self.mark_refunded(&purchase).await?;
                 return Err(VerifyError::rejected(
                     RejectReason::Refunded,
                     "refunded",
@@ -342,6 +386,19 @@ impl<S: OrderRepository + PaymentLedger> PurchaseVerification<S> {
             .store
             .find_purchase(purchase.platform, &purchase.store_transaction_id)
             .await?
+        {
+            return self.replay(app, cmd, done, sandbox).await;
+        }
+        // A Google one-time purchase recorded before the replay key became Google's order id was
+        // keyed by its token (one token names one such purchase; subscription renewals share a
+        // token, so they are not looked up this way).
+        if purchase.platform == Platform::Google
+            && !policy.kind.is_subscription()
+            && let Some(token) = purchase
+                .purchase_token
+                .as_deref()
+                .filter(|t| *t != purchase.store_transaction_id)
+            && let Some(done) = self.store.find_purchase(Platform::Google, token).await?
         {
             return self.replay(app, cmd, done, sandbox).await;
         }
@@ -611,6 +668,7 @@ fn count_result(platform: Platform, err: &VerifyError) {
             "STORE_MISCONFIGURED"
         }
         VerifyError::UnknownApp(_) => "UNKNOWN_APP",
+        VerifyError::InvalidIdentifier(_) => "IDENTIFIER_INVALID",
         VerifyError::Storage(_) => "STORAGE_ERROR",
     };
     metrics::counter!("iap_verifications_total", "store" => platform.as_str(), "result" => result)
@@ -1144,8 +1202,10 @@ mod tests {
         assert_ne!(own.order.id, order);
         assert_eq!(own.binding_reason, BindingReason::CreatedAtVerification);
 
+        // Another purchase: another token (one Google token names one one-time purchase).
         h.store_says(Ok(VerifiedPurchase {
             store_transaction_id: "tok-right".into(),
+            purchase_token: Some("tok-right".into()),
             ..charged(990_000)
         }));
         assert_eq!(h.verify("alice", None).await.unwrap().order.id, order);
