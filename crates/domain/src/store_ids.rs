@@ -55,10 +55,7 @@ fn check(
         return Err(err(field, "is too long for the store's format"));
     }
     if !value.bytes().all(allowed) {
-        return Err(err(
-            field,
-            "has a character outside the store's alphabet",
-        ));
+        return Err(err(field, "has a character outside the store's alphabet"));
     }
     Ok(())
 }
@@ -273,7 +270,11 @@ pub fn check_notification(decoded: &DecodedNotification) -> Result<(), StoreIdEr
             subscription: sub,
             ..
         } => {
-            charge_id(*platform, "refund.store_transaction_id", store_transaction_id)?;
+            charge_id(
+                *platform,
+                "refund.store_transaction_id",
+                store_transaction_id,
+            )?;
             sub.as_ref().map_or(Ok(()), subscription)
         }
         StoreEvent::SubscriptionChanged {

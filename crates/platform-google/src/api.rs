@@ -53,7 +53,10 @@ impl AndroidPublisher {
 
     /// `purchases.subscriptionsv2.get`.
     pub async fn subscription_v2(&self, package: &str, token: &str) -> Result<Value, StoreError> {
-        let rest = format!("subscriptionsv2/tokens/{}", segment("purchase_token", token)?);
+        let rest = format!(
+            "subscriptionsv2/tokens/{}",
+            segment("purchase_token", token)?
+        );
         let url = self.purchases_url(package, &rest)?;
         self.call(Method::GET, &url, "subscriptionsv2.get").await
     }
@@ -234,11 +237,9 @@ fn classify(
         404 => StoreError::rejected(RejectReason::NotFoundAtStore, "not_found", detail),
         // Another package's token, sent with this package's name (platforms/google.md; issue
         // hyochan/react-native-iap#815): not this app's purchase.
-        400 if reason == "purchaseTokenDoesNotMatchPackageName" => StoreError::rejected(
-            RejectReason::BundleMismatch,
-            "package_mismatch",
-            detail,
-        ),
+        400 if reason == "purchaseTokenDoesNotMatchPackageName" => {
+            StoreError::rejected(RejectReason::BundleMismatch, "package_mismatch", detail)
+        }
         400 if reason == "invalidPurchaseState" => {
             StoreError::rejected(RejectReason::NotPaid, "invalid_purchase_state", detail)
         }

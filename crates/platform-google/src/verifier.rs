@@ -232,8 +232,8 @@ pub(crate) fn product_purchase(
         Some("PENDING") => PurchaseStatus::Pending,
         _ => PurchaseStatus::Cancelled,
     };
-    let order_id = string(&v2["orderId"])
-        .filter(|id| iap_domain::store_ids::order_id("orderId", id).is_ok());
+    let order_id =
+        string(&v2["orderId"]).filter(|id| iap_domain::store_ids::order_id("orderId", id).is_ok());
     let offer = &line["productOfferDetails"];
     let mut quantity = offer["quantity"]
         .as_u64()

@@ -69,9 +69,9 @@ const PIECES: &[&str] = &[
     "%2F", "%2f", "%2E", "%2E%2E", "%23", "%3F", "%25", "%00", "%20", "%0A", ";", ";x", "&", "+",
     "=", ":", ":consume", "\\", "~", "-", "_", " ", "  ", "\t", "\n", "\r", "\r\n", "\u{b}",
     "\u{c}", "\u{0}", "\u{a0}", "\u{1680}", "\u{2000}", "\u{2003}", "\u{2009}", "\u{200a}",
-    "\u{200b}", "\u{200c}", "\u{200d}", "\u{2028}", "\u{2029}", "\u{202f}", "\u{205f}",
-    "\u{2060}", "\u{3000}", "\u{feff}", "\u{ad}", "\u{301}", "\u{ff0f}", "\u{2215}", "\u{2044}",
-    "\u{ff03}", "\u{ff1f}", "\u{2024}", "\u{ff0e}",
+    "\u{200b}", "\u{200c}", "\u{200d}", "\u{2028}", "\u{2029}", "\u{202f}", "\u{205f}", "\u{2060}",
+    "\u{3000}", "\u{feff}", "\u{ad}", "\u{301}", "\u{ff0f}", "\u{2215}", "\u{2044}", "\u{ff03}",
+    "\u{ff1f}", "\u{2024}", "\u{ff0e}",
 ];
 
 const WALKS: &[&str] = &[
@@ -208,21 +208,17 @@ fn thousands_of_spellings_of_one_google_token_grant_it_once() {
         })
         .unwrap_or_else(|e| panic!("{e}"));
     // The honest token once more: the same purchase, already recorded.
-    let again = runtime.block_on(w.verify(google_request(user, &token))).unwrap();
+    let again = runtime
+        .block_on(w.verify(google_request(user, &token)))
+        .unwrap();
     assert!(again.already_recorded);
 
     runtime.block_on(w.sweep_until_quiet(5));
     let ledger = w.game.ledger();
     assert_eq!(ledger.balance(APP, user, "gems_100"), 1, "one unit, once");
     assert_eq!(ledger.stats().grant_effects, 1);
-    assert_eq!(
-        runtime.block_on(w.count("store_transactions", "1 = 1")),
-        1
-    );
-    assert_eq!(
-        runtime.block_on(w.count("orders", "state <> 'CREATED'")),
-        1
-    );
+    assert_eq!(runtime.block_on(w.count("store_transactions", "1 = 1")), 1);
+    assert_eq!(runtime.block_on(w.count("orders", "state <> 'CREATED'")), 1);
     let (edge, store) = (
         refused_at_edge.load(Ordering::Relaxed),
         unknown_at_store.load(Ordering::Relaxed),
@@ -409,7 +405,11 @@ async fn identifiers_outside_the_stores_formats_are_refused_at_the_edge() {
             })
             .await
             .expect_err("a product id outside the store's format is refused");
-        assert_eq!(status.code(), Code::InvalidArgument, "{product:?}: {status:?}");
+        assert_eq!(
+            status.code(),
+            Code::InvalidArgument,
+            "{product:?}: {status:?}"
+        );
         assert_eq!(reason(&status), "IDENTIFIER_INVALID");
         assert_eq!(
             status.get_details_error_info().unwrap().metadata["field"],

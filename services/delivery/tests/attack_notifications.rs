@@ -112,14 +112,19 @@ impl World {
         (order, bought)
     }
 
-    /// The order a store identity was recorded under.
+    /// The order a store identity (a charge or order id, or a purchase token) was recorded
+    /// under.
     async fn recorded_order(&self, platform: Platform, key: &str) -> OrderId {
-        self.storage
-            .find_purchase(platform, key)
-            .await
-            .unwrap()
-            .expect("the purchase is recorded")
-            .order_id
+        let by_id = self.storage.find_purchase(platform, key).await.unwrap();
+        let found = match by_id {
+            Some(found) => Some(found),
+            None => self
+                .storage
+                .find_purchase_by_token(platform, key)
+                .await
+                .unwrap(),
+        };
+        found.expect("the purchase is recorded").order_id
     }
 
     async fn rejected_rows(&self) -> i64 {

@@ -156,8 +156,9 @@ async fn google_rtdn_grants_unreported_purchases_and_revokes_voided_ones() {
     let order = {
         use iap_domain::Platform;
         use iap_domain::ports::PaymentLedger;
+        // Google one-time purchases are keyed by Google's order id; found here by token.
         w.storage
-            .find_purchase(Platform::Google, &token)
+            .find_purchase_by_token(Platform::Google, &token)
             .await
             .unwrap()
             .expect("the notification recorded the purchase")

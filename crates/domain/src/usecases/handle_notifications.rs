@@ -209,13 +209,16 @@ where
                 notification.platform
             )));
         };
-        let decoded = match crate::notifications::decode_checked(decoder.as_ref(), &notification.raw_body).await {
-            Ok(decoded) => decoded,
-            Err(StoreError::Unavailable { detail, .. }) => return Err(Retry::Later(detail)),
-            // It was authenticated when received; a refusal now (a root removed from the
-            // configuration) is recorded, not retried forever.
-            Err(e) => return Ok(format!("not processed: {e}")),
-        };
+        let decoded =
+            match crate::notifications::decode_checked(decoder.as_ref(), &notification.raw_body)
+                .await
+            {
+                Ok(decoded) => decoded,
+                Err(StoreError::Unavailable { detail, .. }) => return Err(Retry::Later(detail)),
+                // It was authenticated when received; a refusal now (a root removed from the
+                // configuration) is recorded, not retried forever.
+                Err(e) => return Ok(format!("not processed: {e}")),
+            };
         match decoded.event.clone() {
             StoreEvent::Ignored(reason) => Ok(reason),
             StoreEvent::Purchased {

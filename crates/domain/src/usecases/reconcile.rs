@@ -169,17 +169,20 @@ where
                     let Some(decoder) = self.decoders.get(&platform) else {
                         continue;
                     };
-                    let decoded = match crate::notifications::decode_checked(decoder.as_ref(), &raw_body).await {
-                        Ok(decoded) => decoded,
-                        Err(e @ StoreError::Unavailable { .. }) => {
-                            return Err(WindowError::Store(e));
-                        }
-                        // Not authentic for this deployment (another app's, another root).
-                        Err(e) => {
-                            tracing::info!(error = %e, "history notification not accepted");
-                            continue;
-                        }
-                    };
+                    let decoded =
+                        match crate::notifications::decode_checked(decoder.as_ref(), &raw_body)
+                            .await
+                        {
+                            Ok(decoded) => decoded,
+                            Err(e @ StoreError::Unavailable { .. }) => {
+                                return Err(WindowError::Store(e));
+                            }
+                            // Not authentic for this deployment (another app's, another root).
+                            Err(e) => {
+                                tracing::info!(error = %e, "history notification not accepted");
+                                continue;
+                            }
+                        };
                     if self.inbox.receive(decoded.inbound).await? {
                         report.recovered_notifications += 1;
                         metrics::counter!("iap_reconciled_total", "store" => platform.as_str(), "kind" => "notification").increment(1);
