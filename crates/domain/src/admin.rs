@@ -140,6 +140,9 @@ pub struct InboxEntry {
     pub last_error: Option<String>,
     /// What processing led to.
     pub outcome: Option<String>,
+    /// Why it was rejected without effect, when the store did not confirm what it claims
+    /// (a machine-readable cause such as `not_voided_at_store`).
+    pub rejected_reason: Option<String>,
     /// The purchase it concerns, as stored (a token for Google and Huawei: mask before showing).
     pub subject: Option<String>,
 }

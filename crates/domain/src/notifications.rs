@@ -66,6 +66,16 @@ pub trait NotificationInbox: Send + Sync {
     /// Marks a notification processed, with what it led to.
     async fn mark_processed(&self, id: &str, outcome: &str) -> Result<(), StorageError>;
 
+    /// Marks a notification done without effect because the store did not confirm what it
+    /// claims: `reason` is the machine-readable cause (kept in `rejected_reason`), `outcome` the
+    /// human detail. The row stays, under its body's key, so a replay of it is a duplicate.
+    async fn mark_rejected(
+        &self,
+        id: &str,
+        reason: &str,
+        outcome: &str,
+    ) -> Result<(), StorageError>;
+
     /// Records a failed attempt; it is tried again at `retry_at`.
     async fn retry_later(
         &self,
@@ -148,6 +158,27 @@ pub struct DecodedNotification {
     pub event: StoreEvent,
 }
 
+/// What the store itself says about a refund or revocation that a notification claims.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefundConfirmation {
+    /// The store confirms it. `store_keys` are the purchase's identities as the store reported
+    /// them (order or charge ids, purchase tokens): the revocation and the refund mark use these,
+    /// never the notification's own words.
+    Confirmed {
+        /// The purchase's identities at the store.
+        store_keys: Vec<String>,
+        /// Revoked (chargeback, fraud) rather than refunded, as the store says.
+        revoked: bool,
+    },
+    /// The store does not confirm it: nothing is taken back.
+    Unconfirmed {
+        /// Machine-readable cause, e.g. `not_voided_at_store` (a metric label: a fixed set).
+        reason: &'static str,
+        /// Human detail (no tokens).
+        detail: String,
+    },
+}
+
 /// Authenticates one store's notification bodies and says what they mean. The receiver calls it
 /// before storing (an unauthenticated body must not occupy a notification id), the processor
 /// again when acting.
@@ -170,6 +201,31 @@ pub trait NotificationDecoder: Send + Sync {
     ) -> Result<(), crate::ports::StoreError> {
         let _ = (decoded, authorization);
         Ok(())
+    }
+
+    /// Asks the store whether the refund or revocation a decoded notification claims
+    /// ([`StoreEvent::Refunded`]) really happened. A store whose notification body is itself
+    /// signed by the store (Apple's JWS) keeps this default: the signed payload is the store's
+    /// word. Stores whose bodies anyone can forge (an unauthenticated Pub/Sub push, Huawei's
+    /// unsigned ORDER events) look the purchase up in the store's own refund records.
+    async fn confirm_refund(
+        &self,
+        decoded: &DecodedNotification,
+    ) -> Result<RefundConfirmation, crate::ports::StoreError> {
+        match &decoded.event {
+            StoreEvent::Refunded {
+                store_transaction_id,
+                revoked,
+                ..
+            } => Ok(RefundConfirmation::Confirmed {
+                store_keys: vec![store_transaction_id.clone()],
+                revoked: *revoked,
+            }),
+            _ => Ok(RefundConfirmation::Unconfirmed {
+                reason: "not_a_refund",
+                detail: "the notification claims no refund".into(),
+            }),
+        }
     }
 }
 

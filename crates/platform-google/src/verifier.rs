@@ -575,6 +575,62 @@ impl iap_domain::ports::StoreConfirmer for GoogleVerifier {
     }
 }
 
+/// Longest Pub/Sub message id accepted (they are decimal numbers of about 16 digits).
+const MAX_MESSAGE_ID: usize = 64;
+
+/// How far back Google lets `voidedpurchases.list` look (platforms/google.md §1.5).
+const VOIDED_WINDOW: chrono::Duration = chrono::Duration::days(30);
+
+/// Lower-case hex SHA-256.
+fn sha256_hex(bytes: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, bytes)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl GoogleVerifier {
+    /// The voided purchases Google recorded in the last 30 days for one purchase token (and,
+    /// when given, one order id).
+    async fn voided_for(
+        &self,
+        google: &GoogleApp,
+        token: &str,
+        order: Option<&str>,
+    ) -> Result<Vec<Value>, StoreError> {
+        let to = Utc::now();
+        // A minute inside Google's limit, so the clock of the request never crosses it.
+        let from = to - VOIDED_WINDOW + chrono::Duration::minutes(1);
+        let mut found = Vec::new();
+        let mut page: Option<String> = None;
+        loop {
+            let reply = google
+                .api
+                .voided_purchases(
+                    &google.package,
+                    from.timestamp_millis(),
+                    to.timestamp_millis(),
+                    page.as_deref(),
+                )
+                .await?;
+            found.extend(
+                reply["voidedPurchases"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|v| v["purchaseToken"] == token)
+                    .filter(|v| order.is_none_or(|o| v["orderId"] == o))
+                    .cloned(),
+            );
+            page = string(&reply["tokenPagination"]["nextPageToken"]);
+            if page.is_none() {
+                return Ok(found);
+            }
+        }
+    }
+}
+
 /// Real-time developer notifications, as Pub/Sub pushes them:
 /// `{"message": {"data": base64(DeveloperNotification), "messageId" | "message_id", …},
 /// "subscription": …}`. The message id is the inbox key. A one-time purchase is looked up at
@@ -604,6 +660,103 @@ impl iap_domain::notifications::NotificationDecoder for GoogleVerifier {
         }
     }
 
+    /// A voided purchase or SUBSCRIPTION_REVOKED is only a claim: anyone who can reach the push
+    /// endpoint can write one (unless push authentication is on). Google's own record decides:
+    /// the voided purchases list (refunds, chargebacks and revocations, one-time and
+    /// subscription, of the last 30 days), and for a one-time product also productsv2 (a refund
+    /// leaves `refundableQuantity` 0), since the list is known to miss some refunds.
+    async fn confirm_refund(
+        &self,
+        decoded: &iap_domain::notifications::DecodedNotification,
+    ) -> Result<iap_domain::notifications::RefundConfirmation, StoreError> {
+        use iap_domain::notifications::{RefundConfirmation, StoreEvent};
+        let StoreEvent::Refunded {
+            store_transaction_id,
+            revoked,
+            subscription,
+            ..
+        } = &decoded.event
+        else {
+            return Ok(RefundConfirmation::Unconfirmed {
+                reason: "not_a_refund",
+                detail: "the notification claims no refund".into(),
+            });
+        };
+        let google = decoded
+            .inbound
+            .app_id
+            .as_ref()
+            .and_then(|app| self.apps.get(app))
+            .ok_or_else(|| {
+                StoreError::Misconfigured("no Google Play settings for the app".into())
+            })?;
+        // One-time: keyed by the token. Subscription void: the order id, with the token in the
+        // reference. SUBSCRIPTION_REVOKED: the token.
+        let token = subscription
+            .as_ref()
+            .and_then(|s| s.purchase_token.clone())
+            .unwrap_or_else(|| store_transaction_id.clone());
+        let order = (*store_transaction_id != token).then_some(store_transaction_id.as_str());
+        let voided = self.voided_for(google, &token, order).await?;
+        if !voided.is_empty() {
+            // A subscription's token spans every period: a voided period is taken back by its
+            // own order id, and the token is named only when the whole subscription was revoked
+            // (platforms/google.md §1.5: with subscriptions, key on orderId).
+            let mut store_keys = Vec::new();
+            if subscription.is_none() || order.is_none() {
+                store_keys.push(token.clone());
+            }
+            if subscription.is_none() || order.is_some() {
+                store_keys.extend(voided.iter().filter_map(|v| string(&v["orderId"])));
+            }
+            store_keys.sort();
+            store_keys.dedup();
+            // voidedReason 5 fraud, 6 friendly fraud, 7 chargeback.
+            let charged_back = voided
+                .iter()
+                .any(|v| matches!(v["voidedReason"].as_i64(), Some(5..=7)));
+            return Ok(RefundConfirmation::Confirmed {
+                store_keys,
+                revoked: *revoked || charged_back,
+            });
+        }
+        if subscription.is_none() {
+            match google.api.product_v2(&google.package, &token).await {
+                Ok(v2) => {
+                    let refunded =
+                        v2["productLineItem"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .any(|line| {
+                                line["productOfferDetails"]["refundableQuantity"].as_u64()
+                                    == Some(0)
+                            });
+                    if refunded {
+                        let mut store_keys = vec![token.clone()];
+                        store_keys.extend(string(&v2["orderId"]));
+                        return Ok(RefundConfirmation::Confirmed {
+                            store_keys,
+                            revoked: *revoked,
+                        });
+                    }
+                }
+                // Google does not know the token: nothing of ours can be behind it.
+                Err(StoreError::Rejected { .. }) => {
+                    return Ok(RefundConfirmation::Unconfirmed {
+                        reason: "unknown_at_store",
+                        detail: "Google does not know the purchase token".into(),
+                    });
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(RefundConfirmation::Unconfirmed {
+            reason: "not_voided_at_store",
+            detail: "Google lists no voided purchase for it in the last 30 days".into(),
+        })
+    }
+
     async fn decode(
         &self,
         raw_body: &str,
@@ -614,12 +767,19 @@ impl iap_domain::notifications::NotificationDecoder for GoogleVerifier {
         let envelope: Value =
             serde_json::from_str(raw_body).map_err(|_| malformed("body is not JSON"))?;
         let message = &envelope["message"];
-        let id = string(&message["messageId"])
+        let message_id = string(&message["messageId"])
             .or_else(|| string(&message["message_id"]))
             .ok_or_else(|| malformed("message.messageId is missing"))?;
+        if message_id.len() > MAX_MESSAGE_ID || !message_id.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(malformed("message.messageId is not a Pub/Sub message id"));
+        }
         let data = message["data"]
             .as_str()
             .ok_or_else(|| malformed("message.data is missing"))?;
+        // The inbox key is the message id *and* what the message says: Pub/Sub redelivers the
+        // same data under the same id (a duplicate), while a forged push that takes an id Google
+        // will use later occupies only its own key and never shadows Google's delivery.
+        let id = format!("{message_id}:{}", sha256_hex(data.as_bytes()));
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(data.trim())
             .map_err(|_| malformed("message.data is not base64"))?;

@@ -523,15 +523,142 @@ impl iap_domain::ports::StoreConfirmer for HuaweiVerifier {
     }
 }
 
+/// How far back a notification's refund is looked up in the cancelled list: the window Huawei's
+/// own demos and client libraries query (docs/stores.md).
+const CANCELLED_WINDOW: chrono::Duration = chrono::Duration::days(30);
+
+/// Lower-case hex SHA-256.
+fn sha256_hex(bytes: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, bytes)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl HuaweiVerifier {
+    /// The Order service's cancelled-list entries of the last 30 days (one-time products and
+    /// subscriptions) for one purchase token or order id.
+    async fn cancelled_for(
+        &self,
+        huawei: &HuaweiApp,
+        token: &str,
+        order: Option<&str>,
+    ) -> Result<Vec<Value>, StoreError> {
+        let to = chrono::Utc::now();
+        let from = to - CANCELLED_WINDOW;
+        let mut found = Vec::new();
+        let mut continuation: Option<String> = None;
+        loop {
+            let reply = huawei
+                .api
+                .cancelled_list(
+                    from.timestamp_millis(),
+                    to.timestamp_millis(),
+                    continuation.as_deref(),
+                )
+                .await?;
+            if response_code(&reply) != "0" {
+                return Err(refusal(
+                    &response_code(&reply),
+                    reply["responseMessage"].as_str().unwrap_or(""),
+                ));
+            }
+            let list: Value = reply["cancelledPurchaseList"]
+                .as_str()
+                .and_then(|s| serde_json::from_str(s).ok())
+                .unwrap_or(Value::Null);
+            found.extend(
+                list.as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|c| match order {
+                        Some(order) => c["orderId"] == order,
+                        None => c["purchaseToken"] == token,
+                    })
+                    .cloned(),
+            );
+            continuation = string(&reply["continuationToken"]).filter(|t| !t.is_empty());
+            if continuation.is_none() {
+                return Ok(found);
+            }
+        }
+    }
+}
+
 /// Huawei IAP server notifications v2: `{version: "v2", eventType: "ORDER" | "SUBSCRIPTION",
 /// notifyTime, applicationId, orderNotification | subNotification}`. ORDER events are unsigned,
 /// so they are only a hint: a payment (type 1) is re-queried with the Order service, whose signed
-/// answer becomes the proof; a refund (type 2) names the purchase token to revoke. There is no
-/// event id, so the inbox key is the event type, notification type and purchase token.
+/// answer becomes the proof; a refund (type 2) is a claim the cancelled list must confirm. There
+/// is no event id, so the inbox key is the event and notification type with a digest of the body:
+/// Huawei's resend of the same event is a duplicate, and a forged event never occupies the key of
+/// a real one.
 #[async_trait]
 impl iap_domain::notifications::NotificationDecoder for HuaweiVerifier {
     fn platform(&self) -> Platform {
         Platform::Huawei
+    }
+
+    /// An ORDER refund event is unsigned: anyone can send one. A subscription CANCEL is signed,
+    /// but may be replayed. Either is acted on only when the Order service's cancelled list
+    /// (refunds, chargebacks, revocations; one-time products and subscriptions) shows it.
+    async fn confirm_refund(
+        &self,
+        decoded: &iap_domain::notifications::DecodedNotification,
+    ) -> Result<iap_domain::notifications::RefundConfirmation, StoreError> {
+        use iap_domain::notifications::{RefundConfirmation, StoreEvent};
+        let StoreEvent::Refunded {
+            store_transaction_id,
+            revoked,
+            subscription,
+            ..
+        } = &decoded.event
+        else {
+            return Ok(RefundConfirmation::Unconfirmed {
+                reason: "not_a_refund",
+                detail: "the notification claims no refund".into(),
+            });
+        };
+        let huawei = decoded
+            .inbound
+            .app_id
+            .as_ref()
+            .and_then(|app| self.apps.get(app))
+            .ok_or_else(|| StoreError::Misconfigured("no Huawei settings for the app".into()))?;
+        // ORDER refund: keyed by the purchase token. Subscription CANCEL: by the order id.
+        let (token, order) = match subscription {
+            Some(s) => (
+                s.purchase_token.clone().unwrap_or_default(),
+                Some(store_transaction_id.as_str()),
+            ),
+            None => (store_transaction_id.clone(), None),
+        };
+        let cancelled = self.cancelled_for(huawei, &token, order).await?;
+        if cancelled.is_empty() {
+            return Ok(RefundConfirmation::Unconfirmed {
+                reason: "not_cancelled_at_store",
+                detail: "Huawei's cancelled list shows no refund for it in the last 30 days".into(),
+            });
+        }
+        // A subscription's token spans its renewals: a refunded period is taken back by its own
+        // order id only. A one-time purchase is known by both.
+        let mut store_keys = Vec::new();
+        for c in &cancelled {
+            store_keys.extend(string(&c["orderId"]));
+            if subscription.is_none() {
+                store_keys.extend(string(&c["purchaseToken"]));
+            }
+        }
+        store_keys.sort();
+        store_keys.dedup();
+        Ok(RefundConfirmation::Confirmed {
+            store_keys,
+            // cancelledReason 5 fraud, 6 chargeback.
+            revoked: *revoked
+                || cancelled
+                    .iter()
+                    .any(|c| matches!(number(&c["cancelledReason"]), Some(5 | 6))),
+        })
     }
 
     async fn decode(
@@ -614,7 +741,7 @@ impl iap_domain::notifications::NotificationDecoder for HuaweiVerifier {
                     }
                 };
                 (
-                    format!("order:{kind}:{token}"),
+                    format!("order:{kind}:{}", sha256_hex(raw_body.as_bytes())),
                     format!("ORDER/{kind}"),
                     Some(token),
                     event,
@@ -645,14 +772,14 @@ impl iap_domain::notifications::NotificationDecoder for HuaweiVerifier {
                     platform: Platform::Huawei,
                     key: subscription.clone(),
                     product_id: string(&inner["productId"]).and_then(|p| ProductId::parse(p).ok()),
-                    purchase_token: Some(token.clone()),
+                    purchase_token: Some(token),
                     environment: None,
                 };
                 let event = match kind {
                     // CANCEL: customer service refunded the subscription.
                     1 if !order.is_empty() => StoreEvent::Refunded {
                         platform: Platform::Huawei,
-                        store_transaction_id: order.clone(),
+                        store_transaction_id: order,
                         revoked: false,
                         subscription: Some(reference),
                     },
@@ -664,7 +791,9 @@ impl iap_domain::notifications::NotificationDecoder for HuaweiVerifier {
                     },
                 };
                 (
-                    format!("subscription:{kind}:{subscription}:{order}:{token}"),
+                    // The signed part decides what the event is; the envelope around it is not
+                    // signed, so it does not make a replay new.
+                    format!("subscription:{kind}:{}", sha256_hex(status.as_bytes())),
                     format!("SUBSCRIPTION/{kind}"),
                     Some(subscription),
                     event,

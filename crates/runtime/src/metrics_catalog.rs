@@ -290,6 +290,12 @@ pub const METRICS: &[MetricSpec] = &[
         "Stored notifications processed for good.",
     ),
     metric(
+        "iap_notifications_rejected_total",
+        Counter,
+        &["store", "reason"],
+        "Stored notifications rejected without effect: the store did not confirm the refund, revocation or purchase they claim (forged or stale pushes).",
+    ),
+    metric(
         "iap_notification_lag_seconds",
         Histogram,
         &["store"],

@@ -51,6 +51,7 @@ fn inbox_entry(row: notifications::Model) -> Result<InboxEntry, StorageError> {
         attempts: u32::try_from(row.attempts).unwrap_or(0),
         last_error: row.last_error,
         outcome: row.outcome,
+        rejected_reason: row.rejected_reason,
         subject: row.subject,
     })
 }
@@ -559,6 +560,10 @@ impl AdminStore for Storage {
                 )
                 .col_expr(notifications::Column::NextAttemptAt, Expr::value(at))
                 .col_expr(notifications::Column::Outcome, Expr::value(None::<String>))
+                .col_expr(
+                    notifications::Column::RejectedReason,
+                    Expr::value(None::<String>),
+                )
                 .filter(notifications::Column::Id.eq(id))
                 .exec(txn)
                 .await

@@ -42,6 +42,7 @@ impl NotificationInbox for Storage {
             next_attempt_at: ActiveValue::Set(Some(now)),
             last_error: ActiveValue::Set(None),
             outcome: ActiveValue::Set(None),
+            rejected_reason: ActiveValue::Set(None),
         };
         let inserted = notifications::Entity::insert(row)
             .on_conflict(
@@ -113,6 +114,33 @@ impl NotificationInbox for Storage {
             .col_expr(
                 notifications::Column::Outcome,
                 Expr::value(outcome.chars().take(255).collect::<String>()),
+            )
+            .col_expr(
+                notifications::Column::NextAttemptAt,
+                Expr::value(None::<DateTime<Utc>>),
+            )
+            .filter(notifications::Column::Id.eq(id))
+            .exec(self.connection())
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn mark_rejected(
+        &self,
+        id: &str,
+        reason: &str,
+        outcome: &str,
+    ) -> Result<(), StorageError> {
+        notifications::Entity::update_many()
+            .col_expr(notifications::Column::ProcessedAt, Expr::value(now()))
+            .col_expr(
+                notifications::Column::Outcome,
+                Expr::value(outcome.chars().take(255).collect::<String>()),
+            )
+            .col_expr(
+                notifications::Column::RejectedReason,
+                Expr::value(reason.chars().take(64).collect::<String>()),
             )
             .col_expr(
                 notifications::Column::NextAttemptAt,

@@ -160,6 +160,53 @@ async fn exercise(storage: &Storage) {
     let unprocessed = admin.list_notifications(None, true, 10, "").await.unwrap();
     assert_eq!(unprocessed.items.len(), 1);
 
+    // A notification the store did not confirm: kept, processed, with its reason; the same key
+    // again is a duplicate.
+    let forged = InboundNotification {
+        platform: Platform::Google,
+        notification_id: "77:digest".into(),
+        app_id: Some(AppId::parse(APP).unwrap()),
+        notification_type: "VOIDED_PURCHASE".into(),
+        subject: Some("token-forged-0123456789".into()),
+        raw_body: "{}".into(),
+        event_at: None,
+    };
+    assert!(storage.receive(forged.clone()).await.unwrap());
+    let claimed = storage
+        .claim_due(10, std::time::Duration::from_secs(60))
+        .await
+        .unwrap();
+    let row = claimed
+        .iter()
+        .find(|n| n.notification_type == "VOIDED_PURCHASE")
+        .expect("claimed");
+    storage
+        .mark_rejected(&row.id, "not_voided_at_store", "rejected: not voided")
+        .await
+        .unwrap();
+    let listed = admin
+        .list_notifications(Some(Platform::Google), false, 10, "")
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.items[0].rejected_reason.as_deref(),
+        Some("not_voided_at_store")
+    );
+    assert!(listed.items[0].processed_at.is_some());
+    assert!(
+        !storage.receive(forged).await.unwrap(),
+        "a replay is a duplicate"
+    );
+    // The claim above took the Huawei row too: give it back for the checks below.
+    storage
+        .retry_later(
+            &id,
+            "test",
+            chrono::Utc::now() - chrono::Duration::seconds(1),
+        )
+        .await
+        .unwrap();
+
     // Stats: two PAID (the requeued and the force-granted), one manual PAID, one unprocessed
     // notification, no subscriptions.
     let stats = admin.stats(None).await.unwrap();

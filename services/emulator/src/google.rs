@@ -634,7 +634,7 @@ async fn subscription_v2_action(
         return error(StatusCode::NOT_FOUND, "notFound", "Method not found.");
     };
     shared.count(&format!("google.subscriptionsv2.{action}"));
-    with_purchase(&shared, &headers, &package, token, |p| {
+    let response = with_purchase(&shared, &headers, &package, token, |p| {
         let s = p.subscription.as_mut().ok_or_else(invalid_token)?;
         match action {
             "cancel" => {
@@ -683,7 +683,12 @@ async fn subscription_v2_action(
         s.etag += 1;
         Ok(Json(json!({})).into_response())
     })
-    .unwrap_or_else(|e| e)
+    .unwrap_or_else(|e| e);
+    // A revocation refunds (fully or prorated): Google lists it among voided purchases.
+    if action == "revoke" && response.status().is_success() {
+        record_void(&mut lock(&shared.google), token, 1, true);
+    }
+    response
 }
 
 async fn subscription_v1_action(
@@ -824,6 +829,15 @@ async fn order_action(
 
 /// Records a refund the way Google reports it (voided purchases list) and returns the RTDN.
 fn void(google: &mut GoogleStore, token: &str, source: u8, revoke: bool) -> Option<Value> {
+    let notification = record_void(google, token, source, revoke)?;
+    let package = google.purchases.get(token)?.package.clone();
+    Some(google.rtdn(&package, ("voidedPurchaseNotification", notification)))
+}
+
+/// Lists a refund or revocation among the voided purchases, as Google does for every refund,
+/// chargeback and revocation of a one-time product or a subscription, and ends what it paid for.
+/// Returns the body of the voided-purchase notification, for the caller to send or not.
+fn record_void(google: &mut GoogleStore, token: &str, source: u8, revoke: bool) -> Option<Value> {
     let now = Utc::now().timestamp_millis();
     let p = google.purchases.get_mut(token)?;
     let subscription = p.kind == Kind::Subs;
@@ -851,7 +865,6 @@ fn void(google: &mut GoogleStore, token: &str, source: u8, revoke: bool) -> Opti
         s.expiry_ms = now;
         s.etag += 1;
     }
-    let package = p.package.clone();
     let notification = json!({
         "purchaseToken": token,
         "orderId": order_id,
@@ -859,7 +872,7 @@ fn void(google: &mut GoogleStore, token: &str, source: u8, revoke: bool) -> Opti
         "refundType": 1,
     });
     google.voided.push(record);
-    Some(google.rtdn(&package, ("voidedPurchaseNotification", notification)))
+    Some(notification)
 }
 
 // ---- control API ----
@@ -1231,6 +1244,11 @@ async fn subscription_control(
     };
     s.etag += 1;
     let latest_order_id = s.latest_order_id.clone();
+    // A revocation refunds the latest period: Google lists it among voided purchases, where
+    // a backend confirms the SUBSCRIPTION_REVOKED it receives.
+    if notification_type == 12 {
+        record_void(&mut google, &token, 2, true);
+    }
     let notification = google.rtdn(
         &package,
         ("subscriptionNotification", json!({ "version": "1.0", "notificationType": notification_type, "purchaseToken": token })),

@@ -13,8 +13,8 @@ use chrono::Utc;
 use crate::delivery::{DeliveryStore, DeliveryTrigger, RevokeReason};
 use crate::ids::{AppId, OrderId, UserId};
 use crate::notifications::{
-    ConsumptionReport, ConsumptionResponder, NotificationDecoder, NotificationInbox, StoreEvent,
-    StoredNotification,
+    ConsumptionReport, ConsumptionResponder, NotificationDecoder, NotificationInbox,
+    RefundConfirmation, StoreEvent, StoredNotification,
 };
 use crate::order::Platform;
 use crate::ports::{
@@ -23,7 +23,7 @@ use crate::ports::{
 use crate::purchase::{PurchaseProof, PurchaseStatus};
 use crate::subscriptions::{SubscriptionRef, SubscriptionStore};
 use crate::usecases::deliver::{DeliverError, Deliveries};
-use crate::usecases::refresh_subscription::{Refreshed, SubscriptionRefresh};
+use crate::usecases::refresh_subscription::{RefreshError, Refreshed, SubscriptionRefresh};
 use crate::usecases::verify_purchase::{PurchaseVerification, VerifyError, VerifyPurchase};
 
 /// What one pass did.
@@ -33,6 +33,8 @@ pub struct InboxReport {
     pub processed: usize,
     /// Notifications to try again later.
     pub retried: usize,
+    /// Notifications whose claim the store did not confirm: kept as rejected, without effect.
+    pub rejected: usize,
 }
 
 /// How the inbox retries what could not be processed.
@@ -86,9 +88,27 @@ impl<S> std::fmt::Debug for NotificationHandler<S> {
     }
 }
 
-/// Why one notification could not be processed now.
+/// Why one notification was not processed.
 enum Retry {
+    /// It may pass (store or database down): try again later.
     Later(String),
+    /// The store does not confirm what the notification claims (a forged or stale push): it is
+    /// kept as rejected and changes nothing.
+    Rejected {
+        /// Machine-readable cause, a metric label.
+        reason: &'static str,
+        /// Human detail for the inbox row.
+        detail: String,
+    },
+}
+
+impl Retry {
+    fn rejected(reason: &'static str, detail: impl Into<String>) -> Self {
+        Retry::Rejected {
+            reason,
+            detail: detail.into(),
+        }
+    }
 }
 
 impl From<StorageError> for Retry {
@@ -158,6 +178,14 @@ where
                         .record(lag.max(0) as f64 / 1000.0);
                     report.processed += 1;
                 }
+                Err(Retry::Rejected { reason, detail }) => {
+                    tracing::warn!(platform = %notification.platform, kind = %notification.notification_type, reason, %detail, "notification rejected: the store does not confirm it");
+                    metrics::counter!("iap_notifications_rejected_total", "store" => notification.platform.as_str(), "reason" => reason).increment(1);
+                    self.inbox
+                        .mark_rejected(&notification.id, reason, &format!("rejected: {detail}"))
+                        .await?;
+                    report.rejected += 1;
+                }
                 Err(Retry::Later(error)) => {
                     let retry_at = Utc::now()
                         + chrono::Duration::from_std(self.policy.backoff(notification.attempts))
@@ -191,7 +219,7 @@ where
                 // configuration) is recorded, not retried forever.
                 Err(e) => return Ok(format!("not processed: {e}")),
             };
-        match decoded.event {
+        match decoded.event.clone() {
             StoreEvent::Ignored(reason) => Ok(reason),
             StoreEvent::Purchased {
                 app_id,
@@ -200,18 +228,30 @@ where
             } => self.purchased(app_id, proof, carried_order_id).await,
             StoreEvent::Refunded {
                 platform,
-                store_transaction_id,
-                revoked,
                 subscription,
+                ..
             } => {
+                // A claim until the store confirms it: the revocation (and the refund mark of a
+                // purchase not redeemed yet) uses the identities the store itself reports.
+                let (store_keys, revoked) = match decoder.confirm_refund(&decoded).await {
+                    Ok(RefundConfirmation::Confirmed {
+                        store_keys,
+                        revoked,
+                    }) => (store_keys, revoked),
+                    Ok(RefundConfirmation::Unconfirmed { reason, detail }) => {
+                        return Err(Retry::rejected(reason, detail));
+                    }
+                    Err(StoreError::Rejected { code, detail, .. }) => {
+                        return Err(Retry::rejected(code, detail));
+                    }
+                    Err(e) => return Err(Retry::Later(e.to_string())),
+                };
                 let reason = if revoked {
                     RevokeReason::Revoked
                 } else {
                     RevokeReason::Refunded
                 };
-                let outcome = self
-                    .revoke_purchase(platform, &store_transaction_id, reason)
-                    .await?;
+                let outcome = self.revoke_purchase(platform, store_keys, reason).await?;
                 match subscription {
                     Some(subscription) => {
                         let refreshed = self.refresh(&subscription).await?;
@@ -226,6 +266,11 @@ where
                 carried_order_id,
             } => match self.subscriptions.refresh(&subscription).await {
                 Ok(refreshed) => Ok(describe(&refreshed)),
+                // The store does not know the subscription (a forged push): nothing to apply,
+                // and nothing to retry.
+                Err(RefreshError::Store(VerifyError::Rejected { code, detail, .. })) => {
+                    Err(Retry::rejected(code, detail))
+                }
                 // Without a way to ask the store about subscriptions, the paid charge the
                 // notification carries is still granted, like any purchase.
                 Err(e) if e.store_cannot_be_asked() && paid.is_some() => {
@@ -241,21 +286,29 @@ where
                     Err(e @ (VerifyError::StoreUnavailable { .. } | VerifyError::Storage(_))) => {
                         return Err(Retry::Later(e.to_string()));
                     }
-                    Err(e) => return Ok(format!("purchase not readable at the store: {e}")),
+                    Err(VerifyError::Rejected { code, detail, .. }) => {
+                        return Err(Retry::rejected(code, detail));
+                    }
+                    Err(e) => return Err(Retry::rejected("not_readable_at_store", e.to_string())),
                 };
+                // The store's answer, not the notification, says whether anything is taken back.
                 match purchase.status {
                     PurchaseStatus::Refunded { .. } | PurchaseStatus::Cancelled => {
-                        let id = purchase
-                            .purchase_token
-                            .clone()
-                            .unwrap_or(purchase.store_transaction_id);
-                        self.revoke_purchase(purchase.platform, &id, RevokeReason::Revoked)
+                        let mut keys = vec![purchase.store_transaction_id.clone()];
+                        keys.extend(purchase.purchase_token.clone());
+                        keys.extend(purchase.store_order_id.clone());
+                        keys.dedup();
+                        self.revoke_purchase(purchase.platform, keys, RevokeReason::Revoked)
                             .await
                     }
-                    PurchaseStatus::Pending => Ok("still pending at the store".into()),
-                    PurchaseStatus::Purchased => {
-                        Ok("still paid at the store: nothing to do".into())
-                    }
+                    PurchaseStatus::Pending => Err(Retry::rejected(
+                        "still_pending_at_store",
+                        "the store shows the purchase still pending: nothing was cancelled",
+                    )),
+                    PurchaseStatus::Purchased => Err(Retry::rejected(
+                        "still_paid_at_store",
+                        "the store shows the purchase still paid: nothing was cancelled",
+                    )),
                 }
             }
             StoreEvent::ConsumptionRequested {
@@ -303,12 +356,12 @@ where
     async fn revoke_purchase(
         &self,
         platform: Platform,
-        id: &str,
+        store_keys: Vec<String>,
         reason: RevokeReason,
     ) -> Result<String, Retry> {
         let mark = RefundMark {
             platform,
-            store_keys: vec![id.to_owned()],
+            store_keys,
             revoked: reason == RevokeReason::Revoked,
             source: "store notification".into(),
         };
@@ -357,6 +410,9 @@ where
                 Err(e @ (VerifyError::StoreUnavailable { .. } | VerifyError::Storage(_))) => {
                     return Err(Retry::Later(e.to_string()));
                 }
+                Err(VerifyError::Rejected { code, detail, .. }) => {
+                    return Err(Retry::rejected(code, detail));
+                }
                 Err(e) => return Ok(format!("purchase refused: {e}")),
             },
         };
@@ -401,9 +457,12 @@ where
                 };
                 Ok(format!("order {order} {recorded}, {state}"))
             }
-            Err(VerifyError::Rejected { reason, code, .. }) => {
-                Ok(format!("purchase refused: {reason} ({code})"))
-            }
+            // The store does not confirm a paid purchase (refunded, unknown, another app's):
+            // nothing is granted, and the row says why.
+            Err(VerifyError::Rejected { reason, code, .. }) => Err(Retry::rejected(
+                code,
+                format!("purchase refused: {reason} ({code})"),
+            )),
             Err(e @ (VerifyError::StoreUnavailable { .. } | VerifyError::Storage(_))) => {
                 Err(Retry::Later(e.to_string()))
             }

@@ -21,6 +21,7 @@ pub struct Model {
     pub next_attempt_at: Option<DateTimeUtc>,
     pub last_error: Option<String>,
     pub outcome: Option<String>,
+    pub rejected_reason: Option<String>,
 }
 
 /// No declared relations.

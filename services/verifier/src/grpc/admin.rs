@@ -111,6 +111,7 @@ fn notification(n: InboxEntry) -> pb::StoredNotification {
         attempts: i32::try_from(n.attempts).unwrap_or(i32::MAX),
         last_error: n.last_error.unwrap_or_default(),
         subject,
+        rejected_reason: n.rejected_reason.unwrap_or_default(),
     }
 }
 
