@@ -43,6 +43,7 @@ pub mod purchase;
 pub mod reconciliation;
 pub mod store_calls;
 pub mod subscriptions;
+pub mod unclaimed;
 pub mod usecases;
 
 pub use catalog::{AppPolicy, Catalog, ProductPolicy, SandboxPolicy};

@@ -182,6 +182,9 @@ text_enum!(
         SubscriptionRenewal => "subscription_renewal",
         /// The bound order was already paid by another purchase.
         BoundOrderAlreadyPaid => "bound_order_already_paid",
+        /// A paid purchase kept unclaimed (no order or user could be found for it), granted to
+        /// a user by an operator's claim.
+        ClaimedByOperator => "claimed_by_operator",
     }
 );
 
