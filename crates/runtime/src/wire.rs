@@ -98,6 +98,7 @@ pub fn binding_reason(value: BindingReason) -> pb::BindingReason {
         BindingReason::ManualCompensation => pb::BindingReason::ManualCompensation,
         BindingReason::SubscriptionRenewal => pb::BindingReason::SubscriptionRenewal,
         BindingReason::BoundOrderAlreadyPaid => pb::BindingReason::BoundOrderAlreadyPaid,
+        BindingReason::ClaimedByOperator => pb::BindingReason::ClaimedByOperator,
     }
 }
 

@@ -15,6 +15,7 @@ mod orders;
 mod payments;
 mod refund_marks;
 mod subscriptions;
+mod unclaimed;
 
 use std::time::Duration;
 
