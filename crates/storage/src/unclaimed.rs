@@ -114,7 +114,10 @@ pub(crate) async fn resolve_in(
         p.store_order_id.as_deref(),
     );
     rows::Entity::update_many()
-        .col_expr(rows::Column::ClaimedBy, Expr::value(payment.user_id.as_str()))
+        .col_expr(
+            rows::Column::ClaimedBy,
+            Expr::value(payment.user_id.as_str()),
+        )
         .col_expr(rows::Column::ClaimedAt, Expr::value(at))
         .col_expr(rows::Column::ClaimedOrderId, Expr::value(order.to_string()))
         .col_expr(
@@ -304,12 +307,18 @@ impl Storage {
                 Expr::value(claim.payment.user_id.as_str()),
             )
             .col_expr(rows::Column::ClaimedAt, Expr::value(at))
-            .col_expr(rows::Column::ClaimedOrderId, Expr::value(order_id.to_string()))
+            .col_expr(
+                rows::Column::ClaimedOrderId,
+                Expr::value(order_id.to_string()),
+            )
             .col_expr(
                 rows::Column::Operator,
                 Expr::value(claim.audit.operator.clone()),
             )
-            .col_expr(rows::Column::Reason, Expr::value(claim.audit.reason.clone()))
+            .col_expr(
+                rows::Column::Reason,
+                Expr::value(claim.audit.reason.clone()),
+            )
             .filter(rows::Column::Id.eq(claim.id.to_string()))
             .filter(open())
             .exec(txn)

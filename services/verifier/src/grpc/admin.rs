@@ -8,11 +8,11 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
 use iap_domain::admin::{HistoryEvent, InboxEntry, OrderFilter, StorePurchaseView};
+use iap_domain::unclaimed::{UnclaimedFilter, UnclaimedPurchase, UnclaimedState};
 use iap_domain::usecases::admin::{
     Accountability, AdminError, Administration, Compensate, CompensationGrant, ListOrders,
     OrderAndDelivery, mask_token, page_size, parse_order_id,
 };
-use iap_domain::unclaimed::{UnclaimedFilter, UnclaimedPurchase, UnclaimedState};
 use iap_domain::usecases::unclaimed::{
     ClaimUnclaimed, UnclaimedError, UnclaimedPurchases, parse_unclaimed_id,
 };
@@ -397,7 +397,11 @@ impl AdminService for AdminHandler {
         };
         let page = self
             .unclaimed
-            .list(filter, page_size(r.page_size).map_err(status)?, &r.page_token)
+            .list(
+                filter,
+                page_size(r.page_size).map_err(status)?,
+                &r.page_token,
+            )
             .await
             .map_err(unclaimed_status)?;
         Ok(Response::new(pb::ListUnclaimedPurchasesResponse {
