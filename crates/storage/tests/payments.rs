@@ -400,7 +400,7 @@ async fn a_refund_racing_a_redemption_is_never_lost_on_postgres() {
         let (redeemed, refunded) = (redeem.await.unwrap(), refund.await.unwrap());
         match (&redeemed, &refunded) {
             (RecordOutcome::Recorded { order, .. }, MarkOutcome::Redeemed(r)) => {
-                assert_eq!(r.order_id, order.id)
+                assert_eq!(r.order_id, order.id);
             }
             (RecordOutcome::RefundedBeforeRedemption { .. }, MarkOutcome::Marked) => {}
             other => panic!("round {round}: the refund was lost: {other:?}"),

@@ -53,28 +53,38 @@ fn unclaimed(p: UnclaimedPurchase) -> pb::UnclaimedPurchase {
         UnclaimedState::Claimed => pb::UnclaimedPurchaseState::Claimed,
         UnclaimedState::Refunded => pb::UnclaimedPurchaseState::Refunded,
     };
-    let claim = p.claim.as_ref();
+    let (claimed_user_id, claimed_at, claimed_order_id, claimed_by_operator, claim_reason) =
+        match p.claim {
+            Some(c) => (
+                c.user_id.to_string(),
+                Some(wire::timestamp(c.claimed_at)),
+                c.order_id.to_string(),
+                c.operator.unwrap_or_default(),
+                c.reason.unwrap_or_default(),
+            ),
+            None => Default::default(),
+        };
     pb::UnclaimedPurchase {
         id: p.id.to_string(),
         platform: wire::platform(p.platform).into(),
-        store_transaction_id: p.store_transaction_id.clone(),
-        original_transaction_id: p.original_transaction_id.clone().unwrap_or_default(),
-        store_order_id: p.store_order_id.clone().unwrap_or_default(),
+        store_transaction_id: p.store_transaction_id,
+        original_transaction_id: p.original_transaction_id.unwrap_or_default(),
+        store_order_id: p.store_order_id.unwrap_or_default(),
         app_id: p.app_id.to_string(),
         product_id: p.product_id.to_string(),
         quantity: i32::try_from(p.quantity).unwrap_or(i32::MAX),
         environment: wire::environment(p.environment).into(),
         purchased_at: p.purchased_at.map(wire::timestamp),
-        source: p.source.clone(),
+        source: p.source,
         first_seen_at: Some(wire::timestamp(p.first_seen_at)),
         last_seen_at: Some(wire::timestamp(p.last_seen_at)),
         state: state.into(),
         refunded_at: p.refunded_at.map(wire::timestamp),
-        claimed_user_id: claim.map(|c| c.user_id.to_string()).unwrap_or_default(),
-        claimed_at: claim.map(|c| wire::timestamp(c.claimed_at)),
-        claimed_order_id: claim.map(|c| c.order_id.to_string()).unwrap_or_default(),
-        claimed_by_operator: claim.and_then(|c| c.operator.clone()).unwrap_or_default(),
-        claim_reason: claim.and_then(|c| c.reason.clone()).unwrap_or_default(),
+        claimed_user_id,
+        claimed_at,
+        claimed_order_id,
+        claimed_by_operator,
+        claim_reason,
     }
 }
 
