@@ -363,3 +363,34 @@ async fn claims_of_unknown_purchases_or_without_an_operator_are_refused() {
     assert_eq!(open_unclaimed(&w).await.len(), 1, "still open");
     assert_eq!(w.count("orders", "1 = 1").await, 0);
 }
+
+/// A subscription bought without an order: its SUBSCRIBED notification names nobody, so the paid
+/// first period is kept; a claim grants it once and makes the claimant the subscription's owner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unowned_subscription_period_is_kept_and_its_claimant_owns_the_subscription() {
+    let w = World::start().await;
+    w.notify_here("apple", 0).await;
+    w.store
+        .post_json(
+            "/emulator/apple/purchases",
+            json!({ "bundle_id": APP, "product_id": "vip_monthly",
+                "product_type": "Auto-Renewable Subscription", "environment": "Production" }),
+        )
+        .await;
+    w.pushed(1).await;
+    w.settle().await;
+    let kept = open_unclaimed(&w).await;
+    assert_eq!(kept.len(), 1, "the paid period is kept");
+    assert_eq!(kept[0].product_id, "vip_monthly");
+    assert_eq!(w.game.ledger().stats().grant_effects, 0);
+
+    claim(&w, &kept[0].id, "subscriber", "frank").await.unwrap();
+    w.sweep_until_quiet(5).await;
+    assert_eq!(w.game.ledger().balance(APP, "subscriber", "vip_monthly"), 1);
+    assert_eq!(w.game.ledger().stats().grant_effects, 1);
+    assert_eq!(
+        w.count("subscriptions", "user_id = 'subscriber'").await,
+        1,
+        "the claimant owns the subscription"
+    );
+}

@@ -237,6 +237,17 @@ where
                 paid,
                 carried_order_id,
             } => match self.subscriptions.refresh(&subscription).await {
+                // Nobody owns it: a paid period the notification carries is kept unclaimed.
+                Ok(Refreshed::Unowned) if paid.is_some() => {
+                    let proof = paid.unwrap_or_else(|| unreachable!("checked by the guard"));
+                    self.unclaimed(
+                        subscription.app_id,
+                        proof,
+                        None,
+                        &notification.notification_type,
+                    )
+                    .await
+                }
                 Ok(refreshed) => Ok(describe(&refreshed)),
                 // Without a way to ask the store about subscriptions, the paid charge the
                 // notification carries is still granted, like any purchase.
@@ -503,6 +514,9 @@ fn describe(refreshed: &Refreshed) -> String {
             text
         }
         Refreshed::NotRecorded(reason) => reason.clone(),
+        Refreshed::Unowned => {
+            "a subscription without an order of ours, and no paid period to keep".to_owned()
+        }
     }
 }
 
