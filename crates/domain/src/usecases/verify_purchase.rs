@@ -1237,4 +1237,55 @@ mod tests {
         });
         assert!(matches!(found, MarkOutcome::Redeemed(r) if r.order_id == order));
     }
+    #[tokio::test]
+    async fn a_claimed_purchase_gets_a_new_order_of_its_paid_quantity_under_the_same_policy() {
+        let h = harness();
+        // An unpaid order of the claimant is not matched: a claim always makes its own order.
+        let unpaid = h.open_order("alice").await;
+        let paid_three = VerifiedPurchase {
+            quantity: 3,
+            ..purchase("tok-kept", None)
+        };
+        let payment = h
+            .usecase
+            .claim_payment(&app(), &user("alice"), paid_three)
+            .unwrap();
+        let PaymentTarget::NewOrder(order) = &payment.target else {
+            panic!("a claim pays a new order")
+        };
+        assert_ne!(order.id, unpaid);
+        assert_eq!((order.user_id.as_str(), order.quantity), ("alice", 3));
+        assert_eq!(payment.binding_reason, BindingReason::ClaimedByOperator);
+
+        let sandbox = VerifiedPurchase {
+            environment: Environment::Sandbox,
+            ..purchase("tok-sandbox", None)
+        };
+        let refused = h
+            .usecase
+            .claim_payment(&app(), &user("alice"), sandbox.clone())
+            .map(|_| ());
+        assert!(matches!(
+            refused,
+            Err(VerifyError::Rejected {
+                reason: RejectReason::SandboxNotAllowed,
+                ..
+            })
+        ));
+        assert!(
+            h.usecase
+                .claim_payment(&app(), &user("qa"), sandbox)
+                .is_ok()
+        );
+        let mut refunded = purchase("tok-refunded", None);
+        refunded.status = PurchaseStatus::Refunded {
+            at: None,
+            reason: None,
+        };
+        assert!(
+            h.usecase
+                .claim_payment(&app(), &user("alice"), refunded)
+                .is_err()
+        );
+    }
 }
