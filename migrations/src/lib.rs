@@ -19,6 +19,7 @@ mod m20261122_000009_create_job_state;
 mod m20261128_000010_subscription_versions;
 mod m20261201_000015_refund_marks;
 mod m20261202_000012_notification_rejections;
+mod m20261202_000014_unclaimed_purchases;
 
 /// Every migration, oldest first.
 #[derive(Debug)]
@@ -40,6 +41,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000010_subscription_versions::Migration),
             Box::new(m20261201_000015_refund_marks::Migration),
             Box::new(m20261202_000012_notification_rejections::Migration),
+            Box::new(m20261202_000014_unclaimed_purchases::Migration),
         ]
     }
 }

@@ -44,6 +44,7 @@ pub mod reconciliation;
 pub mod store_calls;
 pub mod store_ids;
 pub mod subscriptions;
+pub mod unclaimed;
 pub mod usecases;
 
 pub use catalog::{AppPolicy, Catalog, ProductPolicy, SandboxPolicy};

@@ -193,6 +193,9 @@ text_enum!(
         /// The store was paid for more than support's compensation granted: this order grants
         /// the difference.
         CompensationTopUp => "compensation_top_up",
+        /// A paid purchase kept unclaimed (no order or user could be found for it), granted to
+        /// a user by an operator's claim.
+        ClaimedByOperator => "claimed_by_operator",
     }
 );
 

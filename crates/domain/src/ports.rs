@@ -245,6 +245,19 @@ pub enum PaymentTarget {
     },
 }
 
+impl PaymentTarget {
+    /// The order the payment is recorded on: the top-up when there is one.
+    pub fn order_id(&self) -> OrderId {
+        match self {
+            PaymentTarget::ExistingOrder(id) => *id,
+            PaymentTarget::NewOrder(new) => new.id,
+            PaymentTarget::CompensatedOrder { id, top_up } => {
+                top_up.as_ref().map_or(*id, |new| new.id)
+            }
+        }
+    }
+}
+
 /// A verified payment to commit: store transaction row, order → PAID and the delivery outbox
 /// event, in one database transaction.
 #[derive(Debug, Clone)]

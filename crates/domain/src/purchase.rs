@@ -6,8 +6,9 @@ use serde::{Deserialize, Serialize};
 use crate::ids::ProductId;
 use crate::order::{Environment, Money, Platform, ProductKind};
 
-/// The proof of purchase a client sent, per store.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The proof of purchase a client sent, per store. Serializable so a purchase kept unclaimed can
+/// be verified again when it is claimed (see [`crate::unclaimed`]); it is secret either way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PurchaseProof {
     /// StoreKit 2 `Transaction.jwsRepresentation`.
     AppleSignedTransaction(String),
@@ -58,7 +59,7 @@ impl PurchaseProof {
 }
 
 /// Exact bytes a store signed, and the base64 signature over them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignedData {
     /// The signed text, never re-serialized.
     pub data: String,

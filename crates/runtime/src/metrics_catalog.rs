@@ -313,6 +313,31 @@ pub const METRICS: &[MetricSpec] = &[
         &[],
         "Seconds since the oldest unprocessed notification was received (0 when none).",
     ),
+    // unclaimed purchases
+    metric(
+        "iap_unclaimed_purchases",
+        Gauge,
+        &["store"],
+        "Paid purchases no order or user could be found for, kept unclaimed and neither claimed nor refunded, by store; refreshed by the scheduler.",
+    ),
+    metric(
+        "iap_unclaimed_purchases_oldest_age_seconds",
+        Gauge,
+        &["store"],
+        "Seconds since the oldest open unclaimed purchase was first kept (0 when none), by store.",
+    ),
+    metric(
+        "iap_unclaimed_purchases_kept_total",
+        Counter,
+        &["store"],
+        "Paid purchases kept unclaimed (each once, however often the store reports it).",
+    ),
+    metric(
+        "iap_unclaimed_purchases_claimed_total",
+        Counter,
+        &["store"],
+        "Unclaimed purchases granted to a user by an operator's ClaimUnclaimedPurchase.",
+    ),
     // emulator
     metric(
         "iap_emulator_requests_total",

@@ -16,6 +16,7 @@ use iap_domain::store_ids::StoreIdError;
 use iap_domain::usecases::admin::AdminError;
 use iap_domain::usecases::create_order::CreateOrderError;
 use iap_domain::usecases::deliver::DeliverError;
+use iap_domain::usecases::unclaimed::UnclaimedError;
 use iap_domain::usecases::verify_purchase::VerifyError;
 
 /// `ErrorInfo.domain` of every error this system returns.
@@ -275,6 +276,37 @@ impl IntoStatus for AdminError {
                 )
             }
             AdminError::Storage(e) => e.into_status(),
+        }
+    }
+}
+
+impl IntoStatus for UnclaimedError {
+    fn into_status(self) -> Status {
+        let message = self.to_string();
+        match self {
+            UnclaimedError::InvalidArgument { field, problem } => invalid_argument(field, &problem),
+            UnclaimedError::NotFound(_) => not_found("UNCLAIMED_PURCHASE_NOT_FOUND", message),
+            UnclaimedError::AlreadyClaimed {
+                user_id, order_id, ..
+            } => with_reason(
+                Code::FailedPrecondition,
+                "UNCLAIMED_PURCHASE_ALREADY_CLAIMED",
+                message,
+                HashMap::from([
+                    ("user_id".to_owned(), user_id.to_string()),
+                    ("order_id".to_owned(), order_id.to_string()),
+                ]),
+            ),
+            UnclaimedError::Refunded(_) => with_reason(
+                Code::FailedPrecondition,
+                "UNCLAIMED_PURCHASE_REFUNDED",
+                message,
+                HashMap::new(),
+            ),
+            // The store's or the policy's refusal at claim time, or an outage: the same statuses
+            // and reasons a VerifyPurchase would get.
+            UnclaimedError::Verify(e) => e.into_status(),
+            UnclaimedError::Storage(e) => e.into_status(),
         }
     }
 }

@@ -101,6 +101,7 @@ pub fn binding_reason(value: BindingReason) -> pb::BindingReason {
         BindingReason::PaidQuantityDiffers => pb::BindingReason::PaidQuantityDiffers,
         BindingReason::CompensationMatched => pb::BindingReason::CompensationMatched,
         BindingReason::CompensationTopUp => pb::BindingReason::CompensationTopUp,
+        BindingReason::ClaimedByOperator => pb::BindingReason::ClaimedByOperator,
     }
 }
 

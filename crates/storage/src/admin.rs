@@ -78,7 +78,7 @@ fn after_position<C: ColumnTrait>(
     }
 }
 
-async fn insert_audit<C: ConnectionTrait>(
+pub(crate) async fn insert_audit<C: ConnectionTrait>(
     conn: &C,
     audit: &AuditEntry,
     at: DateTime<Utc>,
@@ -106,7 +106,7 @@ async fn insert_audit<C: ConnectionTrait>(
 }
 
 /// The outbox event of an operator's action, in the order's history.
-async fn admin_event<C: ConnectionTrait>(
+pub(crate) async fn admin_event<C: ConnectionTrait>(
     conn: &C,
     order: OrderId,
     audit: &AuditEntry,

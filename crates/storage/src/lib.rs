@@ -16,6 +16,7 @@ mod orders;
 mod payments;
 mod refund_marks;
 mod subscriptions;
+mod unclaimed;
 
 use std::time::Duration;
 

@@ -81,7 +81,7 @@ fn purchase_row(
 }
 
 impl Storage {
-    async fn record_in(
+    pub(crate) async fn record_in(
         &self,
         txn: &DatabaseTransaction,
         p: &PaymentToRecord,
@@ -227,6 +227,9 @@ impl Storage {
                 .repeat_trial_in(txn, p.purchase.platform, &p.purchase.store_transaction_id)
                 .await?;
         }
+
+        // 6. A purchase kept unclaimed is resolved by this redemption, in the same commit.
+        crate::unclaimed::resolve_in(txn, p, order.id, now).await?;
         Ok(RecordOutcome::Recorded {
             order: Box::new(order),
             repeat_trial,

@@ -132,6 +132,8 @@ impl Storage {
                 .exec_without_returning(&txn)
                 .await
                 .map_err(classify)?;
+            // A purchase kept unclaimed can no longer be claimed.
+            crate::unclaimed::refund_in(&txn, mark.platform, &keys, now).await?;
             Ok(MarkOutcome::Marked)
         }
         .await;

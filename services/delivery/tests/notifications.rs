@@ -94,8 +94,8 @@ async fn store_notifications_grant_unreported_purchases_and_revoke_refunds_once(
     assert_eq!(w.game.ledger().balance(APP, "player-1", "gems_100"), 0);
     assert_eq!(w.game.ledger().stats().revoke_calls, 1);
 
-    // A purchase that carries no order of ours is recorded in the inbox for reconciliation,
-    // and nothing is granted.
+    // A purchase that carries no order of ours is kept unclaimed for an operator (see
+    // `unclaimed.rs`), and nothing is granted.
     let before = w.game.ledger().stats().grant_effects;
     w.apple_buy(None).await;
     w.pushed(9).await;
@@ -104,11 +104,12 @@ async fn store_notifications_grant_unreported_purchases_and_revoke_refunds_once(
     assert_eq!(
         w.count(
             "notifications",
-            "outcome LIKE 'paid purchase without an order of ours%'"
+            "outcome LIKE 'paid purchase without an order or a user: kept unclaimed%'"
         )
         .await,
         1
     );
+    assert_eq!(w.count("unclaimed_purchases", "1 = 1").await, 1);
 
     // Bodies that are not authentic notifications are refused and never stored.
     let rows = w.count("notifications", "1 = 1").await;

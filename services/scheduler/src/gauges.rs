@@ -1,5 +1,6 @@
 //! The operations gauges: open orders by state and store, how long the oldest paid order has
-//! waited in each state, and the notification inbox's backlog. Every replica refreshes them (two
+//! waited in each state, the notification inbox's backlog, and paid purchases kept unclaimed (no
+//! order or user found) with the age of the oldest. Every replica refreshes them (three
 //! cheap queries), so alerts take the `max` across replicas and a dead replica hides nothing.
 
 use std::time::Duration;
@@ -7,6 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use iap_domain::ports::StorageError;
+use iap_domain::unclaimed::UnclaimedStore;
 use iap_domain::{OrderState, Platform};
 use iap_runtime::Shutdown;
 use iap_storage::{OPEN_STATES, OpenOrders, Storage};
@@ -63,6 +65,15 @@ impl OrderGauges {
         metrics::gauge!("iap_notifications_pending").set(pending.count as f64);
         metrics::gauge!("iap_notifications_pending_oldest_age_seconds")
             .set(age(pending.oldest_received_at));
+        let unclaimed = self.storage.open_unclaimed().await?;
+        for &platform in Platform::ALL {
+            let found = unclaimed.iter().find(|u| u.platform == platform);
+            let labels = [("store", platform.as_str())];
+            metrics::gauge!("iap_unclaimed_purchases", &labels)
+                .set(found.map_or(0, |u| u.count) as f64);
+            metrics::gauge!("iap_unclaimed_purchases_oldest_age_seconds", &labels)
+                .set(age(found.and_then(|u| u.oldest_first_seen_at)));
+        }
         metrics::gauge!("iap_gauges_refreshed_timestamp_seconds")
             .set(now.timestamp_millis() as f64 / 1000.0);
         Ok(open)

@@ -43,6 +43,7 @@ use iap_domain::notifications::NotificationDecoder;
 use iap_domain::ports::PurchaseVerifier;
 use iap_domain::usecases::admin::Administration;
 use iap_domain::usecases::create_order::OrderCreator;
+use iap_domain::usecases::unclaimed::UnclaimedPurchases;
 use iap_domain::usecases::verify_purchase::PurchaseVerification;
 use iap_domain::{Catalog, Order, OrderState};
 use iap_proto::service_names;
@@ -150,6 +151,16 @@ impl Verifier {
         ))
     }
 
+    /// Kept unclaimed purchases for operators: claimed ones are asked of the store again through
+    /// this verifier's store clients and delivered like a compensation.
+    fn unclaimed(&self) -> Arc<UnclaimedPurchases<Storage>> {
+        Arc::new(UnclaimedPurchases::new(
+            self.storage.clone(),
+            self.purchases.clone(),
+            self.delivery.as_ref().map(|d| d.trigger.clone()),
+        ))
+    }
+
     /// Receives store notifications on the HTTP port (`POST /notifications/{store}`) for the
     /// stores these decoders authenticate.
     pub fn with_notifications(mut self, decoders: Vec<Arc<dyn NotificationDecoder>>) -> Self {
@@ -207,6 +218,7 @@ impl Verifier {
             ))
             .add_service(grpc::admin_service(
                 self.administration(),
+                self.unclaimed(),
                 self.auth.admin.clone(),
             ))
     }

@@ -954,6 +954,48 @@ async fn admin_calls_need_the_admin_token_and_no_other() {
 
     // The right token: OK.
     w.admin().get_stats(request()).await.unwrap();
+
+    // The unclaimed-purchase calls sit behind the same check: no token or the service token is
+    // refused before anything is read or claimed.
+    let claim = || pb::ClaimUnclaimedPurchaseRequest {
+        id: uuid::Uuid::now_v7().to_string(),
+        user_id: "thief".into(),
+        operator: "thief".into(),
+        reason: "mine".into(),
+    };
+    for client in [
+        AdminServiceClient::with_interceptor(w.verifier.clone(), bearer(SERVICE_TOKEN)),
+        AdminServiceClient::with_interceptor(w.verifier.clone(), bearer("wrong-token-wrong-token")),
+    ] {
+        let mut client = client;
+        let listed = client
+            .list_unclaimed_purchases(pb::ListUnclaimedPurchasesRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(listed.code(), Code::Unauthenticated);
+        let claimed = client.claim_unclaimed_purchase(claim()).await.unwrap_err();
+        assert_eq!(claimed.code(), Code::Unauthenticated);
+    }
+    let unauthenticated = AdminServiceClient::new(w.verifier.clone())
+        .claim_unclaimed_purchase(claim())
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&unauthenticated), "BEARER_TOKEN_MISSING");
+    let missing = w
+        .admin()
+        .claim_unclaimed_purchase(claim())
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&missing), "UNCLAIMED_PURCHASE_NOT_FOUND");
+    assert!(
+        w.admin()
+            .list_unclaimed_purchases(pb::ListUnclaimedPurchasesRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .purchases
+            .is_empty()
+    );
     // A refused call touched nothing.
     assert_eq!(w.count("audit_log", "1 = 1").await, 0);
 }

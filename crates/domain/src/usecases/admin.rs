@@ -156,7 +156,17 @@ impl Accountability {
         Ok(reason.to_owned())
     }
 
-    fn audit(
+    /// Who acts.
+    pub fn operator(&self) -> &str {
+        &self.operator
+    }
+
+    /// Why.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+
+    pub(crate) fn audit(
         &self,
         action: &'static str,
         order: Option<OrderId>,

@@ -22,6 +22,7 @@ use crate::ports::{
 };
 use crate::purchase::{PurchaseProof, PurchaseStatus};
 use crate::subscriptions::{SubscriptionRef, SubscriptionStore};
+use crate::unclaimed::{UnclaimedStore, UnclaimedToKeep};
 use crate::usecases::deliver::{DeliverError, Deliveries};
 use crate::usecases::refresh_subscription::{RefreshError, Refreshed, SubscriptionRefresh};
 use crate::usecases::verify_purchase::{PurchaseVerification, VerifyError, VerifyPurchase};
@@ -119,7 +120,13 @@ impl From<StorageError> for Retry {
 
 impl<S> NotificationHandler<S>
 where
-    S: OrderRepository + PaymentLedger + DeliveryStore + SubscriptionStore + Clone + 'static,
+    S: OrderRepository
+        + PaymentLedger
+        + DeliveryStore
+        + SubscriptionStore
+        + UnclaimedStore
+        + Clone
+        + 'static,
 {
     /// Wires the handler.
     pub fn new(
@@ -225,7 +232,15 @@ where
                 app_id,
                 proof,
                 carried_order_id,
-            } => self.purchased(app_id, proof, carried_order_id).await,
+            } => {
+                self.purchased(
+                    app_id,
+                    proof,
+                    carried_order_id,
+                    &notification.notification_type,
+                )
+                .await
+            }
             StoreEvent::Refunded {
                 platform,
                 subscription,
@@ -265,6 +280,17 @@ where
                 paid,
                 carried_order_id,
             } => match self.subscriptions.refresh(&subscription).await {
+                // Nobody owns it: a paid period the notification carries is kept unclaimed.
+                Ok(Refreshed::Unowned) if paid.is_some() => {
+                    let proof = paid.unwrap_or_else(|| unreachable!("checked by the guard"));
+                    self.unclaimed(
+                        subscription.app_id,
+                        proof,
+                        None,
+                        &notification.notification_type,
+                    )
+                    .await
+                }
                 Ok(refreshed) => Ok(describe(&refreshed)),
                 // The store does not know the subscription (a forged push): nothing to apply,
                 // and nothing to retry.
@@ -275,8 +301,13 @@ where
                 // notification carries is still granted, like any purchase.
                 Err(e) if e.store_cannot_be_asked() && paid.is_some() => {
                     let proof = paid.unwrap_or_else(|| unreachable!("checked by the guard"));
-                    self.purchased(subscription.app_id, proof, carried_order_id)
-                        .await
+                    self.purchased(
+                        subscription.app_id,
+                        proof,
+                        carried_order_id,
+                        &notification.notification_type,
+                    )
+                    .await
                 }
                 Err(e) => Err(Retry::Later(e.to_string())),
             },
@@ -396,24 +427,19 @@ where
 
     /// A paid purchase the store reported: verified and recorded for the user of the order it
     /// carries (Google's notifications do not show it, so the store is asked first), then
-    /// delivered.
+    /// delivered. One that no order of ours can be found for is kept unclaimed, never dropped.
     async fn purchased(
         &self,
         app_id: AppId,
         proof: PurchaseProof,
         carried_order_id: Option<String>,
+        source: &str,
     ) -> Result<String, Retry> {
-        let carried = match carried_order_id {
-            Some(id) => Some(id),
-            None => match self.purchases.inspect(&app_id, &proof).await {
-                Ok(purchase) => purchase.carried_order_id,
-                Err(e @ (VerifyError::StoreUnavailable { .. } | VerifyError::Storage(_))) => {
-                    return Err(Retry::Later(e.to_string()));
-                }
-                Err(VerifyError::Rejected { code, detail, .. }) => {
-                    return Err(Retry::rejected(code, detail));
-                }
-                Err(e) => return Ok(format!("purchase refused: {e}")),
+        let (carried, inspected) = match carried_order_id {
+            Some(id) => (Some(id), None),
+            None => match self.inspect(&app_id, &proof).await? {
+                Ok(purchase) => (purchase.carried_order_id.clone(), Some(purchase)),
+                Err(refused) => return Ok(refused),
             },
         };
         let owner = match carried.as_deref().map(OrderId::parse) {
@@ -421,10 +447,68 @@ where
             _ => None,
         };
         let Some(order) = owner.filter(|o| o.app_id == app_id) else {
-            return Ok("paid purchase without an order of ours: left for reconciliation".into());
+            return self.unclaimed(app_id, proof, inspected, source).await;
         };
         tracing::Span::current().record("order_id", tracing::field::display(order.id));
         self.record_and_deliver(app_id, order.user_id, proof).await
+    }
+
+    /// Asks the store about a purchase: `Ok(Err(outcome))` when it refuses it for good.
+    async fn inspect(
+        &self,
+        app_id: &AppId,
+        proof: &PurchaseProof,
+    ) -> Result<Result<crate::purchase::VerifiedPurchase, String>, Retry> {
+        match self.purchases.inspect(app_id, proof).await {
+            Ok(purchase) => Ok(Ok(purchase)),
+            Err(e @ (VerifyError::StoreUnavailable { .. } | VerifyError::Storage(_))) => {
+                Err(Retry::Later(e.to_string()))
+            }
+            // The store does not vouch for it (a forged push naming a token it never issued):
+            // kept as rejected, with the store's reason.
+            Err(VerifyError::Rejected { code, detail, .. }) => Err(Retry::rejected(code, detail)),
+            Err(e) => Ok(Err(format!("purchase refused: {e}"))),
+        }
+    }
+
+    /// A purchase nobody can be found for: if the store says it is paid, it is kept (once, under
+    /// the store's identity of it) for an operator to claim or its player's client to redeem.
+    async fn unclaimed(
+        &self,
+        app_id: AppId,
+        proof: PurchaseProof,
+        inspected: Option<crate::purchase::VerifiedPurchase>,
+        source: &str,
+    ) -> Result<String, Retry> {
+        let purchase = match inspected {
+            Some(purchase) => purchase,
+            None => match self.inspect(&app_id, &proof).await? {
+                Ok(purchase) => purchase,
+                Err(refused) => return Ok(refused),
+            },
+        };
+        match purchase.status {
+            PurchaseStatus::Purchased => {}
+            PurchaseStatus::Pending => {
+                return Ok(
+                    "purchase without an order of ours, still pending at the store: \
+                           kept once it is paid"
+                        .into(),
+                );
+            }
+            PurchaseStatus::Cancelled | PurchaseStatus::Refunded { .. } => {
+                return Ok("purchase without an order of ours, not paid at the store: \
+                           nothing to keep"
+                    .into());
+            }
+        }
+        let keep = UnclaimedToKeep {
+            app_id,
+            purchase,
+            proof,
+            source: source.to_owned(),
+        };
+        Ok(crate::usecases::unclaimed::keep(&self.store, keep).await?)
     }
 
     async fn record_and_deliver(
@@ -492,6 +576,9 @@ fn describe(refreshed: &Refreshed) -> String {
             text
         }
         Refreshed::NotRecorded(reason) => reason.clone(),
+        Refreshed::Unowned => {
+            "a subscription without an order of ours, and no paid period to keep".to_owned()
+        }
     }
 }
 

@@ -7,4 +7,5 @@ pub mod handle_notifications;
 pub mod reconcile;
 pub mod refresh_subscription;
 pub mod sync_entitlements;
+pub mod unclaimed;
 pub mod verify_purchase;

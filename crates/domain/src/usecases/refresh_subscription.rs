@@ -64,10 +64,13 @@ pub enum Refreshed {
         /// A period revoked now.
         revoked: Option<OrderId>,
     },
-    /// Nothing was recorded: the store's subscription has no owner among our orders (it
-    /// carries no order of ours and replaces none of our subscriptions), or its period was
-    /// refused (refunded, lapsed, sandbox not allowed). The reason says which.
+    /// Nothing was recorded: the period was refused (refunded, lapsed, sandbox not allowed).
+    /// The reason says which.
     NotRecorded(String),
+    /// Nothing was recorded: the store's subscription has no owner among our orders (it carries
+    /// no order of ours and replaces none of our subscriptions). A paid period of it is kept
+    /// unclaimed by the caller that holds its proof (see [`crate::unclaimed`]).
+    Unowned,
 }
 
 /// The refresh use case.
@@ -134,9 +137,7 @@ where
         snapshot: SubscriptionSnapshot,
     ) -> Result<Refreshed, RefreshError> {
         let Some(owner) = self.owner_of(target, &snapshot).await? else {
-            return Ok(Refreshed::NotRecorded(
-                "a subscription without an order of ours: left for reconciliation".into(),
-            ));
+            return Ok(Refreshed::Unowned);
         };
         match self
             .purchases

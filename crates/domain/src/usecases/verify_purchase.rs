@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::catalog::{AppPolicy, Catalog};
+use crate::catalog::{AppPolicy, Catalog, ProductPolicy};
 use crate::ids::{AppId, OrderId, ProductId, UserId};
 use chrono::Utc;
 
@@ -257,6 +257,37 @@ impl<S: OrderRepository + PaymentLedger> PurchaseVerification<S> {
         self.accept(app, &buyer, purchase).await
     }
 
+    /// The payment of a purchase kept unclaimed, claimed for `user_id` by an operator: the same
+    /// store and policy checks as a client's purchase (paid, not expired, in the catalog, sandbox
+    /// only for allow-listed users), always a new order for that user, bound as claimed. The
+    /// caller commits it with the claim (see [`crate::unclaimed::UnclaimedStore`]); the replay
+    /// fence there stops a purchase redeemed meanwhile.
+    pub fn claim_payment(
+        &self,
+        app_id: &AppId,
+        user_id: &UserId,
+        purchase: VerifiedPurchase,
+    ) -> Result<PaymentToRecord, VerifyError> {
+        let app = self
+            .catalog
+            .app(app_id)
+            .ok_or_else(|| VerifyError::UnknownApp(app_id.clone()))?;
+        let policy = admit(app, user_id, &purchase)?;
+        let buyer = Buyer {
+            app_id: app_id.clone(),
+            user_id: user_id.clone(),
+            order_id: None,
+        };
+        let order = new_order(&buyer, &purchase, policy.kind);
+        Ok(payment(
+            &buyer,
+            policy,
+            PaymentTarget::NewOrder(order),
+            BindingReason::ClaimedByOperator,
+            purchase,
+        ))
+    }
+
     /// Verifies and records one purchase.
     #[tracing::instrument(name = "verify_purchase", skip_all, fields(app_id = %cmd.app_id, platform = %cmd.proof.platform(), order_id), err(level = "info", Display))]
     pub async fn verify(&self, cmd: VerifyPurchase) -> Result<Verified, VerifyError> {
@@ -334,52 +365,11 @@ impl<S: OrderRepository + PaymentLedger> PurchaseVerification<S> {
         cmd: &Buyer,
         purchase: VerifiedPurchase,
     ) -> Result<Verified, VerifyError> {
-        let policy = app
-            .product(&purchase.product_id)
-            .ok_or_else(|| unknown_product(&purchase.product_id))?;
-        match &purchase.status {
-            PurchaseStatus::Purchased => {}
-            PurchaseStatus::Pending => {
-                return Err(VerifyError::rejected(
-                    RejectReason::Pending,
-                    "payment_pending",
-                    "the payment is not complete yet",
-                ));
-            }
-            PurchaseStatus::Cancelled => {
-                return Err(VerifyError::rejected(
-                    RejectReason::NotPaid,
-                    "cancelled",
-                    "the purchase was cancelled before payment",
-                ));
-            }
-            PurchaseStatus::Refunded { .. } => {
-                self.mark_refunded(&purchase).await?;
-                return Err(VerifyError::rejected(
-                    RejectReason::Refunded,
-                    "refunded",
-                    "the purchase was refunded or revoked",
-                ));
-            }
+        if let PurchaseStatus::Refunded { .. } = purchase.status {
+            self.mark_refunded(&purchase).await?;
         }
-        if purchase
-            .expires_at
-            .is_some_and(|end| end <= chrono::Utc::now())
-        {
-            return Err(VerifyError::rejected(
-                RejectReason::Expired,
-                "subscription_expired",
-                "the subscription period has ended",
-            ));
-        }
+        let policy = admit(app, &cmd.user_id, &purchase)?;
         let sandbox = purchase.environment == Environment::Sandbox;
-        if sandbox && !app.sandbox.allows(&cmd.user_id) {
-            return Err(VerifyError::rejected(
-                RejectReason::SandboxNotAllowed,
-                "sandbox_not_allowed",
-                "sandbox purchases are not accepted for this user",
-            ));
-        }
 
         // The replay fence: a store purchase pays one order, for the first user who redeemed it.
         if let Some(done) = self
@@ -410,34 +400,7 @@ impl<S: OrderRepository + PaymentLedger> PurchaseVerification<S> {
                 .increment(1);
         }
         let (target, binding_reason) = self.bind(app, cmd, &purchase, policy.kind).await?;
-        let trial_group = purchase.is_trial.then(|| {
-            policy
-                .subscription_group
-                .clone()
-                .or_else(|| purchase.subscription_group.clone())
-                .unwrap_or_else(|| purchase.product_id.to_string())
-        });
-        let subscription = (policy.kind == ProductKind::AutoRenewable
-            && binding_reason != BindingReason::SubscriptionRenewal)
-            .then(|| {
-                let state = purchase
-                    .subscription_status
-                    .map_or(SubscriptionState::Active, SubscriptionState::from);
-                NewSubscription {
-                    key: subscription_key(&purchase),
-                    state,
-                    next_check_at: next_check(state, purchase.expires_at, None, Utc::now()),
-                }
-            });
-        let payment = PaymentToRecord {
-            target,
-            purchase,
-            app_id: cmd.app_id.clone(),
-            user_id: cmd.user_id.clone(),
-            binding_reason,
-            trial_group,
-            subscription,
-        };
+        let payment = payment(cmd, policy, target, binding_reason, purchase);
         let platform = payment.purchase.platform;
         let outcome = match self.store.record_payment(payment.clone()).await? {
             RecordOutcome::OrderNoLongerUnpaid => {
@@ -714,6 +677,100 @@ fn compensated(
         },
         reason,
     )
+}
+
+/// The payment to commit for `cmd`'s user: with the trial it uses and, for an auto-renewable
+/// subscription's first period, the subscription row to create.
+fn payment(
+    cmd: &Buyer,
+    policy: &ProductPolicy,
+    target: PaymentTarget,
+    binding_reason: BindingReason,
+    purchase: VerifiedPurchase,
+) -> PaymentToRecord {
+    let trial_group = purchase.is_trial.then(|| {
+        policy
+            .subscription_group
+            .clone()
+            .or_else(|| purchase.subscription_group.clone())
+            .unwrap_or_else(|| purchase.product_id.to_string())
+    });
+    let subscription = (policy.kind == ProductKind::AutoRenewable
+        && binding_reason != BindingReason::SubscriptionRenewal)
+        .then(|| {
+            let state = purchase
+                .subscription_status
+                .map_or(SubscriptionState::Active, SubscriptionState::from);
+            NewSubscription {
+                key: subscription_key(&purchase),
+                state,
+                next_check_at: next_check(state, purchase.expires_at, None, Utc::now()),
+            }
+        });
+    PaymentToRecord {
+        target,
+        purchase,
+        app_id: cmd.app_id.clone(),
+        user_id: cmd.user_id.clone(),
+        binding_reason,
+        trial_group,
+        subscription,
+    }
+}
+
+/// The store's word and the app's policy on a purchase, whoever redeems it: a catalog product,
+/// paid, not expired, and sandbox only for allow-listed users.
+fn admit<'a>(
+    app: &'a AppPolicy,
+    user_id: &UserId,
+    purchase: &VerifiedPurchase,
+) -> Result<&'a ProductPolicy, VerifyError> {
+    let policy = app
+        .product(&purchase.product_id)
+        .ok_or_else(|| unknown_product(&purchase.product_id))?;
+    match &purchase.status {
+        PurchaseStatus::Purchased => {}
+        PurchaseStatus::Pending => {
+            return Err(VerifyError::rejected(
+                RejectReason::Pending,
+                "payment_pending",
+                "the payment is not complete yet",
+            ));
+        }
+        PurchaseStatus::Cancelled => {
+            return Err(VerifyError::rejected(
+                RejectReason::NotPaid,
+                "cancelled",
+                "the purchase was cancelled before payment",
+            ));
+        }
+        PurchaseStatus::Refunded { .. } => {
+            return Err(VerifyError::rejected(
+                RejectReason::Refunded,
+                "refunded",
+                "the purchase was refunded or revoked",
+            ));
+        }
+    }
+    if purchase
+        .expires_at
+        .is_some_and(|end| end <= chrono::Utc::now())
+    {
+        return Err(VerifyError::rejected(
+            RejectReason::Expired,
+            "subscription_expired",
+            "the subscription period has ended",
+        ));
+    }
+    let sandbox = purchase.environment == Environment::Sandbox;
+    if sandbox && !app.sandbox.allows(user_id) {
+        return Err(VerifyError::rejected(
+            RejectReason::SandboxNotAllowed,
+            "sandbox_not_allowed",
+            "sandbox purchases are not accepted for this user",
+        ));
+    }
+    Ok(policy)
 }
 
 /// The price the store charged must be the one the order expected, when both are known
@@ -1449,5 +1506,56 @@ mod tests {
             source: "test".into(),
         });
         assert!(matches!(found, MarkOutcome::Redeemed(r) if r.order_id == order));
+    }
+    #[tokio::test]
+    async fn a_claimed_purchase_gets_a_new_order_of_its_paid_quantity_under_the_same_policy() {
+        let h = harness();
+        // An unpaid order of the claimant is not matched: a claim always makes its own order.
+        let unpaid = h.open_order("alice").await;
+        let paid_three = VerifiedPurchase {
+            quantity: 3,
+            ..purchase("tok-kept", None)
+        };
+        let payment = h
+            .usecase
+            .claim_payment(&app(), &user("alice"), paid_three)
+            .unwrap();
+        let PaymentTarget::NewOrder(order) = &payment.target else {
+            panic!("a claim pays a new order")
+        };
+        assert_ne!(order.id, unpaid);
+        assert_eq!((order.user_id.as_str(), order.quantity), ("alice", 3));
+        assert_eq!(payment.binding_reason, BindingReason::ClaimedByOperator);
+
+        let sandbox = VerifiedPurchase {
+            environment: Environment::Sandbox,
+            ..purchase("tok-sandbox", None)
+        };
+        let refused = h
+            .usecase
+            .claim_payment(&app(), &user("alice"), sandbox.clone())
+            .map(|_| ());
+        assert!(matches!(
+            refused,
+            Err(VerifyError::Rejected {
+                reason: RejectReason::SandboxNotAllowed,
+                ..
+            })
+        ));
+        assert!(
+            h.usecase
+                .claim_payment(&app(), &user("qa"), sandbox)
+                .is_ok()
+        );
+        let mut refunded = purchase("tok-refunded", None);
+        refunded.status = PurchaseStatus::Refunded {
+            at: None,
+            reason: None,
+        };
+        assert!(
+            h.usecase
+                .claim_payment(&app(), &user("alice"), refunded)
+                .is_err()
+        );
     }
 }

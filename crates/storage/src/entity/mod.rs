@@ -10,3 +10,4 @@ pub mod refund_marks;
 pub mod store_transactions;
 pub mod subscriptions;
 pub mod trial_usage;
+pub mod unclaimed_purchases;

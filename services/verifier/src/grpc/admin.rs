@@ -8,9 +8,13 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
 use iap_domain::admin::{HistoryEvent, InboxEntry, OrderFilter, StorePurchaseView};
+use iap_domain::unclaimed::{UnclaimedFilter, UnclaimedPurchase, UnclaimedState};
 use iap_domain::usecases::admin::{
     Accountability, AdminError, Administration, Compensate, CompensationGrant, ListOrders,
     OrderAndDelivery, mask_token, page_size, parse_order_id,
+};
+use iap_domain::usecases::unclaimed::{
+    ClaimUnclaimed, UnclaimedError, UnclaimedPurchases, parse_unclaimed_id,
 };
 use iap_domain::{AppId, Platform, ProductId, UserId};
 use iap_proto::v1 as pb;
@@ -24,17 +28,64 @@ use iap_storage::Storage;
 #[derive(Debug, Clone)]
 pub(crate) struct AdminHandler {
     admin: Arc<Administration<Storage>>,
+    unclaimed: Arc<UnclaimedPurchases<Storage>>,
 }
 
 pub(crate) fn admin_service(
     admin: Arc<Administration<Storage>>,
+    unclaimed: Arc<UnclaimedPurchases<Storage>>,
     check: BearerCheck,
 ) -> InterceptedService<AdminServiceServer<AdminHandler>, BearerCheck> {
-    AdminServiceServer::with_interceptor(AdminHandler { admin }, check)
+    AdminServiceServer::with_interceptor(AdminHandler { admin, unclaimed }, check)
 }
 
 fn status(e: AdminError) -> Status {
     e.into_status()
+}
+
+fn unclaimed_status(e: UnclaimedError) -> Status {
+    e.into_status()
+}
+
+fn unclaimed(p: UnclaimedPurchase) -> pb::UnclaimedPurchase {
+    let state = match p.state() {
+        UnclaimedState::Open => pb::UnclaimedPurchaseState::Open,
+        UnclaimedState::Claimed => pb::UnclaimedPurchaseState::Claimed,
+        UnclaimedState::Refunded => pb::UnclaimedPurchaseState::Refunded,
+    };
+    let (claimed_user_id, claimed_at, claimed_order_id, claimed_by_operator, claim_reason) =
+        match p.claim {
+            Some(c) => (
+                c.user_id.to_string(),
+                Some(wire::timestamp(c.claimed_at)),
+                c.order_id.to_string(),
+                c.operator.unwrap_or_default(),
+                c.reason.unwrap_or_default(),
+            ),
+            None => Default::default(),
+        };
+    pb::UnclaimedPurchase {
+        id: p.id.to_string(),
+        platform: wire::platform(p.platform).into(),
+        store_transaction_id: p.store_transaction_id,
+        original_transaction_id: p.original_transaction_id.unwrap_or_default(),
+        store_order_id: p.store_order_id.unwrap_or_default(),
+        app_id: p.app_id.to_string(),
+        product_id: p.product_id.to_string(),
+        quantity: i32::try_from(p.quantity).unwrap_or(i32::MAX),
+        environment: wire::environment(p.environment).into(),
+        purchased_at: p.purchased_at.map(wire::timestamp),
+        source: p.source,
+        first_seen_at: Some(wire::timestamp(p.first_seen_at)),
+        last_seen_at: Some(wire::timestamp(p.last_seen_at)),
+        state: state.into(),
+        refunded_at: p.refunded_at.map(wire::timestamp),
+        claimed_user_id,
+        claimed_at,
+        claimed_order_id,
+        claimed_by_operator,
+        claim_reason,
+    }
 }
 
 fn optional<T>(
@@ -161,11 +212,23 @@ impl AdminService for AdminHandler {
         &self,
         request: Request<pb::LookupOrderRequest>,
     ) -> Result<Response<pb::LookupOrderResponse>, Status> {
-        let matches = self
-            .admin
-            .lookup(&request.into_inner().id)
-            .await
-            .map_err(status)?;
+        let id = request.into_inner().id;
+        let matches = match self.admin.lookup(&id).await {
+            Ok(matches) => matches,
+            // No order carries it; a kept unclaimed purchase may.
+            Err(AdminError::OrderNotFound(detail)) => {
+                let kept = self.unclaimed.lookup(&id).await.map_err(unclaimed_status)?;
+                if kept.is_empty() {
+                    return Err(status(AdminError::OrderNotFound(detail)));
+                }
+                return Ok(Response::new(pb::LookupOrderResponse {
+                    matches: Vec::new(),
+                    unclaimed: kept.into_iter().map(unclaimed).collect(),
+                }));
+            }
+            Err(e) => return Err(status(e)),
+        };
+        let kept = self.unclaimed.lookup(&id).await.map_err(unclaimed_status)?;
         Ok(Response::new(pb::LookupOrderResponse {
             matches: matches
                 .into_iter()
@@ -174,6 +237,7 @@ impl AdminService for AdminHandler {
                     matched_by: m.matched_by.as_str().to_owned(),
                 })
                 .collect(),
+            unclaimed: kept.into_iter().map(unclaimed).collect(),
         }))
     }
 
@@ -330,6 +394,52 @@ impl AdminService for AdminHandler {
             dead_orders: count(stats.dead_orders),
             unprocessed_notifications: count(stats.counts.unprocessed_notifications),
             active_subscriptions: count(stats.counts.active_subscriptions),
+        }))
+    }
+    async fn list_unclaimed_purchases(
+        &self,
+        request: Request<pb::ListUnclaimedPurchasesRequest>,
+    ) -> Result<Response<pb::ListUnclaimedPurchasesResponse>, Status> {
+        let r = request.into_inner();
+        let filter = UnclaimedFilter {
+            platform: platform_filter(r.platform)?,
+            app_id: optional(r.app_id, AppId::parse)?,
+            include_settled: r.include_settled,
+        };
+        let page = self
+            .unclaimed
+            .list(
+                filter,
+                page_size(r.page_size).map_err(status)?,
+                &r.page_token,
+            )
+            .await
+            .map_err(unclaimed_status)?;
+        Ok(Response::new(pb::ListUnclaimedPurchasesResponse {
+            purchases: page.items.into_iter().map(unclaimed).collect(),
+            next_page_token: page.next_page_token,
+        }))
+    }
+
+    async fn claim_unclaimed_purchase(
+        &self,
+        request: Request<pb::ClaimUnclaimedPurchaseRequest>,
+    ) -> Result<Response<pb::ClaimUnclaimedPurchaseResponse>, Status> {
+        let r = request.into_inner();
+        let who = Accountability::parse(&r.operator, &r.reason).map_err(status)?;
+        let command = ClaimUnclaimed {
+            id: parse_unclaimed_id(&r.id).map_err(unclaimed_status)?,
+            user_id: UserId::parse(r.user_id).map_err(|e| status(e.into()))?,
+            who,
+        };
+        let claimed = self
+            .unclaimed
+            .claim(command)
+            .await
+            .map_err(unclaimed_status)?;
+        Ok(Response::new(pb::ClaimUnclaimedPurchaseResponse {
+            purchase: Some(unclaimed(claimed.purchase)),
+            order: Some(wire::order(&claimed.order)),
         }))
     }
 }
