@@ -130,6 +130,24 @@ pub const METRICS: &[MetricSpec] = &[
         "Free trials taken again by the same user or store account (granted and flagged).",
     ),
     metric(
+        "iap_paid_quantity_differs_total",
+        Counter,
+        &["store"],
+        "Purchases whose bound order asked for another quantity than the store was paid for; the order was paid, and granted, with the store's quantity.",
+    ),
+    metric(
+        "iap_paid_quantity_over_max_total",
+        Counter,
+        &["store"],
+        "Purchases of more units than the product's max_quantity: granted what was paid, counted for review.",
+    ),
+    metric(
+        "iap_compensations_matched_total",
+        Counter,
+        &["store"],
+        "Store purchases recorded against support's earlier compensation (by order, or same user and product within the window) instead of granted again.",
+    ),
+    metric(
         "iap_refunded_before_redemption_total",
         Counter,
         &["store"],
