@@ -49,6 +49,9 @@ pub struct AppPolicy {
     pub flag_repeat_trials: bool,
     /// Most unpaid orders one user may have open at once (0 = unlimited).
     pub max_open_orders_per_user: u32,
+    /// How far back a purchase that names no order looks for support's compensation of the
+    /// same user and product to record itself against (0 = never matched that way).
+    pub compensation_match_window: std::time::Duration,
 }
 
 impl AppPolicy {

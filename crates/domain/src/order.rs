@@ -108,7 +108,9 @@ impl OrderState {
                     Delivering | Delivered | Refunded | Revoked | Dead
                 )
                 | (Delivered, Confirmed | Refunded | Revoked)
-                | (Confirmed, Refunded | Revoked)
+                // A compensated order the store purchase arrives for afterwards: granted, but
+                // the store purchase is not confirmed (consumed, acknowledged) yet.
+                | (Confirmed, Delivered | Refunded | Revoked)
                 | (Dead, Paid | Refunded | Revoked)
         )
     }
@@ -182,6 +184,15 @@ text_enum!(
         SubscriptionRenewal => "subscription_renewal",
         /// The bound order was already paid by another purchase.
         BoundOrderAlreadyPaid => "bound_order_already_paid",
+        /// The bound order asked for another quantity than the store was paid for: it was
+        /// paid with the store's quantity instead.
+        PaidQuantityDiffers => "paid_quantity_differs",
+        /// Support had already compensated (补单) this order, or this user's purchase of the
+        /// product: the purchase is recorded against that grant, with no second grant.
+        CompensationMatched => "compensation_matched",
+        /// The store was paid for more than support's compensation granted: this order grants
+        /// the difference.
+        CompensationTopUp => "compensation_top_up",
     }
 );
 

@@ -233,6 +233,16 @@ pub enum PaymentTarget {
     ExistingOrder(OrderId),
     /// A new order, stored directly as PAID.
     NewOrder(NewOrder),
+    /// An order support compensated (补单) before its store purchase arrived. The purchase is
+    /// recorded against it, only if no purchase was recorded against it yet, and grants nothing
+    /// again; `top_up`, when the store was paid for more than the compensation granted, is a
+    /// new PAID order for the difference, which then carries the purchase.
+    CompensatedOrder {
+        /// The compensated order.
+        id: OrderId,
+        /// The order for the units paid beyond the compensation.
+        top_up: Option<NewOrder>,
+    },
 }
 
 /// A verified payment to commit: store transaction row, order → PAID and the delivery outbox
@@ -347,6 +357,17 @@ pub trait PaymentLedger: Send + Sync {
         user: &UserId,
         product: &crate::ids::ProductId,
         platform: Platform,
+    ) -> Result<Option<Order>, StorageError>;
+
+    /// The user's oldest compensation (a manual order support granted) of this product on this
+    /// store, made since `since`, that no store purchase was recorded against yet.
+    async fn open_compensation(
+        &self,
+        app: &AppId,
+        user: &UserId,
+        product: &crate::ids::ProductId,
+        platform: Platform,
+        since: chrono::DateTime<chrono::Utc>,
     ) -> Result<Option<Order>, StorageError>;
 
     /// Commits a payment atomically (see [`PaymentToRecord`]). A payment whose purchase carries

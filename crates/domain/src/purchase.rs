@@ -110,9 +110,10 @@ pub struct VerifiedPurchase {
     pub platform: Platform,
     /// Production or sandbox.
     pub environment: Environment,
-    /// The store's unique id of this charge, the replay key: Apple `transactionId`; Google
-    /// `orderId` for subscriptions (each renewal has its own) and `purchaseToken` for one-time
-    /// products; Huawei `orderId`.
+    /// The store's unique id of this charge as the store returned or signed it, the replay key:
+    /// Apple's signed `transactionId`; Google's `orderId` (each subscription renewal has its
+    /// own; a one-time purchase without an order falls back to its checked `purchaseToken`);
+    /// Huawei's signed `orderId`.
     pub store_transaction_id: String,
     /// Apple `originalTransactionId`, Huawei `subscriptionId`: ties renewals together.
     pub original_transaction_id: Option<String>,

@@ -635,8 +635,8 @@ impl GoogleVerifier {
 /// `{"message": {"data": base64(DeveloperNotification), "messageId" | "message_id", …},
 /// "subscription": …}`. The message id is the inbox key. A one-time purchase is looked up at
 /// Google before anything is granted (a notification only says that something changed); a voided
-/// purchase is revoked under its replay key (the purchase token for one-time products, the order
-/// id for subscriptions).
+/// purchase is revoked under the id the notification names (the purchase token for one-time
+/// products, found among a purchase's identities; the order id for subscriptions).
 #[async_trait]
 impl iap_domain::notifications::NotificationDecoder for GoogleVerifier {
     fn platform(&self) -> Platform {

@@ -187,3 +187,65 @@ async fn subscriptions_are_read_from_the_subscription_service() {
     assert!(verified.expires_at.is_some_and(|t| t > chrono::Utc::now()));
     assert_eq!(verified.kind, Some(ProductKind::AutoRenewable));
 }
+
+/// Signed purchase data of another AppGallery app is refused even when its signature verifies
+/// (two apps configured with one signing key): the signed `applicationId` must be this app's.
+#[tokio::test]
+async fn purchase_data_of_another_app_id_is_refused_even_with_a_valid_signature() {
+    let s = Setup::new(false).await;
+    let made = s.buy(json!({ "product_id": "gems_100", "kind": 0 })).await;
+    let credentials: Value = reqwest::get(format!(
+        "{}/emulator/huawei/apps/{HUAWEI_APP}/credentials",
+        s.base
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let other = AppId::parse("other-game").unwrap();
+    let config = HuaweiAppConfig {
+        app_id: "109999999".into(),
+        client_secret: credentials["client_secret"].as_str().unwrap().into(),
+        public_key_base64: credentials["public_key_base64"].as_str().unwrap().into(),
+        prefer_pss: false,
+        token_url: format!("{}/huawei/oauth2/v3/token", s.base),
+        orders_root_url: format!("{}/huawei/orders", s.base),
+        subscriptions_root_url: format!("{}/huawei/subscr", s.base),
+    };
+    let verifier = HuaweiVerifier::new([(&other, &config)]).unwrap();
+    let policy = ProductPolicy {
+        kind: ProductKind::Consumable,
+        max_quantity: 1,
+        subscription_group: None,
+    };
+    let proof = PurchaseProof::Huawei {
+        purchase_token: made["purchase_token"].as_str().unwrap().into(),
+        product_id: ProductId::parse("gems_100").unwrap(),
+        signed_data: SignedData {
+            data: made["in_app_purchase_data"].as_str().unwrap().into(),
+            signature: made["data_signature"].as_str().unwrap().into(),
+        },
+        signature_algorithm: made["signature_algorithm"].as_str().map(str::to_owned),
+    };
+    let refused = verifier
+        .verify(
+            VerifyContext {
+                app_id: &other,
+                product: Some(&policy),
+            },
+            &proof,
+        )
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(StoreError::Rejected {
+                reason: RejectReason::BundleMismatch,
+                code: "app_mismatch",
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+}

@@ -425,6 +425,10 @@ pub struct AppSettings {
     /// Most unpaid orders one user may hold (0 = unlimited).
     #[serde(default = "default_max_open_orders")]
     pub max_open_orders_per_user: u32,
+    /// Seconds a purchase that names no order looks back for support's compensation of the same
+    /// user and product, to be recorded against it instead of granted again (0 = never).
+    #[serde(default = "default_compensation_match_window")]
+    pub compensation_match_window_secs: u64,
     /// App Store settings (bundle id, trusted roots); absent: no App Store purchases.
     #[serde(default)]
     pub apple: Option<iap_platform_apple::AppleAppConfig>,
@@ -435,6 +439,11 @@ pub struct AppSettings {
     /// Huawei IAP settings (app id, client secret, IAP public key); absent: no Huawei purchases.
     #[serde(default)]
     pub huawei: Option<iap_platform_huawei::HuaweiAppConfig>,
+}
+
+/// Three days: a lost purchase is reported, compensated and then restored within days.
+fn default_compensation_match_window() -> u64 {
+    3 * 24 * 3600
 }
 
 fn default_true() -> bool {
@@ -742,6 +751,9 @@ impl Settings {
                 },
                 flag_repeat_trials: app.flag_repeat_trials,
                 max_open_orders_per_user: app.max_open_orders_per_user,
+                compensation_match_window: std::time::Duration::from_secs(
+                    app.compensation_match_window_secs,
+                ),
             });
         }
         Ok(Catalog::new(apps))

@@ -98,6 +98,9 @@ pub fn binding_reason(value: BindingReason) -> pb::BindingReason {
         BindingReason::ManualCompensation => pb::BindingReason::ManualCompensation,
         BindingReason::SubscriptionRenewal => pb::BindingReason::SubscriptionRenewal,
         BindingReason::BoundOrderAlreadyPaid => pb::BindingReason::BoundOrderAlreadyPaid,
+        BindingReason::PaidQuantityDiffers => pb::BindingReason::PaidQuantityDiffers,
+        BindingReason::CompensationMatched => pb::BindingReason::CompensationMatched,
+        BindingReason::CompensationTopUp => pb::BindingReason::CompensationTopUp,
     }
 }
 

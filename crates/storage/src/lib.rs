@@ -4,6 +4,7 @@
 //! Depends on `iap-domain` and `iap-migrations` only.
 
 mod admin;
+mod compensation_match;
 mod convert;
 mod deliveries;
 pub mod entity;

@@ -17,6 +17,7 @@ use iap_domain::ports::{
 use iap_domain::purchase::{PurchaseStatus, VerifiedPurchase};
 use iap_domain::{AppId, Order, OrderId, OrderState, Platform, ProductId, UserId};
 
+use crate::compensation_match::{Match, attach_in, open_compensation};
 use crate::convert::{order_from_row, order_to_row};
 use crate::entity::{orders, store_transactions, trial_usage};
 use crate::orders::append_event;
@@ -121,6 +122,11 @@ impl Storage {
                         orders::Column::BindingReason,
                         Expr::value(p.binding_reason.as_str()),
                     )
+                    // What the store was paid for, whatever the order asked.
+                    .col_expr(
+                        orders::Column::Quantity,
+                        Expr::value(i64::from(p.purchase.quantity.max(1))),
+                    )
                     .col_expr(orders::Column::PaidAt, Expr::value(now))
                     .col_expr(orders::Column::UpdatedAt, Expr::value(now))
                     .col_expr(orders::Column::NextAttemptAt, Expr::value(now))
@@ -141,21 +147,28 @@ impl Storage {
                     })?;
                 order_from_row(row)?
             }
-            PaymentTarget::NewOrder(new) => {
-                let mut order = new.clone().into_order(now);
-                order.state = OrderState::Paid;
-                order.environment = Some(p.purchase.environment);
-                order.store_transaction_id = Some(p.purchase.store_transaction_id.clone());
-                order.binding_reason = Some(p.binding_reason);
-                order.paid_at = Some(now);
-                order.next_attempt_at = Some(now);
-                orders::Entity::insert(order_to_row(&order).into_active_model())
-                    .exec_without_returning(txn)
-                    .await
-                    .map_err(classify)?;
-                order
+            PaymentTarget::NewOrder(new) => insert_paid(txn, new, p, now).await?,
+            PaymentTarget::CompensatedOrder { id, top_up } => {
+                let attached = Match {
+                    compensation: *id,
+                    store_transaction_id: &p.purchase.store_transaction_id,
+                    paid_quantity: p.purchase.quantity.max(1),
+                    top_up: top_up.as_ref().map(|new| new.id),
+                };
+                let Some(compensated) = attach_in(txn, &attached, now).await? else {
+                    return Ok(RecordOutcome::OrderNoLongerUnpaid);
+                };
+                match top_up {
+                    Some(new) => insert_paid(txn, new, p, now).await?,
+                    None => compensated,
+                }
             }
         };
+        // Recorded against support's grant: it was delivered already, nothing more is owed.
+        let pays_a_grant = !matches!(
+            p.target,
+            PaymentTarget::CompensatedOrder { top_up: None, .. }
+        );
 
         // 2. The replay fence: the first insert of this store purchase wins.
         let inserted =
@@ -186,7 +199,9 @@ impl Storage {
             "binding_reason": p.binding_reason.as_str(),
             "environment": p.purchase.environment.as_str(),
         });
-        append_event(txn, order.id, "order.paid", "verifier", &detail, now).await?;
+        if pays_a_grant {
+            append_event(txn, order.id, "order.paid", "verifier", &detail, now).await?;
+        }
 
         // 4. A subscription's period moves its row, in the same commit.
         self.record_subscription_in(txn, p, &order, now).await?;
@@ -326,6 +341,17 @@ impl PaymentLedger for Storage {
             .transpose()
     }
 
+    async fn open_compensation(
+        &self,
+        app: &AppId,
+        user: &UserId,
+        product: &ProductId,
+        platform: Platform,
+        since: DateTime<Utc>,
+    ) -> Result<Option<Order>, StorageError> {
+        open_compensation(self.connection(), app, user, product, platform, since).await
+    }
+
     async fn mark_refund(&self, mark: RefundMark) -> Result<MarkOutcome, StorageError> {
         self.mark_refund_in(mark).await
     }
@@ -352,4 +378,25 @@ impl PaymentLedger for Storage {
             }
         }
     }
+}
+
+/// A new order for a verified payment, stored directly as PAID.
+async fn insert_paid(
+    txn: &DatabaseTransaction,
+    new: &iap_domain::NewOrder,
+    p: &PaymentToRecord,
+    now: DateTime<Utc>,
+) -> Result<Order, StorageError> {
+    let mut order = new.clone().into_order(now);
+    order.state = OrderState::Paid;
+    order.environment = Some(p.purchase.environment);
+    order.store_transaction_id = Some(p.purchase.store_transaction_id.clone());
+    order.binding_reason = Some(p.binding_reason);
+    order.paid_at = Some(now);
+    order.next_attempt_at = Some(now);
+    orders::Entity::insert(order_to_row(&order).into_active_model())
+        .exec_without_returning(txn)
+        .await
+        .map_err(classify)?;
+    Ok(order)
 }

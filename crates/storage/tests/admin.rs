@@ -31,6 +31,7 @@ fn catalog() -> Arc<Catalog> {
         sandbox: SandboxPolicy::default(),
         flag_repeat_trials: true,
         max_open_orders_per_user: 0,
+        compensation_match_window: std::time::Duration::from_secs(3 * 24 * 3600),
     }]))
 }
 

@@ -156,7 +156,7 @@ async fn google_rtdn_grants_unreported_purchases_and_revokes_voided_ones() {
     let order = {
         use iap_domain::Platform;
         use iap_domain::ports::PaymentLedger;
-        // Google one-time purchases are keyed by Google's order id; found here by token.
+        // Recorded under Google's order id; found by its token too.
         w.storage
             .find_purchase_by_token(Platform::Google, &token)
             .await

@@ -49,6 +49,9 @@ struct Purchase {
     developer_payload: String,
     price: i64,
     currency: String,
+    /// Units bought in one payment (InAppPurchaseData `quantity`).
+    #[serde(default = "one")]
+    quantity: u32,
     subscription: Option<Subscription>,
 }
 
@@ -116,6 +119,7 @@ fn in_app_purchase_data(p: &Purchase) -> String {
         "purchaseTimeMillis": p.purchase_time_ms,
         "purchaseState": p.state,
         "developerPayload": p.developer_payload,
+        "quantity": p.quantity,
         "purchaseToken": p.token,
         "consumptionState": i32::from(p.consumed),
         "confirmed": i32::from(p.consumed),
@@ -551,6 +555,13 @@ struct MakePurchase {
     signature_algorithm: Option<String>,
     #[serde(default)]
     pending: bool,
+    /// Units of a consumable bought in one payment.
+    #[serde(default = "one")]
+    quantity: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 fn default_price() -> i64 {
@@ -629,6 +640,11 @@ async fn make_purchase(
         developer_payload: request.developer_payload,
         price: request.price,
         currency: request.currency,
+        quantity: if subscription.is_some() {
+            1
+        } else {
+            request.quantity.max(1)
+        },
         subscription,
     };
     let mut huawei = lock(&shared.huawei);

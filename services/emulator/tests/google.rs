@@ -441,3 +441,58 @@ async fn subscription_life_cycle_renewals_upgrades_and_refunds() {
         "androidpublisher#voidedPurchase"
     );
 }
+
+/// Hostile tokens, answered as Google does: a token it does not know, or one whose URL syntax
+/// arrives percent-encoded (the path is decoded, so `tok%23x` is the unknown token `tok#x`), is
+/// 400 `invalid` "Invalid Value"; another package's token under this package's name is 400
+/// `purchaseTokenDoesNotMatchPackageName`.
+#[tokio::test]
+async fn unknown_escaped_and_other_package_tokens_are_refused_as_google_does() {
+    let emulator = Emulator::start().await;
+    let made = emulator
+        .control(
+            "/google/purchases",
+            json!({ "package_name": PACKAGE, "product_id": "gems_100", "kind": "inapp" }),
+        )
+        .await;
+    let token = made["purchase_token"].as_str().unwrap().to_owned();
+    let theirs = emulator
+        .control(
+            "/google/purchases",
+            json!({ "package_name": "com.example.othergame", "product_id": "gems_100", "kind": "inapp" }),
+        )
+        .await;
+    let theirs = theirs["purchase_token"].as_str().unwrap().to_owned();
+    let access = access_token(&emulator).await;
+    for unknown in [
+        "no-such-token".to_owned(),
+        format!("{token}%23x"),
+        format!("{token}%3Fx"),
+        format!("{token}%2F..%2Fx"),
+        format!("{token}%20"),
+    ] {
+        let (status, body) = api(
+            &emulator,
+            &access,
+            reqwest::Method::GET,
+            &format!("productsv2/tokens/{unknown}"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{unknown}");
+        assert_eq!(body["error"]["errors"][0]["reason"], "invalid");
+        assert_eq!(body["error"]["message"], "Invalid Value");
+    }
+    let (status, body) = api(
+        &emulator,
+        &access,
+        reqwest::Method::GET,
+        &format!("productsv2/tokens/{theirs}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        body["error"]["errors"][0]["reason"],
+        "purchaseTokenDoesNotMatchPackageName"
+    );
+    assert_eq!(body["error"]["errors"][0]["domain"], "androidpublisher");
+}

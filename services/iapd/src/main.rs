@@ -93,6 +93,7 @@ fn demo_app(emulator: Option<&EmulatedStores>) -> AppSettings {
         },
         flag_repeat_trials: true,
         max_open_orders_per_user: 20,
+        compensation_match_window_secs: 3 * 24 * 3600,
         // With the embedded emulator, App Store purchases made there verify here.
         apple: emulator.map(|stores| iap_platform_apple::AppleAppConfig {
             bundle_id: DEMO_APP.to_owned(),

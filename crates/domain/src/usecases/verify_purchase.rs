@@ -403,7 +403,13 @@ impl<S: OrderRepository + PaymentLedger> PurchaseVerification<S> {
             return self.replay(app, cmd, done, sandbox).await;
         }
 
-        let (target, binding_reason) = self.bind(cmd, &purchase, policy.kind).await?;
+        // The store's quantity is what was paid, whatever the catalog allows one order to ask
+        // for: it is granted, and a quantity above the catalog's limit is counted.
+        if purchase.quantity > policy.max_quantity {
+            metrics::counter!("iap_paid_quantity_over_max_total", "store" => purchase.platform.as_str())
+                .increment(1);
+        }
+        let (target, binding_reason) = self.bind(app, cmd, &purchase, policy.kind).await?;
         let trial_group = purchase.is_trial.then(|| {
             policy
                 .subscription_group
@@ -435,14 +441,40 @@ impl<S: OrderRepository + PaymentLedger> PurchaseVerification<S> {
         let platform = payment.purchase.platform;
         let outcome = match self.store.record_payment(payment.clone()).await? {
             RecordOutcome::OrderNoLongerUnpaid => {
-                // Paid by another purchase between our read and our write: this payment gets
-                // an order of its own rather than being lost.
+                // Paid by another purchase (or compensated by support) between our read and
+                // our write: bound once more, to what the order is now; a payment that still
+                // finds no free order gets one of its own rather than being lost.
+                let (target, binding_reason) =
+                    match self.bind(app, cmd, &payment.purchase, policy.kind).await? {
+                        (PaymentTarget::CompensatedOrder { id, top_up }, reason) => {
+                            (PaymentTarget::CompensatedOrder { id, top_up }, reason)
+                        }
+                        _ => (
+                            PaymentTarget::NewOrder(new_order(cmd, &payment.purchase, policy.kind)),
+                            BindingReason::BoundOrderAlreadyPaid,
+                        ),
+                    };
                 let retry = PaymentToRecord {
-                    target: PaymentTarget::NewOrder(new_order(cmd, &payment.purchase, policy.kind)),
-                    binding_reason: BindingReason::BoundOrderAlreadyPaid,
-                    ..payment
+                    target,
+                    binding_reason,
+                    ..payment.clone()
                 };
-                self.store.record_payment(retry).await?
+                match self.store.record_payment(retry).await? {
+                    // The compensation was taken by a racing purchase of its own.
+                    RecordOutcome::OrderNoLongerUnpaid => {
+                        let last = PaymentToRecord {
+                            target: PaymentTarget::NewOrder(new_order(
+                                cmd,
+                                &payment.purchase,
+                                policy.kind,
+                            )),
+                            binding_reason: BindingReason::BoundOrderAlreadyPaid,
+                            ..payment
+                        };
+                        self.store.record_payment(last).await?
+                    }
+                    outcome => outcome,
+                }
             }
             outcome => outcome,
         };
@@ -512,6 +544,7 @@ impl<S: OrderRepository + PaymentLedger> PurchaseVerification<S> {
     /// one, else a new one.
     async fn bind(
         &self,
+        app: &AppPolicy,
         cmd: &Buyer,
         purchase: &VerifiedPurchase,
         kind: crate::order::ProductKind,
@@ -570,7 +603,13 @@ impl<S: OrderRepository + PaymentLedger> PurchaseVerification<S> {
             }
             check_price(&order, purchase)?;
             if order.state == OrderState::Created {
-                return Ok((PaymentTarget::ExistingOrder(id), reason));
+                return Ok((
+                    PaymentTarget::ExistingOrder(id),
+                    paid_as_asked(&order, purchase, reason),
+                ));
+            }
+            if is_open_compensation(&order) {
+                return Ok(compensated(cmd, &order, purchase, kind));
             }
             return Ok((
                 PaymentTarget::NewOrder(new_order(cmd, purchase, kind)),
@@ -590,14 +629,91 @@ impl<S: OrderRepository + PaymentLedger> PurchaseVerification<S> {
         if let Some(order) = unpaid.filter(|o| check_price(o, purchase).is_ok()) {
             return Ok((
                 PaymentTarget::ExistingOrder(order.id),
-                BindingReason::MatchedUnpaidOrder,
+                paid_as_asked(&order, purchase, BindingReason::MatchedUnpaidOrder),
             ));
+        }
+        // Support may have granted this purchase by hand (补单) while it was lost: the player
+        // reported it, the store's proof arrives later without an order id.
+        if !kind.is_subscription() && !app.compensation_match_window.is_zero() {
+            let since = Utc::now()
+                - chrono::Duration::from_std(app.compensation_match_window).unwrap_or_default();
+            if let Some(order) = self
+                .store
+                .open_compensation(
+                    &cmd.app_id,
+                    &cmd.user_id,
+                    &purchase.product_id,
+                    purchase.platform,
+                    since,
+                )
+                .await?
+            {
+                return Ok(compensated(cmd, &order, purchase, kind));
+            }
         }
         Ok((
             PaymentTarget::NewOrder(new_order(cmd, purchase, kind)),
             BindingReason::CreatedAtVerification,
         ))
     }
+}
+
+/// The order is paid with the quantity the store was paid for, never its own figure; when they
+/// differ, the binding says so.
+fn paid_as_asked(
+    order: &Order,
+    purchase: &VerifiedPurchase,
+    reason: BindingReason,
+) -> BindingReason {
+    if order.quantity == purchase.quantity.max(1) {
+        return reason;
+    }
+    metrics::counter!("iap_paid_quantity_differs_total", "store" => purchase.platform.as_str())
+        .increment(1);
+    BindingReason::PaidQuantityDiffers
+}
+
+/// A grant support made by hand that no store purchase has been recorded against yet.
+fn is_open_compensation(order: &Order) -> bool {
+    order.manual
+        && order.store_transaction_id.is_none()
+        && matches!(
+            order.state,
+            OrderState::Paid
+                | OrderState::Delivering
+                | OrderState::Delivered
+                | OrderState::Confirmed
+                | OrderState::Dead
+        )
+}
+
+/// The purchase is recorded against support's compensation; units paid beyond what it granted
+/// go to a new order.
+fn compensated(
+    cmd: &Buyer,
+    order: &Order,
+    purchase: &VerifiedPurchase,
+    kind: ProductKind,
+) -> (PaymentTarget, BindingReason) {
+    let paid = purchase.quantity.max(1);
+    metrics::counter!("iap_compensations_matched_total", "store" => purchase.platform.as_str())
+        .increment(1);
+    let top_up = (paid > order.quantity).then(|| NewOrder {
+        quantity: paid - order.quantity,
+        ..new_order(cmd, purchase, kind)
+    });
+    let reason = if top_up.is_some() {
+        BindingReason::CompensationTopUp
+    } else {
+        BindingReason::CompensationMatched
+    };
+    (
+        PaymentTarget::CompensatedOrder {
+            id: order.id,
+            top_up,
+        },
+        reason,
+    )
 }
 
 /// The price the store charged must be the one the order expected, when both are known
@@ -752,6 +868,27 @@ mod tests {
                 })
                 .cloned())
         }
+        async fn open_compensation(
+            &self,
+            app: &AppId,
+            user: &UserId,
+            product: &ProductId,
+            platform: Platform,
+            since: chrono::DateTime<Utc>,
+        ) -> Result<Option<Order>, StorageError> {
+            let orders = self.orders.lock().unwrap();
+            Ok(orders
+                .iter()
+                .find(|o| {
+                    super::is_open_compensation(o)
+                        && o.created_at >= since
+                        && &o.app_id == app
+                        && &o.user_id == user
+                        && &o.product_id == product
+                        && o.platform == platform
+                })
+                .cloned())
+        }
         async fn mark_refund(&self, mark: RefundMark) -> Result<MarkOutcome, StorageError> {
             Ok(self.mark(mark))
         }
@@ -786,14 +923,33 @@ mod tests {
                     else {
                         return Ok(RecordOutcome::OrderNoLongerUnpaid);
                     };
+                    order.quantity = p.purchase.quantity.max(1);
                     order
                 }
                 PaymentTarget::NewOrder(new) => {
                     orders.push(new.into_order(Utc::now()));
                     orders.last_mut().unwrap()
                 }
+                PaymentTarget::CompensatedOrder { id, top_up } => {
+                    let Some(order) = orders
+                        .iter_mut()
+                        .find(|o| o.id == id && super::is_open_compensation(o))
+                    else {
+                        return Ok(RecordOutcome::OrderNoLongerUnpaid);
+                    };
+                    order.store_transaction_id = Some(p.purchase.store_transaction_id.clone());
+                    match top_up {
+                        Some(new) => {
+                            orders.push(new.into_order(Utc::now()));
+                            orders.last_mut().unwrap()
+                        }
+                        None => order,
+                    }
+                }
             };
-            order.state = OrderState::Paid;
+            if order.state == OrderState::Created {
+                order.state = OrderState::Paid;
+            }
             order.binding_reason = Some(p.binding_reason);
             order.store_transaction_id = Some(p.purchase.store_transaction_id.clone());
             let mut repeat_trial = false;
@@ -890,6 +1046,7 @@ mod tests {
             },
             flag_repeat_trials: true,
             max_open_orders_per_user: 0,
+            compensation_match_window: std::time::Duration::from_secs(3 * 24 * 3600),
         }]))
     }
 
@@ -956,6 +1113,16 @@ mod tests {
             p: Platform,
         ) -> Result<Option<Order>, StorageError> {
             (**self).oldest_unpaid_order(a, u, pr, p).await
+        }
+        async fn open_compensation(
+            &self,
+            a: &AppId,
+            u: &UserId,
+            pr: &ProductId,
+            p: Platform,
+            since: chrono::DateTime<Utc>,
+        ) -> Result<Option<Order>, StorageError> {
+            (**self).open_compensation(a, u, pr, p, since).await
         }
         async fn record_payment(&self, p: PaymentToRecord) -> Result<RecordOutcome, StorageError> {
             (**self).record_payment(p).await
@@ -1171,6 +1338,47 @@ mod tests {
         h.store_says(Ok(trial("trial-2", "acct-B")));
         let retry = h.verify("alice", None).await.unwrap();
         assert!(retry.already_recorded && retry.repeat_trial);
+    }
+
+    #[tokio::test]
+    async fn a_google_purchase_recorded_under_its_token_is_found_when_keyed_by_its_order_id() {
+        let h = harness();
+        // Recorded before the replay key became Google's order id: keyed by the token.
+        h.store_says(Ok(purchase("tok-old", None)));
+        let first = h.verify("alice", None).await.unwrap();
+        // Verified again now: Google's order id is the key, the token the same.
+        h.store_says(Ok(VerifiedPurchase {
+            store_transaction_id: "GPA.1234-5678-9012-34567".into(),
+            store_order_id: Some("GPA.1234-5678-9012-34567".into()),
+            ..purchase("tok-old", None)
+        }));
+        let again = h.verify("alice", None).await.unwrap();
+        assert!(again.already_recorded);
+        assert_eq!(again.order.id, first.order.id);
+        assert_eq!(h.memory.orders.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_proof_with_an_identifier_outside_its_stores_format_asks_nothing() {
+        let h = harness();
+        let refused = h
+            .usecase
+            .verify(VerifyPurchase {
+                app_id: app(),
+                user_id: user("alice"),
+                order_id: None,
+                proof: PurchaseProof::Google {
+                    purchase_token: "t#x".into(),
+                    product_id: gems(),
+                    signed_data: None,
+                },
+            })
+            .await;
+        assert!(
+            matches!(&refused, Err(VerifyError::InvalidIdentifier(e)) if e.field == "google.purchase_token"),
+            "{refused:?}"
+        );
+        assert!(h.memory.orders.lock().unwrap().is_empty());
     }
 
     #[tokio::test]

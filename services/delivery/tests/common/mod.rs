@@ -266,6 +266,19 @@ impl World {
         row.try_get("", "n").unwrap()
     }
 
+    /// Runs one SQL statement (a test moving time or state by hand).
+    pub(crate) async fn execute(&self, sql: &str) {
+        use sea_orm::{ConnectionTrait, Statement};
+        self.storage
+            .connection()
+            .execute(Statement::from_string(
+                self.storage.backend(),
+                sql.to_owned(),
+            ))
+            .await
+            .unwrap();
+    }
+
     /// Points the emulator's notifications of `store` (`apple`, `google`, `huawei`) at the
     /// verifier's receiver, every one delivered `1 + duplicate` times.
     pub(crate) async fn notify_here(&self, store: &str, duplicate: u32) {
