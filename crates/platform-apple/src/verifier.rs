@@ -23,7 +23,9 @@ use crate::receipt::{ReceiptClient, pick_transaction};
 pub struct AppleAppConfig {
     /// The app's bundle id; every signed transaction must carry it.
     pub bundle_id: String,
-    /// The app's Apple id (App Store Connect), checked on production notifications.
+    /// The app's Apple id (App Store Connect, "Apple ID" under App Information). Required:
+    /// every Production notification must carry it (Apple's own library refuses to build a
+    /// Production verifier without it); a process with an App Store app lacking it does not start.
     #[serde(default)]
     pub app_apple_id: Option<i64>,
     /// Trust Apple Root CA - G3 (pinned by fingerprint). On by default; tests and demos that
@@ -99,7 +101,7 @@ fn yes() -> bool {
 #[derive(Debug, Clone)]
 struct AppleApp {
     bundle_id: String,
-    app_apple_id: Option<i64>,
+    app_apple_id: i64,
     trust: ChainTrust,
     receipts: ReceiptClient,
     shared_secret: Option<String>,
@@ -155,6 +157,15 @@ impl AppleVerifier {
             if config.bundle_id.trim().is_empty() {
                 return Err(error("bundle_id is required".into()));
             }
+            // Without it a Production notification of another app signed by Apple for the same
+            // bundle id (a re-created app, a copied bundle id) could not be told apart.
+            let Some(app_apple_id) = config.app_apple_id else {
+                return Err(error(
+                    "app_apple_id is required: Production notifications are checked against it \
+                     (the app's Apple ID in App Store Connect, App Information)"
+                        .into(),
+                ));
+            };
             let receipts = ReceiptClient::new(
                 http.clone(),
                 config.verify_receipt_production_url.clone(),
@@ -173,7 +184,7 @@ impl AppleVerifier {
                 app_id.clone(),
                 AppleApp {
                     bundle_id: config.bundle_id.clone(),
-                    app_apple_id: config.app_apple_id,
+                    app_apple_id,
                     trust,
                     receipts,
                     shared_secret: config.shared_secret.clone(),
@@ -599,14 +610,18 @@ impl iap_domain::notifications::NotificationDecoder for AppleVerifier {
             .clone()
             .ok_or_else(|| malformed("notificationUUID is missing".into()))?;
         let data = n.data.clone().unwrap_or_default();
+        // As Apple's library does: a Production notification must name this app's Apple id, and
+        // one that names none is not ours either.
         if data.environment.as_deref() == Some("Production")
-            && let (Some(expected), Some(found)) = (app.app_apple_id, data.app_apple_id)
-            && expected != found
+            && data.app_apple_id != Some(app.app_apple_id)
         {
             return Err(StoreError::rejected(
                 RejectReason::BundleMismatch,
                 "app_apple_id_mismatch",
-                format!("the notification is for appAppleId {found}"),
+                match data.app_apple_id {
+                    Some(found) => format!("the notification is for appAppleId {found}"),
+                    None => "the Production notification carries no appAppleId".into(),
+                },
             ));
         }
         // The transaction it is about (verified in full when acted on; here only its ids).

@@ -255,6 +255,7 @@ async fn the_verifier_checks_bundle_and_environment_after_the_chain() {
     let app = AppId::parse("com.example").unwrap();
     let config: iap_platform_apple::AppleAppConfig = serde_json::from_value(json!({
         "bundle_id": "com.example",
+        "app_apple_id": 1234,
         "trust_apple_root": false,
         "extra_roots_base64": [STANDARD.encode(vector("official-test/testCA.der"))],
     }))
@@ -299,6 +300,72 @@ async fn the_verifier_checks_bundle_and_environment_after_the_chain() {
     );
 }
 
+/// A Production notification is ours only when it names our app's Apple id: one for another app
+/// under the same bundle id, or one naming no app at all, is refused, as Apple's own library
+/// refuses them. A Sandbox notification carries no app id to check.
+#[tokio::test]
+async fn a_production_notification_must_name_the_apps_apple_id() {
+    use iap_domain::AppId;
+    use iap_domain::notifications::NotificationDecoder;
+    use iap_domain::ports::StoreError;
+
+    let app = AppId::parse("com.example").unwrap();
+    let config: iap_platform_apple::AppleAppConfig = serde_json::from_value(json!({
+        "bundle_id": "com.example",
+        "app_apple_id": 1234,
+        "trust_apple_root": false,
+        "extra_roots_base64": [STANDARD.encode(vector("official-test/testCA.der"))],
+    }))
+    .unwrap();
+    let verifier = iap_platform_apple::AppleVerifier::new([(&app, &config)]).unwrap();
+    let notification = |environment: &str, app_apple_id: Option<i64>| {
+        let mut data = json!({ "bundleId": "com.example", "environment": environment });
+        if let Some(id) = app_apple_id {
+            data["appAppleId"] = json!(id);
+        }
+        let payload = json!({ "notificationType": "TEST", "version": "2.0",
+            "notificationUUID": format!("{environment}-{app_apple_id:?}"),
+            "signedDate": 1_700_000_000_000_i64, "data": data });
+        json!({ "signedPayload": mint(&payload, &GOOD_CHAIN) }).to_string()
+    };
+
+    assert!(
+        verifier
+            .decode(&notification("Production", Some(1234)))
+            .await
+            .is_ok()
+    );
+    assert!(
+        verifier
+            .decode(&notification("Sandbox", None))
+            .await
+            .is_ok()
+    );
+    for stranger in [Some(9999), None] {
+        match verifier.decode(&notification("Production", stranger)).await {
+            Err(StoreError::Rejected { code, .. }) => assert_eq!(code, "app_apple_id_mismatch"),
+            other => panic!("appAppleId {stranger:?} was not refused: {other:?}"),
+        }
+    }
+}
+
+/// An App Store app without its Apple id is a configuration error: the verifier is not built,
+/// and the message names the key.
+#[test]
+fn an_app_without_its_apple_id_is_refused_at_start() {
+    use iap_domain::AppId;
+
+    let app = AppId::parse("com.example").unwrap();
+    let config: iap_platform_apple::AppleAppConfig =
+        serde_json::from_value(json!({ "bundle_id": "com.example" })).unwrap();
+    let error = iap_platform_apple::AppleVerifier::new([(&app, &config)]).unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.contains("apps.com.example.apple") && message.contains("app_apple_id"),
+        "{message}"
+    );
+}
+
 /// A real App Store Server Notification (Apple-signed TEST for a real app), posted the way Apple
 /// posts it, is authenticated under the pinned Apple Root CA G3 and answered as a test; the same
 /// body for an app we do not serve, or under the test root only, is refused.
@@ -309,8 +376,10 @@ async fn a_real_apple_notification_is_decoded_by_the_receiver() {
 
     let body = json!({ "signedPayload": text("real/realTestNotification.jws") }).to_string();
     let app = AppId::parse("loki-messenger").unwrap();
-    let config: iap_platform_apple::AppleAppConfig =
-        serde_json::from_value(json!({ "bundle_id": "com.loki-project.loki-messenger" })).unwrap();
+    let config: iap_platform_apple::AppleAppConfig = serde_json::from_value(
+        json!({ "bundle_id": "com.loki-project.loki-messenger", "app_apple_id": 1 }),
+    )
+    .unwrap();
     let verifier = iap_platform_apple::AppleVerifier::new([(&app, &config)]).unwrap();
     let decoded = verifier.decode(&body).await.unwrap();
     assert_eq!(decoded.inbound.platform, Platform::Apple);
@@ -320,12 +389,14 @@ async fn a_real_apple_notification_is_decoded_by_the_receiver() {
     assert!(matches!(decoded.event, StoreEvent::Ignored(_)));
 
     let other: iap_platform_apple::AppleAppConfig =
-        serde_json::from_value(json!({ "bundle_id": "com.example.other" })).unwrap();
+        serde_json::from_value(json!({ "bundle_id": "com.example.other", "app_apple_id": 1 }))
+            .unwrap();
     let stranger = iap_platform_apple::AppleVerifier::new([(&app, &other)]).unwrap();
     assert!(stranger.decode(&body).await.is_err(), "not our bundle");
 
     let untrusting: iap_platform_apple::AppleAppConfig = serde_json::from_value(json!({
         "bundle_id": "com.loki-project.loki-messenger",
+        "app_apple_id": 1,
         "trust_apple_root": false,
         "extra_roots_base64": [STANDARD.encode(vector("official-test/testCA.der"))],
     }))

@@ -2,6 +2,8 @@
 
 use serde_json::json;
 
+use iap_emulator::DEFAULT_APP_APPLE_ID as EMULATOR_APP_APPLE_ID;
+
 use iap_platform_apple::jws::{self, ChainTrust};
 use iap_platform_apple::model::{NotificationPayload, TransactionPayload};
 
@@ -96,7 +98,7 @@ async fn legacy_receipts_go_through_verify_receipt() {
         .unwrap();
     let config = |shared_secret: Option<String>| AppleAppConfig {
         bundle_id: "com.example.game".into(),
-        app_apple_id: None,
+        app_apple_id: Some(EMULATOR_APP_APPLE_ID),
         trust_apple_root: true,
         extra_roots_base64: Vec::new(),
         shared_secret,
@@ -239,7 +241,7 @@ async fn transaction_ids_are_looked_up_with_the_server_api() {
         .unwrap();
     let config = AppleAppConfig {
         bundle_id: "com.example.game".into(),
-        app_apple_id: None,
+        app_apple_id: Some(EMULATOR_APP_APPLE_ID),
         trust_apple_root: false,
         extra_roots_base64: vec![base64::engine::general_purpose::STANDARD.encode(root)],
         shared_secret: None,

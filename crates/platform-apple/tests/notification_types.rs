@@ -56,6 +56,7 @@ fn mint(payload: &Value) -> String {
 fn verifier() -> AppleVerifier {
     let config: AppleAppConfig = serde_json::from_value(json!({
         "bundle_id": "com.example",
+        "app_apple_id": 1234,
         "trust_apple_root": false,
         "extra_roots_base64": [STANDARD.encode(vector("official-test/testCA.der"))],
     }))

@@ -19,6 +19,7 @@ kind = "consumable"
 
 [apps.sample.apple]
 bundle_id = "required"
+app_apple_id = 1
 
 [apps.sample.apple.api]
 issuer_id = "required"

@@ -69,6 +69,7 @@ impl Emulator {
             .text()
             .await
             .unwrap();
+        let app_apple_id = iap_emulator::DEFAULT_APP_APPLE_ID;
         let key = self
             .get_json(&format!("/emulator/google/apps/{app_id}/license-key"))
             .await;
@@ -91,6 +92,7 @@ impl Emulator {
             r#"
             [apps."{app_id}".apple]
             bundle_id = "{app_id}"
+            app_apple_id = {app_apple_id}
             trust_apple_root = false
             extra_roots_base64 = ["{apple_root}"]
             api_production_url = "{base}/apple/production"

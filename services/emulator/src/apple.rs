@@ -1009,7 +1009,7 @@ fn default_currency() -> String {
     "USD".to_owned()
 }
 fn default_app_apple_id() -> i64 {
-    1_234_567_890
+    crate::DEFAULT_APP_APPLE_ID
 }
 fn default_customer() -> String {
     "customer-1".to_owned()

@@ -27,6 +27,10 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 pub use faults::{Fault, FaultKind};
+
+/// The App Store app id (`appAppleId`) the emulator signs into an app's data unless a purchase
+/// names another; configurations that point an app at the emulator set it as `app_apple_id`.
+pub const DEFAULT_APP_APPLE_ID: i64 = 1_234_567_890;
 pub use notify::{DeliveryMode, Store};
 use state::Shared;
 

@@ -97,7 +97,7 @@ fn demo_app(emulator: Option<&EmulatedStores>) -> AppSettings {
         // With the embedded emulator, App Store purchases made there verify here.
         apple: emulator.map(|stores| iap_platform_apple::AppleAppConfig {
             bundle_id: DEMO_APP.to_owned(),
-            app_apple_id: None,
+            app_apple_id: Some(iap_emulator::DEFAULT_APP_APPLE_ID),
             trust_apple_root: false,
             extra_roots_base64: vec![
                 base64::engine::general_purpose::STANDARD.encode(&stores.apple_root),

@@ -32,6 +32,28 @@ fn bad_configuration_exits_78_with_one_line() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("database.url: is not set"));
 }
 
+/// An App Store app without `app_apple_id` accepts Production purchases it cannot tell from
+/// another app's: the process does not start, and the line names the key.
+#[test]
+fn an_app_store_app_without_its_apple_id_exits_78() {
+    let config = std::env::temp_dir().join(format!("iap-{}.toml", uuid::Uuid::new_v4()));
+    std::fs::write(
+        &config,
+        "[database]\nurl = \"sqlite::memory:\"\n[apps.game.products.gems]\nkind = \"consumable\"\n\
+         [apps.game.apple]\nbundle_id = \"com.example.game\"\n",
+    )
+    .unwrap();
+    let output = verifier().env("IAP_CONFIG", &config).output().unwrap();
+    std::fs::remove_file(&config).unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(output.status.code(), Some(78), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("apps.game.apple") && stderr.contains("app_apple_id is required"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn unreachable_database_exits_69_with_one_line() {
     let output = verifier()

@@ -95,6 +95,7 @@ fn reason(status: &tonic::Status) -> (String, String, String) {
 #[tokio::test]
 async fn apple_signed_transactions_are_verified_bound_and_recorded_once() {
     let store = Store::start().await;
+    let app_apple_id = iap_emulator::DEFAULT_APP_APPLE_ID;
     let settings = settings_from(&format!(
         r#"
         [apps."{APP}"]
@@ -104,6 +105,7 @@ async fn apple_signed_transactions_are_verified_bound_and_recorded_once() {
         max_quantity = 10
         [apps."{APP}".apple]
         bundle_id = "{APP}"
+        app_apple_id = {app_apple_id}
         trust_apple_root = false
         extra_roots_base64 = ["{}"]
         "#,
