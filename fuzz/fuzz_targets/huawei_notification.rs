@@ -27,6 +27,8 @@ static VERIFIER: LazyLock<HuaweiVerifier> = LazyLock::new(|| {
         token_url: "http://127.0.0.1:9/oauth2/v3/token".into(),
         orders_root_url: "http://127.0.0.1:9".into(),
         subscriptions_root_url: "http://127.0.0.1:9".into(),
+        apptouch_orders_root_url: "http://127.0.0.1:9".into(),
+        apptouch_subscriptions_root_url: "http://127.0.0.1:9".into(),
     };
     HuaweiVerifier::new([(&AppId::parse("game").unwrap(), &config)]).unwrap()
 });

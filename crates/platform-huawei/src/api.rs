@@ -19,6 +19,63 @@ pub const TOKEN_URL: &str = "https://oauth-login.cloud.huawei.com/oauth2/v3/toke
 pub const ORDERS_ROOT: &str = "https://orders-dre.iap.cloud.huawei.eu";
 /// Subscription service root.
 pub const SUBSCRIPTIONS_ROOT: &str = "https://subscr-dre.iap.cloud.huawei.eu";
+/// Order service root of the AppTouch site.
+pub const APPTOUCH_ORDERS_ROOT: &str = "https://orders-at-dre.iap.cloud.huawei.eu";
+/// Subscription service root of the AppTouch site.
+pub const APPTOUCH_SUBSCRIPTIONS_ROOT: &str = "https://subscr-at-dre.iap.cloud.huawei.eu";
+
+/// Which of Huawei's sites holds a purchase. Purchases of HUAWEI ID accounts can be asked of any
+/// regular site (Huawei routes between them); purchases of AppTouch (carrier) accounts, whose
+/// `InAppPurchaseData` carries `accountFlag` 1, only of the AppTouch site, which answers code 8
+/// for every other token (docs/stores.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Site {
+    /// The configured regular site.
+    HuaweiId,
+    /// The AppTouch site.
+    AppTouch,
+}
+
+impl Site {
+    /// Both sites, the regular one first.
+    pub const ALL: [Site; 2] = [Site::HuaweiId, Site::AppTouch];
+
+    /// The site of a purchase, from its (signed) `InAppPurchaseData`.
+    pub fn of(purchase_data: &Value) -> Site {
+        let flag = &purchase_data["accountFlag"];
+        if flag.as_i64() == Some(1) || flag.as_str() == Some("1") {
+            Site::AppTouch
+        } else {
+            Site::HuaweiId
+        }
+    }
+
+    fn other(self) -> Site {
+        match self {
+            Site::HuaweiId => Site::AppTouch,
+            Site::AppTouch => Site::HuaweiId,
+        }
+    }
+}
+
+/// The Order and Subscription service roots of one site.
+#[derive(Debug, Clone)]
+pub struct SiteRoots {
+    /// Order service root.
+    pub orders: String,
+    /// Subscription service root.
+    pub subscriptions: String,
+}
+
+impl SiteRoots {
+    fn trimmed(self) -> Self {
+        let trim = |s: String| s.trim_end_matches('/').to_owned();
+        Self {
+            orders: trim(self.orders),
+            subscriptions: trim(self.subscriptions),
+        }
+    }
+}
 
 /// One app's access to Huawei's IAP services.
 #[derive(Debug)]
@@ -27,31 +84,65 @@ pub struct HuaweiApi {
     client_id: String,
     client_secret: String,
     token_url: String,
-    orders_root: String,
-    subscriptions_root: String,
+    huawei_id: SiteRoots,
+    apptouch: SiteRoots,
     token: Mutex<Option<(String, Instant)>>,
 }
 
 impl HuaweiApi {
-    /// Access for one app.
+    /// Access for one app, at its regular site and at the AppTouch site.
     pub fn new(
         http: reqwest::Client,
         client_id: String,
         client_secret: String,
         token_url: String,
-        orders_root: String,
-        subscriptions_root: String,
+        huawei_id: SiteRoots,
+        apptouch: SiteRoots,
     ) -> Self {
-        let trim = |s: String| s.trim_end_matches('/').to_owned();
         Self {
             http,
             client_id,
             client_secret,
             token_url,
-            orders_root: trim(orders_root),
-            subscriptions_root: trim(subscriptions_root),
+            huawei_id: huawei_id.trimmed(),
+            apptouch: apptouch.trimmed(),
             token: Mutex::new(None),
         }
+    }
+
+    fn roots(&self, site: Site) -> &SiteRoots {
+        match site {
+            Site::HuaweiId => &self.huawei_id,
+            Site::AppTouch => &self.apptouch,
+        }
+    }
+
+    /// A call about one purchase, at `first` and, when that site answers code 8 (it does not
+    /// know the token), at the other: a purchase whose site is not known from signed data (a
+    /// confirmation, a notification, a refresh) is found where it lives. The first answer
+    /// stands when neither knows it.
+    async fn post_where_known(
+        &self,
+        first: Site,
+        url: impl Fn(&SiteRoots) -> String,
+        body: Value,
+        pss: bool,
+        endpoint: &'static str,
+    ) -> Result<Value, StoreError> {
+        let reply = self
+            .post(url(self.roots(first)), body.clone(), pss, endpoint)
+            .await?;
+        if response_code(&reply) != "8" {
+            return Ok(reply);
+        }
+        let elsewhere = self
+            .post(url(self.roots(first.other())), body, pss, endpoint)
+            .await?;
+        Ok(if response_code(&elsewhere) == "8" {
+            reply
+        } else {
+            elsewhere
+        })
     }
 
     async fn access_token(&self, call: &mut StoreCall) -> Result<String, StoreError> {
@@ -163,16 +254,17 @@ impl HuaweiApi {
         result
     }
 
-    /// Order service: verify a purchase token.
+    /// Order service: verify a purchase token, at `site` first.
     pub async fn verify_order(
         &self,
         token: &str,
         product: &str,
         pss: bool,
+        site: Site,
     ) -> Result<Value, StoreError> {
-        let url = format!("{}/applications/purchases/tokens/verify", self.orders_root);
-        self.post(
-            url,
+        self.post_where_known(
+            site,
+            |roots| format!("{}/applications/purchases/tokens/verify", roots.orders),
             json!({ "purchaseToken": token, "productId": product }),
             pss,
             "orders.verify",
@@ -180,11 +272,11 @@ impl HuaweiApi {
         .await
     }
 
-    /// Order service: confirm (consume) a delivered purchase.
+    /// Order service: confirm (consume) a delivered purchase, at whichever site knows it.
     pub async fn confirm(&self, token: &str, product: &str) -> Result<Value, StoreError> {
-        let url = format!("{}/applications/v2/purchases/confirm", self.orders_root);
-        self.post(
-            url,
+        self.post_where_known(
+            Site::HuaweiId,
+            |roots| format!("{}/applications/v2/purchases/confirm", roots.orders),
             json!({ "purchaseToken": token, "productId": product }),
             false,
             "orders.confirm",
@@ -192,17 +284,18 @@ impl HuaweiApi {
         .await
     }
 
-    /// Order service: purchases cancelled or refunded between `start_ms` and `end_ms`, one page,
-    /// subscriptions included (`type` 1).
+    /// Order service of `site`: purchases cancelled or refunded there between `start_ms` and
+    /// `end_ms`, one page, subscriptions included (`type` 1).
     pub async fn cancelled_list(
         &self,
+        site: Site,
         start_ms: i64,
         end_ms: i64,
         continuation: Option<&str>,
     ) -> Result<Value, StoreError> {
         let url = format!(
             "{}/applications/v2/purchases/cancelledList",
-            self.orders_root
+            self.roots(site).orders
         );
         let mut body = json!({ "startAt": start_ms, "endAt": end_ms, "maxRows": 1000, "type": 1 });
         if let Some(token) = continuation {
@@ -211,19 +304,17 @@ impl HuaweiApi {
         self.post(url, body, false, "orders.cancelledList").await
     }
 
-    /// Subscription service: current state of a subscription.
+    /// Subscription service: current state of a subscription, at `site` first.
     pub async fn subscription(
         &self,
         subscription_id: &str,
         token: &str,
         pss: bool,
+        site: Site,
     ) -> Result<Value, StoreError> {
-        let url = format!(
-            "{}/sub/applications/v2/purchases/get",
-            self.subscriptions_root
-        );
-        self.post(
-            url,
+        self.post_where_known(
+            site,
+            |roots| format!("{}/sub/applications/v2/purchases/get", roots.subscriptions),
             json!({ "subscriptionId": subscription_id, "purchaseToken": token }),
             pss,
             "subscriptions.get",

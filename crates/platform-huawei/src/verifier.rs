@@ -15,7 +15,7 @@ use iap_domain::purchase::{PurchaseProof, PurchaseStatus, SignedData, VerifiedPu
 use iap_domain::subscriptions::{SubscriptionRef, SubscriptionSnapshot, SubscriptionState};
 use iap_domain::{AppId, Environment, Money, Platform, ProductId, ProductKind, RejectReason};
 
-use crate::api::{self, HuaweiApi, response_code};
+use crate::api::{self, HuaweiApi, Site, SiteRoots, response_code};
 use crate::signature::{IapPublicKey, PSS};
 
 /// `[apps.<app_id>.huawei]`: one app's Huawei IAP settings.
@@ -40,6 +40,13 @@ pub struct HuaweiAppConfig {
     /// Subscription service site root.
     #[serde(default = "subscriptions_root")]
     pub subscriptions_root_url: String,
+    /// Order service root of the AppTouch site, for purchases of AppTouch accounts
+    /// (`accountFlag` 1), which no other site knows.
+    #[serde(default = "apptouch_orders_root")]
+    pub apptouch_orders_root_url: String,
+    /// Subscription service root of the AppTouch site.
+    #[serde(default = "apptouch_subscriptions_root")]
+    pub apptouch_subscriptions_root_url: String,
 }
 
 fn token_url() -> String {
@@ -50,6 +57,12 @@ fn orders_root() -> String {
 }
 fn subscriptions_root() -> String {
     api::SUBSCRIPTIONS_ROOT.to_owned()
+}
+fn apptouch_orders_root() -> String {
+    api::APPTOUCH_ORDERS_ROOT.to_owned()
+}
+fn apptouch_subscriptions_root() -> String {
+    api::APPTOUCH_SUBSCRIPTIONS_ROOT.to_owned()
 }
 
 #[derive(Debug, Clone)]
@@ -99,8 +112,14 @@ impl HuaweiVerifier {
                 c.app_id.clone(),
                 c.client_secret.clone(),
                 c.token_url.clone(),
-                c.orders_root_url.clone(),
-                c.subscriptions_root_url.clone(),
+                SiteRoots {
+                    orders: c.orders_root_url.clone(),
+                    subscriptions: c.subscriptions_root_url.clone(),
+                },
+                SiteRoots {
+                    orders: c.apptouch_orders_root_url.clone(),
+                    subscriptions: c.apptouch_subscriptions_root_url.clone(),
+                },
             );
             built.insert(
                 app_id.clone(),
@@ -291,7 +310,9 @@ impl HuaweiVerifier {
             ));
         }
         // The store is the authority: the Subscription service for subscriptions, the Order
-        // service for the rest. Its data is signature-checked too.
+        // service for the rest, at the site that holds the account's purchases. Its data is
+        // signature-checked too.
+        let site = Site::of(&client_data);
         let (reply, data_field) = if number(&client_data["kind"]) == Some(2) {
             let subscription_id = string(&client_data["subscriptionId"]).ok_or_else(|| {
                 rejected(
@@ -302,23 +323,25 @@ impl HuaweiVerifier {
             })?;
             (
                 app.api
-                    .subscription(&subscription_id, token, app.prefer_pss)
+                    .subscription(&subscription_id, token, app.prefer_pss, site)
                     .await?,
                 "inappPurchaseData",
             )
         } else {
             (
                 app.api
-                    .verify_order(token, product.as_str(), app.prefer_pss)
+                    .verify_order(token, product.as_str(), app.prefer_pss, site)
                     .await?,
                 "purchaseTokenData",
             )
         };
         match response_code(&reply).as_str() {
             "0" => {}
-            // Verified and confirmed before (a retry after delivery): the signed client data
-            // stands for the purchase, consumed.
-            "9" => return to_verified(token, product, client_data, Some(true)),
+            "9" => {
+                return self
+                    .already_consumed(app, token, product, client_data)
+                    .await;
+            }
             code => {
                 return Err(refusal(
                     code,
@@ -414,7 +437,7 @@ impl PurchaseVerifier for HuaweiVerifier {
         })?;
         let reply = app
             .api
-            .subscription(&subscription.key, token, app.prefer_pss)
+            .subscription(&subscription.key, token, app.prefer_pss, Site::HuaweiId)
             .await?;
         if response_code(&reply) != "0" {
             return Err(refusal(
@@ -537,6 +560,34 @@ fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 impl HuaweiVerifier {
+    /// A purchase the Order service calls consumed or confirmed (code 9): by us after its grant
+    /// (a client's retry), or by the app itself on the device (`consumeOwnedPurchase`) before
+    /// any server saw it. Huawei no longer answers with the purchase's data, so the signed
+    /// client data is all there is; before it stands for a paid purchase, the cancelled lists
+    /// are asked whether it was refunded since. Our own ledger then decides the rest: the replay
+    /// fence answers a retry of a recorded purchase as recorded, and only a purchase never
+    /// recorded here is granted (counted, since an app consuming before its server has a bug).
+    async fn already_consumed(
+        &self,
+        app: &HuaweiApp,
+        token: &str,
+        product: &ProductId,
+        client_data: Value,
+    ) -> Result<VerifiedPurchase, StoreError> {
+        let cancelled = self.cancelled_for(app, token, None).await?;
+        let mut purchase = to_verified(token, product, client_data, Some(true))?;
+        if let Some(refund) = cancelled.first() {
+            purchase.status = PurchaseStatus::Refunded {
+                at: number(&refund["cancelledTime"])
+                    .and_then(chrono::DateTime::from_timestamp_millis),
+                reason: number(&refund["cancelledReason"]).map(|r| format!("cancelledReason {r}")),
+            };
+        }
+        metrics::counter!("iap_huawei_already_consumed_total", "refunded" => if cancelled.is_empty() { "false" } else { "true" })
+            .increment(1);
+        Ok(purchase)
+    }
+
     /// The Order service's cancelled-list entries of the last 30 days (one-time products and
     /// subscriptions) for one purchase token or order id.
     async fn cancelled_for(
@@ -546,13 +597,30 @@ impl HuaweiVerifier {
         order: Option<&str>,
     ) -> Result<Vec<Value>, StoreError> {
         let to = chrono::Utc::now();
-        let from = to - CANCELLED_WINDOW;
-        let mut found = Vec::new();
+        let mut found = cancelled_between(huawei, to - CANCELLED_WINDOW, to).await?;
+        found.retain(|c| match order {
+            Some(order) => c["orderId"] == order,
+            None => c["purchaseToken"] == token,
+        });
+        Ok(found)
+    }
+}
+
+/// Every entry of the Order service's cancelled lists between `from` and `to`, at the regular
+/// site and at the AppTouch site (each lists only its own accounts' purchases), page by page.
+async fn cancelled_between(
+    huawei: &HuaweiApp,
+    from: chrono::DateTime<chrono::Utc>,
+    to: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<Value>, StoreError> {
+    let mut entries = Vec::new();
+    for site in Site::ALL {
         let mut continuation: Option<String> = None;
         loop {
             let reply = huawei
                 .api
                 .cancelled_list(
+                    site,
                     from.timestamp_millis(),
                     to.timestamp_millis(),
                     continuation.as_deref(),
@@ -564,26 +632,21 @@ impl HuaweiVerifier {
                     reply["responseMessage"].as_str().unwrap_or(""),
                 ));
             }
+            // The list is a JSON string holding an array.
             let list: Value = reply["cancelledPurchaseList"]
                 .as_str()
                 .and_then(|s| serde_json::from_str(s).ok())
                 .unwrap_or(Value::Null);
-            found.extend(
-                list.as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter(|c| match order {
-                        Some(order) => c["orderId"] == order,
-                        None => c["purchaseToken"] == token,
-                    })
-                    .cloned(),
-            );
+            if let Value::Array(page) = list {
+                entries.extend(page);
+            }
             continuation = string(&reply["continuationToken"]).filter(|t| !t.is_empty());
             if continuation.is_none() {
-                return Ok(found);
+                break;
             }
         }
     }
+    Ok(entries)
 }
 
 /// Huawei IAP server notifications v2: `{version: "v2", eventType: "ORDER" | "SUBSCRIPTION",
@@ -697,7 +760,7 @@ impl iap_domain::notifications::NotificationDecoder for HuaweiVerifier {
                         // Ask the Order service; its signed answer is the proof.
                         let reply = app
                             .api
-                            .verify_order(&token, &product, app.prefer_pss)
+                            .verify_order(&token, &product, app.prefer_pss, Site::HuaweiId)
                             .await?;
                         if response_code(&reply) == "9" {
                             // Confirmed already: it was delivered (we confirm only after the
@@ -840,40 +903,15 @@ impl iap_domain::reconciliation::StoreHistory for HuaweiVerifier {
         let Some(huawei) = self.apps.get(app) else {
             return Ok(Vec::new());
         };
-        let mut changes = Vec::new();
-        let mut continuation: Option<String> = None;
-        loop {
-            let reply = huawei
-                .api
-                .cancelled_list(
-                    from.timestamp_millis(),
-                    to.timestamp_millis(),
-                    continuation.as_deref(),
-                )
-                .await?;
-            if response_code(&reply) != "0" {
-                return Err(refusal(
-                    &response_code(&reply),
-                    reply["responseMessage"].as_str().unwrap_or(""),
-                ));
-            }
-            // The list is a JSON string holding an array.
-            let list: Value = reply["cancelledPurchaseList"]
-                .as_str()
-                .and_then(|s| serde_json::from_str(s).ok())
-                .unwrap_or(Value::Null);
-            for cancelled in list.as_array().into_iter().flatten() {
-                changes.push(StoreChange::Voided {
-                    store_transaction_id: string(&cancelled["orderId"]),
-                    purchase_token: string(&cancelled["purchaseToken"]),
-                    // cancelledReason 5 fraud, 6 chargeback.
-                    revoked: matches!(number(&cancelled["cancelledReason"]), Some(5 | 6)),
-                });
-            }
-            continuation = string(&reply["continuationToken"]).filter(|t| !t.is_empty());
-            if continuation.is_none() {
-                return Ok(changes);
-            }
-        }
+        Ok(cancelled_between(huawei, from, to)
+            .await?
+            .iter()
+            .map(|cancelled| StoreChange::Voided {
+                store_transaction_id: string(&cancelled["orderId"]),
+                purchase_token: string(&cancelled["purchaseToken"]),
+                // cancelledReason 5 fraud, 6 chargeback.
+                revoked: matches!(number(&cancelled["cancelledReason"]), Some(5 | 6)),
+            })
+            .collect())
     }
 }

@@ -43,6 +43,8 @@ impl Setup {
             token_url: format!("{base}/huawei/oauth2/v3/token"),
             orders_root_url: format!("{base}/huawei/orders"),
             subscriptions_root_url: format!("{base}/huawei/subscr"),
+            apptouch_orders_root_url: format!("{base}/huawei/orders-at"),
+            apptouch_subscriptions_root_url: format!("{base}/huawei/subscr-at"),
         };
         let verifier = HuaweiVerifier::new([(&app, &config)]).unwrap();
         Self {
@@ -212,6 +214,8 @@ async fn purchase_data_of_another_app_id_is_refused_even_with_a_valid_signature(
         token_url: format!("{}/huawei/oauth2/v3/token", s.base),
         orders_root_url: format!("{}/huawei/orders", s.base),
         subscriptions_root_url: format!("{}/huawei/subscr", s.base),
+        apptouch_orders_root_url: format!("{}/huawei/orders-at", s.base),
+        apptouch_subscriptions_root_url: format!("{}/huawei/subscr-at", s.base),
     };
     let verifier = HuaweiVerifier::new([(&other, &config)]).unwrap();
     let policy = ProductPolicy {

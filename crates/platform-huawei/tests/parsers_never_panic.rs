@@ -122,6 +122,8 @@ impl Fixture {
             token_url: format!("{base}/oauth"),
             orders_root_url: format!("{base}/orders"),
             subscriptions_root_url: format!("{base}/subscriptions"),
+            apptouch_orders_root_url: format!("{base}/orders-at"),
+            apptouch_subscriptions_root_url: format!("{base}/subscriptions-at"),
         };
         let app = AppId::parse("game").unwrap();
         let verifier = HuaweiVerifier::new([(&app, &config)]).unwrap();

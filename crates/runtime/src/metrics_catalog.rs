@@ -159,6 +159,12 @@ pub const METRICS: &[MetricSpec] = &[
         &["store", "source"],
         "Refunds for purchases not redeemed here, marked so that their later redemption is refused; source: notification, reconciliation or verification (the store answered refunded).",
     ),
+    metric(
+        "iap_huawei_already_consumed_total",
+        Counter,
+        &["refunded"],
+        "Huawei purchases the Order service called already consumed or confirmed (code 9), checked against the cancelled lists before their signed client data stood for a payment; refunded: whether a refund was found. A rise in purchases never recorded here means an app consumes before its server verified.",
+    ),
     // delivery
     metric(
         "iap_deliveries_total",

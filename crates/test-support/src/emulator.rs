@@ -117,6 +117,8 @@ impl Emulator {
             token_url = "{base}/huawei/oauth2/v3/token"
             orders_root_url = "{base}/huawei/orders"
             subscriptions_root_url = "{base}/huawei/subscr"
+            apptouch_orders_root_url = "{base}/huawei/orders-at"
+            apptouch_subscriptions_root_url = "{base}/huawei/subscr-at"
             "#,
             apple_key["issuer_id"].as_str().unwrap(),
             apple_key["key_id"].as_str().unwrap(),

@@ -52,6 +52,10 @@ struct Purchase {
     /// Units bought in one payment (InAppPurchaseData `quantity`).
     #[serde(default = "one")]
     quantity: u32,
+    /// Paid with an AppTouch (carrier) account (`accountFlag` 1): known only to the AppTouch
+    /// site, as at Huawei.
+    #[serde(default)]
+    apptouch: bool,
     subscription: Option<Subscription>,
 }
 
@@ -133,6 +137,10 @@ fn in_app_purchase_data(p: &Purchase) -> String {
     if p.sandbox {
         data["purchaseType"] = json!(0);
     }
+    // Present only for AppTouch accounts.
+    if p.apptouch {
+        data["accountFlag"] = json!(1);
+    }
     if let Some(s) = &p.subscription {
         let now = Utc::now().timestamp_millis();
         data["subscriptionId"] = json!(s.id);
@@ -176,25 +184,46 @@ fn requested_algorithm(headers: &HeaderMap) -> &'static str {
     if asked { PSS } else { PKCS1 }
 }
 
+/// Which of Huawei's sites a request reached: the HUAWEI ID sites (one stands for all of them,
+/// as Huawei routes between them) or the AppTouch site, which alone knows AppTouch accounts'
+/// purchases and knows no others (docs/stores.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Site {
+    HuaweiId,
+    AppTouch,
+}
+
+impl Site {
+    fn knows(self, p: &Purchase) -> bool {
+        p.apptouch == (self == Site::AppTouch)
+    }
+}
+
 pub(crate) fn router() -> Router<Arc<Shared>> {
-    Router::new()
-        .route("/oauth2/v3/token", post(token))
-        .route(
-            "/orders/applications/purchases/tokens/verify",
-            post(order_verify),
-        )
-        .route(
-            "/orders/applications/v2/purchases/confirm",
-            post(order_confirm),
-        )
-        .route(
-            "/orders/applications/v2/purchases/cancelledList",
-            post(cancelled_list),
-        )
-        .route(
-            "/subscr/sub/applications/v2/purchases/{action}",
-            post(subscription_api),
-        )
+    let mut router = Router::new().route("/oauth2/v3/token", post(token));
+    for (site, orders, subscriptions) in [
+        (Site::HuaweiId, "/orders", "/subscr"),
+        (Site::AppTouch, "/orders-at", "/subscr-at"),
+    ] {
+        router = router
+            .route(
+                &format!("{orders}/applications/purchases/tokens/verify"),
+                post(move |s, h, b| order_verify(s, h, b, site)),
+            )
+            .route(
+                &format!("{orders}/applications/v2/purchases/confirm"),
+                post(move |s, h, b| order_confirm(s, h, b, site)),
+            )
+            .route(
+                &format!("{orders}/applications/v2/purchases/cancelledList"),
+                post(move |s, h, b| cancelled_list(s, h, b, site)),
+            )
+            .route(
+                &format!("{subscriptions}/sub/applications/v2/purchases/{{action}}"),
+                post(move |s, h, a, b| subscription_api(s, h, a, b, site)),
+            );
+    }
+    router
 }
 
 pub(crate) fn control_router() -> Router<Arc<Shared>> {
@@ -280,6 +309,7 @@ async fn order_verify(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
     Json(body): Json<TokenBody>,
+    site: Site,
 ) -> Response {
     shared.count("huawei.orders.verify");
     let app = match authorize(&shared, &headers) {
@@ -291,7 +321,7 @@ async fn order_verify(
     let Some(p) = huawei
         .purchases
         .get(&body.purchase_token)
-        .filter(|p| p.app_id == app)
+        .filter(|p| p.app_id == app && site.knows(p))
         .cloned()
     else {
         return respond("8", "invalid purchase token");
@@ -323,6 +353,7 @@ async fn order_confirm(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
     Json(body): Json<TokenBody>,
+    site: Site,
 ) -> Response {
     shared.count("huawei.orders.confirm");
     let app = match authorize(&shared, &headers) {
@@ -333,7 +364,7 @@ async fn order_confirm(
     let Some(p) = huawei
         .purchases
         .get_mut(&body.purchase_token)
-        .filter(|p| p.app_id == app)
+        .filter(|p| p.app_id == app && site.knows(p))
     else {
         return respond("8", "the user does not own the product");
     };
@@ -365,6 +396,7 @@ async fn cancelled_list(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
     Json(query): Json<CancelledQuery>,
+    site: Site,
 ) -> Response {
     shared.count("huawei.orders.cancelledList");
     let app = match authorize(&shared, &headers) {
@@ -386,6 +418,7 @@ async fn cancelled_list(
                 && *at <= end
                 && (with_subscriptions || !subscription)
                 && v["_appId"] == app
+                && (v["_appTouch"] == true) == (site == Site::AppTouch)
         })
         .map(|(_, _, v)| v)
         .collect();
@@ -403,6 +436,7 @@ async fn cancelled_list(
             let mut v = (*v).clone();
             if let Some(map) = v.as_object_mut() {
                 map.remove("_appId");
+                map.remove("_appTouch");
             }
             v
         })
@@ -432,6 +466,7 @@ async fn subscription_api(
     headers: HeaderMap,
     Path(action): Path<String>,
     Json(body): Json<SubscriptionBody>,
+    site: Site,
 ) -> Response {
     shared.count(&format!("huawei.subscriptions.{action}"));
     let app = match authorize(&shared, &headers) {
@@ -443,6 +478,7 @@ async fn subscription_api(
     let mut huawei = lock(&shared.huawei);
     let Some(p) = huawei.purchases.get_mut(&body.purchase_token).filter(|p| {
         p.app_id == app
+            && site.knows(p)
             && p.subscription
                 .as_ref()
                 .is_some_and(|s| s.id == body.subscription_id)
@@ -518,6 +554,7 @@ fn record_cancel(huawei: &mut HuaweiStore, p: &Purchase, source: u8) {
             "cancelledSource": source,
             "cancelledReason": 1,
             "_appId": p.app_id,
+            "_appTouch": p.apptouch,
         }),
     ));
 }
@@ -558,6 +595,9 @@ struct MakePurchase {
     /// Units of a consumable bought in one payment.
     #[serde(default = "one")]
     quantity: u32,
+    /// Huawei's `accountFlag`: 1 for an AppTouch (carrier) account.
+    #[serde(default)]
+    account_flag: Option<u8>,
 }
 
 fn one() -> u32 {
@@ -645,6 +685,7 @@ async fn make_purchase(
         } else {
             request.quantity.max(1)
         },
+        apptouch: request.account_flag == Some(1),
         subscription,
     };
     let mut huawei = lock(&shared.huawei);
@@ -782,14 +823,21 @@ async fn purchase_control(
                 order_notification(&mut huawei, &p, 2)
             }
         }
-        "complete" | "refund" => {
+        // The app consumed it on the device (consumeOwnedPurchase), without our server.
+        "consume" if p.state == 0 && !p.consumed && p.subscription.is_none() => {
+            p.consumed = true;
+            Value::Null
+        }
+        "complete" | "refund" | "consume" => {
             return (
                 StatusCode::CONFLICT,
                 "the purchase is not in a state for that",
             )
                 .into_response();
         }
-        _ => return (StatusCode::NOT_FOUND, "actions: complete, refund").into_response(),
+        _ => {
+            return (StatusCode::NOT_FOUND, "actions: complete, refund, consume").into_response();
+        }
     };
     Json(json!({ "purchase_token": token, "notification": notification })).into_response()
 }

@@ -135,6 +135,8 @@ fn demo_app(emulator: Option<&EmulatedStores>) -> AppSettings {
             token_url: format!("{}/huawei/oauth2/v3/token", stores.base_url),
             orders_root_url: format!("{}/huawei/orders", stores.base_url),
             subscriptions_root_url: format!("{}/huawei/subscr", stores.base_url),
+            apptouch_orders_root_url: format!("{}/huawei/orders-at", stores.base_url),
+            apptouch_subscriptions_root_url: format!("{}/huawei/subscr-at", stores.base_url),
         }),
     }
 }

@@ -62,6 +62,8 @@ async fn huawei_purchases_are_verified_bound_and_recorded_once() {
         token_url = "{base}/huawei/oauth2/v3/token"
         orders_root_url = "{base}/huawei/orders"
         subscriptions_root_url = "{base}/huawei/subscr"
+        apptouch_orders_root_url = "{base}/huawei/orders-at"
+        apptouch_subscriptions_root_url = "{base}/huawei/subscr-at"
         "#,
         credentials["client_secret"].as_str().unwrap(),
         credentials["public_key_base64"].as_str().unwrap()
