@@ -135,8 +135,10 @@ pub struct VerifiedPurchase {
     /// Our order id as the purchase carried it (Apple `appAccountToken`, Google
     /// `obfuscatedExternalProfileId`, Huawei `developerPayload`), unparsed.
     pub carried_order_id: Option<String>,
-    /// The buyer's store-side account key (Google `obfuscatedExternalAccountId`, Apple
-    /// `appAccountToken` owner, Huawei account hash), used against repeated trials.
+    /// The paying store account, where the store names one (Apple `appTransactionId`, one per
+    /// Apple Account and app; Google's Subscribe with Google `profileId`, else the
+    /// `obfuscatedExternalAccountId` the app set; Huawei names none), used against repeated
+    /// trials (docs/stores.md, "Who paid").
     pub store_account_id: Option<String>,
     /// A free-trial period.
     pub is_trial: bool,

@@ -269,10 +269,9 @@ impl AppleVerifier {
                 .app_account_token
                 .as_ref()
                 .map(|t| t.to_ascii_lowercase()),
-            store_account_id: payload
-                .app_account_token
-                .as_ref()
-                .map(|t| t.to_ascii_lowercase()),
+            // The paying Apple Account, as far as Apple tells: its app download transaction,
+            // one per account and app on every device (appAccountToken is our own order id).
+            store_account_id: payload.app_transaction_id.clone(),
             is_trial: payload.is_free_trial(),
             price,
             kind: payload.kind(),
@@ -372,7 +371,8 @@ pub(crate) fn receipt_purchase(
         purchased_at: millis("purchase_date_ms"),
         expires_at: millis("expires_date_ms"),
         carried_order_id: text("app_account_token").map(|t| t.to_ascii_lowercase()),
-        store_account_id: text("app_account_token").map(|t| t.to_ascii_lowercase()),
+        // verifyReceipt names no Apple Account.
+        store_account_id: None,
         is_trial: text("is_trial_period").as_deref() == Some("true"),
         price: None,
         kind: None,

@@ -362,7 +362,10 @@ pub(crate) fn subscription_purchase(
         purchased_at: time(&v2["startTime"]),
         expires_at: time(&line["expiryTime"]),
         carried_order_id: string(&ids["obfuscatedExternalProfileId"]),
-        store_account_id: string(&ids["obfuscatedExternalAccountId"]),
+        // Google names the paying Google account only for Subscribe with Google; otherwise the
+        // account id is the one the app set.
+        store_account_id: string(&v2["subscribeWithGoogleInfo"]["profileId"])
+            .or_else(|| string(&ids["obfuscatedExternalAccountId"])),
         is_trial: line["offerPhase"].get("freeTrial").is_some(),
         price,
         kind: Some(ProductKind::AutoRenewable),

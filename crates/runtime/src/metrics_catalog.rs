@@ -127,7 +127,7 @@ pub const METRICS: &[MetricSpec] = &[
         "iap_repeat_trials_total",
         Counter,
         &["store"],
-        "Free trials taken again by the same user or store account (granted and flagged).",
+        "Free trials taken again by the same user or store account (Apple `appTransactionId`; granted and flagged).",
     ),
     metric(
         "iap_paid_quantity_differs_total",

@@ -236,6 +236,7 @@ impl Transaction {
             "storefrontId": "143441",
             "price": self.price,
             "currency": self.currency,
+            "appTransactionId": app_transaction_id(&self.bundle_id, &self.customer),
         });
         if let Some(id) = &self.web_order_line_item_id {
             p["webOrderLineItemId"] = json!(id);
@@ -1011,6 +1012,15 @@ fn default_currency() -> String {
 fn default_app_apple_id() -> i64 {
     crate::DEFAULT_APP_APPLE_ID
 }
+/// The app download transaction of `customer` (an Apple Account) for `bundle`: one per account
+/// and app, the same on every device and after a refund or re-download, as Apple's is.
+fn app_transaction_id(bundle: &str, customer: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("{bundle}\n{customer}"));
+    let number = u64::from_be_bytes(digest[..8].try_into().unwrap_or_default());
+    format!("70{:016}", number % 10_000_000_000_000_000)
+}
+
 fn default_customer() -> String {
     "customer-1".to_owned()
 }
