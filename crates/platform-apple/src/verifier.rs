@@ -692,6 +692,8 @@ impl iap_domain::notifications::NotificationDecoder for AppleVerifier {
                 store_transaction_id: t.transaction_id.clone().unwrap_or_default(),
                 revoked: kind == "REVOKE",
                 subscription,
+                share: iap_domain::refunds::RefundShare::Whole,
+                cause: iap_domain::refunds::RefundCause::default(),
             },
             ("CONSUMPTION_REQUEST", Some(t), _) => StoreEvent::ConsumptionRequested {
                 app_id: app_id.clone(),

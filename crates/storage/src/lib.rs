@@ -13,6 +13,7 @@ mod gauges;
 mod jobs;
 mod notifications;
 mod orders;
+mod partial_revocations;
 mod payments;
 mod refund_marks;
 mod subscriptions;

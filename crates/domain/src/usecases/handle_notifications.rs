@@ -21,6 +21,7 @@ use crate::ports::{
     MarkOutcome, OrderRepository, PaymentLedger, RefundMark, StorageError, StoreError,
 };
 use crate::purchase::{PurchaseProof, PurchaseStatus};
+use crate::refunds::{RefundShare, Revocation};
 use crate::subscriptions::{SubscriptionRef, SubscriptionStore};
 use crate::unclaimed::{UnclaimedStore, UnclaimedToKeep};
 use crate::usecases::deliver::{DeliverError, Deliveries};
@@ -248,25 +249,35 @@ where
             } => {
                 // A claim until the store confirms it: the revocation (and the refund mark of a
                 // purchase not redeemed yet) uses the identities the store itself reports.
-                let (store_keys, revoked) = match decoder.confirm_refund(&decoded).await {
-                    Ok(RefundConfirmation::Confirmed {
-                        store_keys,
-                        revoked,
-                    }) => (store_keys, revoked),
-                    Ok(RefundConfirmation::Unconfirmed { reason, detail }) => {
-                        return Err(Retry::rejected(reason, detail));
-                    }
-                    Err(StoreError::Rejected { code, detail, .. }) => {
-                        return Err(Retry::rejected(code, detail));
-                    }
-                    Err(e) => return Err(Retry::Later(e.to_string())),
-                };
+                let (store_keys, revoked, share, cause) =
+                    match decoder.confirm_refund(&decoded).await {
+                        Ok(RefundConfirmation::Confirmed {
+                            store_keys,
+                            revoked,
+                            share,
+                            cause,
+                        }) => (store_keys, revoked, share, cause),
+                        Ok(RefundConfirmation::Unconfirmed { reason, detail }) => {
+                            return Err(Retry::rejected(reason, detail));
+                        }
+                        Err(StoreError::Rejected { code, detail, .. }) => {
+                            return Err(Retry::rejected(code, detail));
+                        }
+                        Err(e) => return Err(Retry::Later(e.to_string())),
+                    };
                 let reason = if revoked {
                     RevokeReason::Revoked
                 } else {
                     RevokeReason::Refunded
                 };
-                let outcome = self.revoke_purchase(platform, store_keys, reason).await?;
+                let revocation = Revocation {
+                    reason,
+                    share,
+                    cause,
+                };
+                let outcome = self
+                    .revoke_purchase(platform, store_keys, revocation)
+                    .await?;
                 match subscription {
                     Some(subscription) => {
                         let refreshed = self.refresh(&subscription).await?;
@@ -329,8 +340,12 @@ where
                         keys.extend(purchase.purchase_token.clone());
                         keys.extend(purchase.store_order_id.clone());
                         keys.dedup();
-                        self.revoke_purchase(purchase.platform, keys, RevokeReason::Revoked)
-                            .await
+                        self.revoke_purchase(
+                            purchase.platform,
+                            keys,
+                            Revocation::whole(RevokeReason::Revoked),
+                        )
+                        .await
                     }
                     PurchaseStatus::Pending => Err(Retry::rejected(
                         "still_pending_at_store",
@@ -388,12 +403,17 @@ where
         &self,
         platform: Platform,
         store_keys: Vec<String>,
-        reason: RevokeReason,
+        revocation: Revocation,
     ) -> Result<String, Retry> {
+        if let RefundShare::Units(units) = revocation.share {
+            return self
+                .revoke_units(platform, &store_keys, units, &revocation)
+                .await;
+        }
         let mark = RefundMark {
             platform,
             store_keys,
-            revoked: reason == RevokeReason::Revoked,
+            revoked: revocation.reason == RevokeReason::Revoked,
             source: "store notification".into(),
         };
         let redeemed = match self.store.mark_refund(mark).await? {
@@ -408,8 +428,55 @@ where
             }
         };
         tracing::Span::current().record("order_id", tracing::field::display(redeemed.order_id));
-        match self.deliveries.revoke(redeemed.order_id, reason).await {
-            Ok(order) => Ok(format!("order {} is {}", order.id, order.state)),
+        match self
+            .deliveries
+            .revoke_refund(redeemed.order_id, &revocation)
+            .await
+        {
+            Ok(revoked) => Ok(format!(
+                "order {} is {}",
+                revoked.order.id, revoked.order.state
+            )),
+            Err(DeliverError::NotFound(id)) => Ok(format!("order {id} not found")),
+            Err(e) => Err(Retry::Later(e.to_string())),
+        }
+    }
+
+    /// A partial refund: `units` of the purchase refunded in all, as the store says now. A
+    /// purchase not redeemed here is left unmarked: the rest of it is still paid, and its
+    /// redemption grants only what the store still calls paid (Google `refundableQuantity`).
+    async fn revoke_units(
+        &self,
+        platform: Platform,
+        store_keys: &[String],
+        units: u32,
+        revocation: &Revocation,
+    ) -> Result<String, Retry> {
+        let mut redeemed = None;
+        for key in store_keys {
+            redeemed = match self.store.find_purchase(platform, key).await? {
+                Some(found) => Some(found),
+                None => self.store.find_purchase_by_token(platform, key).await?,
+            };
+            if redeemed.is_some() {
+                break;
+            }
+        }
+        let Some(redeemed) = redeemed else {
+            return Ok(format!(
+                "partial refund ({units} units) of a purchase not redeemed here: nothing to take back"
+            ));
+        };
+        tracing::Span::current().record("order_id", tracing::field::display(redeemed.order_id));
+        match self
+            .deliveries
+            .revoke_refund(redeemed.order_id, revocation)
+            .await
+        {
+            Ok(revoked) => Ok(format!(
+                "order {} is {}, {units} of {} units refunded at the store, {} taken back now",
+                revoked.order.id, revoked.order.state, revoked.order.quantity, revoked.units
+            )),
             Err(DeliverError::NotFound(id)) => Ok(format!("order {id} not found")),
             Err(e) => Err(Retry::Later(e.to_string())),
         }
