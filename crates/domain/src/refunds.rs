@@ -66,7 +66,8 @@ impl Revocation {
 }
 
 /// How a prorated share of a purchase becomes whole units (`apps.<id>.partial_refund_rounding`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum PartialRefundRounding {
     /// Fewer units back: the player keeps a unit partly refunded.
     Down,

@@ -233,6 +233,18 @@ pub const METRICS: &[MetricSpec] = &[
         "Orders moved to REFUNDED or REVOKED.",
     ),
     metric(
+        "iap_partial_revocations_total",
+        Counter,
+        &["outcome"],
+        "Partial refunds (Google quantity-based, Apple prorated) acted on, by outcome: revoked (units taken back, the order stays delivered), already_revoked (a repeat: nothing new).",
+    ),
+    metric(
+        "iap_partially_revoked_units_total",
+        Counter,
+        &[],
+        "Units taken back by partial refunds.",
+    ),
+    metric(
         "iap_sweep_orders_total",
         Counter,
         &[],

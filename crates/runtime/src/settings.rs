@@ -429,6 +429,10 @@ pub struct AppSettings {
     /// user and product, to be recorded against it instead of granted again (0 = never).
     #[serde(default = "default_compensation_match_window")]
     pub compensation_match_window_secs: u64,
+    /// How a prorated refund's share becomes whole units to take back: `down`, `up` or
+    /// `nearest` (the default; see docs/configuration.md).
+    #[serde(default)]
+    pub partial_refund_rounding: iap_domain::refunds::PartialRefundRounding,
     /// App Store settings (bundle id, trusted roots); absent: no App Store purchases.
     #[serde(default)]
     pub apple: Option<iap_platform_apple::AppleAppConfig>,
@@ -659,11 +663,17 @@ impl Settings {
             if let Some(apple) = &app.apple {
                 let id = AppId::parse(key.as_str())
                     .map_err(|e| ConfigError::value(format!("apps.{key}"), e.to_string()))?;
-                configured.push((id, apple.clone()));
+                configured.push((id, apple.clone(), app.partial_refund_rounding));
             }
         }
-        iap_platform_apple::AppleVerifier::new(configured.iter().map(|(id, c)| (id, c)))
-            .map_err(|e| ConfigError::Invalid(e.to_string()))
+        let verifier =
+            iap_platform_apple::AppleVerifier::new(configured.iter().map(|(id, c, _)| (id, c)))
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        Ok(configured
+            .iter()
+            .fold(verifier, |verifier, (id, _, rounding)| {
+                verifier.with_partial_refund_rounding(id, *rounding)
+            }))
     }
 
     /// The Google Play verifier for every app with `[apps.<id>.google]`.

@@ -214,3 +214,55 @@ async fn google_voided_source_and_reason_are_read_as_google_defines_them() {
     assert_eq!(revoked[0]["store_source"], "google");
     assert_eq!(revoked[0]["store_reason"], "chargeback");
 }
+
+/// App Store REFUND_PRORATED: `revocationPercentage` (milliunits) of the transaction's quantity,
+/// rounded to the nearest unit by default: 1 unit of 3 refunded arrives as 33.333 % and takes
+/// back 1 unit (rounding down would leave it granted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_apple_prorated_refund_takes_back_its_share_of_the_units() {
+    let w = World::start().await;
+    w.notify_here("apple", 1).await;
+    let created = OrderServiceClient::new(w.verifier_channel())
+        .create_order(pb::CreateOrderRequest {
+            app_id: APP.into(),
+            user_id: "player-a".into(),
+            product_id: "gems_100".into(),
+            platform: pb::Platform::Apple.into(),
+            quantity: 3,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let order = OrderId::parse(&created.order.unwrap().order_id).unwrap();
+    let bought = w
+        .store
+        .post_json(
+            "/emulator/apple/purchases",
+            json!({ "bundle_id": APP, "product_id": "gems_100", "product_type": "Consumable",
+                "environment": "Production", "quantity": 3,
+                "app_account_token": order.to_string() }),
+        )
+        .await;
+    w.pushed(2).await;
+    w.settle().await;
+    let ledger = w.game.ledger();
+    assert_eq!(ledger.balance(APP, "player-a", "gems_100"), 3);
+
+    let transaction = bought["transaction_id"].as_str().unwrap();
+    w.store
+        .post_json(
+            &format!("/emulator/apple/transactions/{transaction}/refund"),
+            json!({ "percentage": 33_333 }),
+        )
+        .await;
+    w.pushed(4).await;
+    w.settle().await;
+    assert_eq!(ledger.balance(APP, "player-a", "gems_100"), 2);
+    assert_eq!(w.order(order).await.state, OrderState::Confirmed);
+    assert_eq!(ledger.stats().revoke_effects, 1);
+    let steps = w.events(order, "order.partially_revoked").await;
+    assert_eq!(steps.len(), 1, "{steps:?}");
+    assert_eq!(steps[0]["units"], 1);
+    assert_eq!(steps[0]["store_source"], "REFUND_PRORATED");
+}
