@@ -58,6 +58,8 @@ pub enum GrantReason {
     SubscriptionRenewal,
     /// An operator's compensation (补单).
     ManualCompensation,
+    /// The store reversed a refund; the items come back.
+    RefundReversed,
 }
 
 /// One GrantItems call.

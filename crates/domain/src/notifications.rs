@@ -119,6 +119,15 @@ pub enum StoreEvent {
         /// The store's initiator and reason, as far as the notification says.
         cause: RefundCause,
     },
+    /// The store reversed the refund of a one-time purchase (Apple REFUND_REVERSED): the
+    /// purchase is paid again. A refunded order of ours is granted again through a new order,
+    /// once; a refund mark left for a purchase not redeemed yet is lifted.
+    RefundReversed {
+        /// Store.
+        platform: Platform,
+        /// The charge whose refund was reversed.
+        store_transaction_id: String,
+    },
     /// A subscription changed at the store (bought, renewed, failed to renew, entered or left
     /// grace, hold or pause, expired, changed plan, price or renewal preference): look at the
     /// store and apply what it says now.

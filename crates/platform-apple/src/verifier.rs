@@ -727,8 +727,17 @@ impl iap_domain::notifications::NotificationDecoder for AppleVerifier {
             ("REFUND_DECLINED", _, _) => {
                 StoreEvent::Ignored("REFUND_DECLINED: Apple kept the charge; nothing changes".into())
             }
+            // A one-time purchase paid again: the signed transaction (Apple's word, its chain
+            // verified above) must no longer carry the revocation; a subscription's reversal
+            // is applied by the refresh above.
+            ("REFUND_REVERSED", Some(t), None) if t.revocation_date.is_none() => {
+                StoreEvent::RefundReversed {
+                    platform: Platform::Apple,
+                    store_transaction_id: t.transaction_id.clone().unwrap_or_default(),
+                }
+            }
             ("REFUND_REVERSED", _, _) => StoreEvent::Ignored(
-                "REFUND_REVERSED: the order stays refunded; an operator re-grants it with AdminService.CompensateOrder".into(),
+                "REFUND_REVERSED: the signed transaction still carries its revocation; nothing is restored".into(),
             ),
             ("RENEWAL_EXTENSION", _, _) => StoreEvent::Ignored(format!(
                 "{full_kind}: a mass extension's summary; each extended subscription is refreshed on its own notification or check"

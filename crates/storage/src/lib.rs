@@ -16,6 +16,7 @@ mod orders;
 mod partial_revocations;
 mod payments;
 mod refund_marks;
+mod refund_reversals;
 mod subscriptions;
 mod unclaimed;
 

@@ -86,6 +86,7 @@ impl GameServer for GrpcGameServer {
                 GrantReason::Purchase => pb::GrantReason::Purchase,
                 GrantReason::SubscriptionRenewal => pb::GrantReason::SubscriptionRenewal,
                 GrantReason::ManualCompensation => pb::GrantReason::ManualCompensation,
+                GrantReason::RefundReversed => pb::GrantReason::RefundReversed,
             }
             .into(),
             entitlement_expires_at_ms: command

@@ -266,3 +266,122 @@ async fn an_apple_prorated_refund_takes_back_its_share_of_the_units() {
     assert_eq!(steps[0]["units"], 1);
     assert_eq!(steps[0]["store_source"], "REFUND_PRORATED");
 }
+
+/// App Store REFUND_REVERSED of a one-time purchase after its REFUND: granted again once, through
+/// a new order with its own grant id; the notification delivered twice, posted again by an
+/// attacker and replayed by an operator restores nothing more. A reversal of a refund that
+/// arrived before its purchase lifts the refund mark, so the purchase is then granted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_apple_refund_reversal_grants_again_once() {
+    use sea_orm::{ConnectionTrait, Statement};
+    let w = World::start().await;
+    w.notify_here("apple", 1).await;
+    let created = OrderServiceClient::new(w.verifier_channel())
+        .create_order(pb::CreateOrderRequest {
+            app_id: APP.into(),
+            user_id: "player-rr".into(),
+            product_id: "gems_100".into(),
+            platform: pb::Platform::Apple.into(),
+            quantity: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let order = OrderId::parse(&created.order.unwrap().order_id).unwrap();
+    let bought = w
+        .store
+        .post_json(
+            "/emulator/apple/purchases",
+            json!({ "bundle_id": APP, "product_id": "gems_100", "product_type": "Consumable",
+                "environment": "Production", "app_account_token": order.to_string() }),
+        )
+        .await;
+    let transaction = bought["transaction_id"].as_str().unwrap().to_owned();
+    w.pushed(2).await;
+    w.settle().await;
+    let ledger = w.game.ledger();
+    assert_eq!(ledger.balance(APP, "player-rr", "gems_100"), 1);
+
+    let control = |action: &str| format!("/emulator/apple/transactions/{transaction}/{action}");
+    w.store.post_json(&control("refund"), json!({})).await;
+    w.pushed(4).await;
+    w.settle().await;
+    assert_eq!(ledger.balance(APP, "player-rr", "gems_100"), 0);
+    assert_eq!(w.order(order).await.state, OrderState::Refunded);
+
+    let reversed = w
+        .store
+        .post_json(&control("reverse_refund"), json!({}))
+        .await;
+    w.pushed(6).await;
+    w.settle().await;
+    assert_eq!(
+        ledger.balance(APP, "player-rr", "gems_100"),
+        1,
+        "granted again"
+    );
+    assert_eq!(
+        w.order(order).await.state,
+        OrderState::Refunded,
+        "the old order stays refunded"
+    );
+    let grants: Vec<String> = ledger.grants().iter().map(|g| g.grant_id.clone()).collect();
+    assert_eq!(grants.len(), 2, "{grants:?}");
+    assert_ne!(grants[0], grants[1], "a new grant id");
+    assert_eq!(
+        w.count("orders", "binding_reason = 'refund_reversed'")
+            .await,
+        1
+    );
+
+    // The attacker posts Apple's signed notification again; an operator replays the stored one.
+    let target = format!("http://{}/notifications/apple", w.verifier_http);
+    let again = reqwest::Client::new()
+        .post(&target)
+        .body(reversed["notification"].to_string())
+        .send()
+        .await
+        .unwrap();
+    assert!(again.status().is_success());
+    let stored: String = {
+        let row = w
+            .storage
+            .connection()
+            .query_one(Statement::from_string(
+                w.storage.backend(),
+                "SELECT id FROM notifications WHERE notification_type = 'REFUND_REVERSED'"
+                    .to_owned(),
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        row.try_get("", "id").unwrap()
+    };
+    AdminServiceClient::new(w.verifier_channel())
+        .replay_notification(pb::ReplayNotificationRequest {
+            id: stored,
+            operator: "ops-1".into(),
+            reason: "check a reversal twice".into(),
+        })
+        .await
+        .unwrap();
+    w.settle().await;
+    assert_eq!(
+        ledger.balance(APP, "player-rr", "gems_100"),
+        1,
+        "restored once"
+    );
+    assert_eq!(ledger.stats().grant_effects, 2);
+    assert_eq!(
+        w.count("orders", "binding_reason = 'refund_reversed'")
+            .await,
+        1
+    );
+
+    // A later refund of the purchase takes back the restored grant.
+    w.store.post_json(&control("refund"), json!({})).await;
+    w.pushed(8).await;
+    w.settle().await;
+    assert_eq!(ledger.balance(APP, "player-rr", "gems_100"), 0);
+}

@@ -320,6 +320,8 @@ impl<S: DeliveryStore + OrderRepository> Deliveries<S> {
             } else if order.binding_reason == Some(crate::order::BindingReason::SubscriptionRenewal)
             {
                 GrantReason::SubscriptionRenewal
+            } else if order.binding_reason == Some(crate::order::BindingReason::RefundReversed) {
+                GrantReason::RefundReversed
             } else {
                 GrantReason::Purchase
             },

@@ -21,7 +21,7 @@ use crate::ports::{
     MarkOutcome, OrderRepository, PaymentLedger, RefundMark, StorageError, StoreError,
 };
 use crate::purchase::{PurchaseProof, PurchaseStatus};
-use crate::refunds::{RefundShare, Revocation};
+use crate::refunds::{RefundReversals, RefundShare, ReversalOutcome, Revocation};
 use crate::subscriptions::{SubscriptionRef, SubscriptionStore};
 use crate::unclaimed::{UnclaimedStore, UnclaimedToKeep};
 use crate::usecases::deliver::{DeliverError, Deliveries};
@@ -126,6 +126,7 @@ where
         + DeliveryStore
         + SubscriptionStore
         + UnclaimedStore
+        + RefundReversals
         + Clone
         + 'static,
 {
@@ -357,6 +358,10 @@ where
                     )),
                 }
             }
+            StoreEvent::RefundReversed {
+                platform,
+                store_transaction_id,
+            } => self.refund_reversed(platform, store_transaction_id).await,
             StoreEvent::ConsumptionRequested {
                 app_id,
                 store_transaction_id,
@@ -480,6 +485,59 @@ where
             Err(DeliverError::NotFound(id)) => Ok(format!("order {id} not found")),
             Err(e) => Err(Retry::Later(e.to_string())),
         }
+    }
+
+    /// The store reversed a refund: the purchase is paid again. A refund mark left for it is
+    /// lifted; its refunded order is granted again through a new order (a new grant id), once:
+    /// the store purchase moves to the new order in the same commit, so a replay finds it not
+    /// refunded and restores nothing more.
+    async fn refund_reversed(
+        &self,
+        platform: Platform,
+        store_transaction_id: String,
+    ) -> Result<String, Retry> {
+        let lifted = self
+            .store
+            .lift_refund_marks(platform, std::slice::from_ref(&store_transaction_id))
+            .await?;
+        let outcome = self
+            .store
+            .restore_refunded(platform, &store_transaction_id)
+            .await?;
+        let (label, text) = match outcome {
+            ReversalOutcome::Restored { refunded, restored } => {
+                tracing::Span::current().record("order_id", tracing::field::display(restored.id));
+                let state = match self.deliveries.deliver(restored.id).await {
+                    Ok(delivered) => delivered.order.state.to_string(),
+                    Err(e) => format!("delivery pending ({e})"),
+                };
+                (
+                    "restored",
+                    format!(
+                        "refund reversed: order {refunded} stays refunded, granted again as order {} ({state})",
+                        restored.id
+                    ),
+                )
+            }
+            ReversalOutcome::NotRefunded(order) => (
+                "not_refunded",
+                format!(
+                    "refund reversed: order {order} is not refunded (already restored); nothing to do"
+                ),
+            ),
+            ReversalOutcome::NotRecorded if lifted > 0 => (
+                "mark_lifted",
+                "refund reversed before the purchase was redeemed here: its refund mark is lifted"
+                    .to_owned(),
+            ),
+            ReversalOutcome::NotRecorded => (
+                "not_recorded",
+                "refund reversed of a purchase not recorded here: nothing to do".to_owned(),
+            ),
+        };
+        metrics::counter!("iap_refund_reversals_total", "store" => platform.as_str(), "outcome" => label)
+            .increment(1);
+        Ok(text)
     }
 
     async fn refresh(&self, subscription: &SubscriptionRef) -> Result<String, Retry> {
