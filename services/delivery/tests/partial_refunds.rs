@@ -385,3 +385,85 @@ async fn an_apple_refund_reversal_grants_again_once() {
     w.settle().await;
     assert_eq!(ledger.balance(APP, "player-rr", "gems_100"), 0);
 }
+
+/// A refund processed before its purchase left a refund mark (security.md section 4); Apple
+/// then reversed the refund. The reversal lifts the mark, and the client's kept transaction is
+/// granted, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reversed_refund_of_a_purchase_not_redeemed_yet_lifts_its_mark() {
+    let w = World::start().await;
+    w.notify_here("apple", 0).await;
+    // Apple releases ONE_TIME_CHARGE and REFUND newest first: the refund is processed first.
+    w.notification_mode(json!({ "reverse_batches": 2 })).await;
+    let created = OrderServiceClient::new(w.verifier_channel())
+        .create_order(pb::CreateOrderRequest {
+            app_id: APP.into(),
+            user_id: "player-mark".into(),
+            product_id: "gems_100".into(),
+            platform: pb::Platform::Apple.into(),
+            quantity: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let order = OrderId::parse(&created.order.unwrap().order_id).unwrap();
+    let bought = w
+        .store
+        .post_json(
+            "/emulator/apple/purchases",
+            json!({ "bundle_id": APP, "product_id": "gems_100", "product_type": "Consumable",
+                "environment": "Production", "app_account_token": order.to_string() }),
+        )
+        .await;
+    let transaction = bought["transaction_id"].as_str().unwrap().to_owned();
+    w.store
+        .post_json(
+            &format!("/emulator/apple/transactions/{transaction}/refund"),
+            json!({}),
+        )
+        .await;
+    w.pushed(2).await;
+    w.settle().await;
+    assert!(
+        w.count("refund_marks", "1 = 1").await >= 1,
+        "the refund left a mark"
+    );
+    let ledger = w.game.ledger();
+    assert_eq!(ledger.stats().grant_effects, 0);
+
+    w.notification_mode(json!({ "reverse_batches": 0 })).await;
+    w.store
+        .post_json(
+            &format!("/emulator/apple/transactions/{transaction}/reverse_refund"),
+            json!({}),
+        )
+        .await;
+    w.pushed(3).await;
+    w.settle().await;
+    assert_eq!(
+        w.count("refund_marks", "1 = 1").await,
+        0,
+        "the mark is lifted"
+    );
+
+    // The client's kept signed transaction is now granted, once.
+    let request = || pb::VerifyPurchaseRequest {
+        app_id: APP.into(),
+        user_id: "player-mark".into(),
+        order_id: order.to_string(),
+        purchase: Some(pb::verify_purchase_request::Purchase::Apple(
+            pb::ApplePurchase {
+                proof: Some(pb::apple_purchase::Proof::SignedTransaction(
+                    bought["signed_transaction"].as_str().unwrap().into(),
+                )),
+                ..Default::default()
+            },
+        )),
+    };
+    w.verify(request()).await.unwrap();
+    w.verify(request()).await.unwrap();
+    w.sweep_until_quiet(10).await;
+    assert_eq!(ledger.balance(APP, "player-mark", "gems_100"), 1);
+    assert_eq!(ledger.stats().grant_effects, 1);
+}
