@@ -159,7 +159,7 @@ pub enum ReversalOutcome {
         /// The refunded order.
         refunded: OrderId,
         /// The new order, to deliver.
-        restored: Order,
+        restored: Box<Order>,
     },
     /// The purchase's order is not refunded or revoked (already restored: a replay).
     NotRefunded(OrderId),

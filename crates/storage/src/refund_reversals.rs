@@ -16,7 +16,7 @@ use crate::entity::{orders, refund_marks, store_transactions};
 use crate::orders::{append_event, read_order};
 use crate::{Storage, classify};
 
-fn corrupt(e: iap_domain::IdError) -> StorageError {
+fn corrupt(e: &iap_domain::IdError) -> StorageError {
     StorageError::Corrupt(format!("store_transactions.order_id: {e}"))
 }
 
@@ -54,7 +54,7 @@ impl RefundReversals for Storage {
             else {
                 return Ok(Ok(ReversalOutcome::NotRecorded));
             };
-            let refunded_id = OrderId::parse(&purchase.order_id).map_err(corrupt)?;
+            let refunded_id = OrderId::parse(&purchase.order_id).map_err(|e| corrupt(&e))?;
             let Some(refunded) = orders::Entity::find_by_id(purchase.order_id.clone())
                 .one(&txn)
                 .await
@@ -147,7 +147,7 @@ impl RefundReversals for Storage {
                 .ok_or_else(|| StorageError::Other("restored order vanished".into()))?;
             Ok(Ok(ReversalOutcome::Restored {
                 refunded: refunded_id,
-                restored,
+                restored: Box::new(restored),
             }))
         }
         .await;
