@@ -238,7 +238,7 @@ async fn every_notification_type_and_subtype_has_its_handling() {
         ),
         ("RENEWAL_EXTENDED", None, RENEWABLE, "subscription_changed"),
         ("REFUND_REVERSED", None, RENEWABLE, "subscription_changed"),
-        ("REFUND_REVERSED", None, CONSUMABLE, "ignored"),
+        ("REFUND_REVERSED", None, CONSUMABLE, "refund_reversed"),
         ("REFUND", None, CONSUMABLE, "refunded"),
         ("REFUND", None, RENEWABLE, "refunded"),
         ("REVOKE", None, RENEWABLE, "refunded"),
