@@ -85,16 +85,6 @@ pub enum PartialRefundRounding {
 }
 
 impl PartialRefundRounding {
-    /// Parses `down`, `up` or `nearest`.
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "down" => Some(Self::Down),
-            "up" => Some(Self::Up),
-            "nearest" => Some(Self::Nearest),
-            _ => None,
-        }
-    }
-
     /// The units of a purchase of `quantity` units that `milli_percent` (Apple's milliunits:
     /// 100000 is 100 %) refunds, rounded this way and never more than `quantity`.
     pub fn units(self, quantity: u32, milli_percent: u32) -> u32 {
@@ -211,17 +201,5 @@ mod tests {
         );
         assert_eq!(RefundShare::Units(9).units_of(5), 5);
         assert_eq!(RefundShare::Whole.units_of(5), 5);
-    }
-
-    #[test]
-    fn rounding_names_parse() {
-        for (text, rounding) in [
-            ("down", PartialRefundRounding::Down),
-            ("up", PartialRefundRounding::Up),
-            ("nearest", PartialRefundRounding::Nearest),
-        ] {
-            assert_eq!(PartialRefundRounding::parse(text), Some(rounding));
-        }
-        assert_eq!(PartialRefundRounding::parse("floor"), None);
     }
 }

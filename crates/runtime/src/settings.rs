@@ -886,6 +886,36 @@ mod tests {
     }
 
     #[test]
+    fn partial_refund_rounding_is_read_per_app_and_checked() {
+        use iap_domain::refunds::PartialRefundRounding;
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "rounding.toml",
+                "[apps.a]\npartial_refund_rounding = \"down\"\n[apps.b]\n",
+            )?;
+            let settings = Settings::load(Some(Path::new("rounding.toml"))).unwrap();
+            assert_eq!(
+                settings.apps["a"].partial_refund_rounding,
+                PartialRefundRounding::Down
+            );
+            assert_eq!(
+                settings.apps["b"].partial_refund_rounding,
+                PartialRefundRounding::Nearest,
+                "the default"
+            );
+            jail.create_file(
+                "floor.toml",
+                "[apps.a]\npartial_refund_rounding = \"floor\"\n",
+            )?;
+            let err = Settings::load(Some(Path::new("floor.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with("apps.a.partial_refund_rounding"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
     fn mistakes_are_reported_by_key() {
         Jail::expect_with(|jail| {
             jail.create_file("typo.toml", "[database]\nurll = \"postgres://x\"\n")?;
