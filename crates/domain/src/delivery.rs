@@ -58,6 +58,8 @@ pub enum GrantReason {
     SubscriptionRenewal,
     /// An operator's compensation (补单).
     ManualCompensation,
+    /// The store reversed a refund; the items come back.
+    RefundReversed,
 }
 
 /// One GrantItems call.
@@ -97,6 +99,11 @@ pub struct RevokeCommand {
     pub order: Order,
     /// Why.
     pub reason: RevokeReason,
+    /// Units this call takes back: what the store refunded beyond what earlier calls took
+    /// (the whole order when nothing was taken before).
+    pub quantity: u32,
+    /// Units of the grant the player keeps after this call (0 after a whole revocation).
+    pub remaining: u32,
 }
 
 /// The game server's acknowledgement.
@@ -225,11 +232,38 @@ pub trait DeliveryStore: Send + Sync {
         lease: Duration,
     ) -> Result<RevocationClaim, StorageError>;
 
-    /// Records the revocation: the order REFUNDED or REVOKED, the delivery row REVOKED.
+    /// Records the revocation: the order REFUNDED or REVOKED, the delivery row REVOKED; the
+    /// event keeps the store's cause and the units this last call took back.
     async fn record_revoked(
         &self,
         claim: &ClaimedOrder,
         refunded: bool,
+        ack: Option<&GameAck>,
+        detail: &RevokedDetail,
+    ) -> Result<Option<Order>, StorageError>;
+
+    /// Where the order's partial revocations stand (finished units, a step cut short).
+    async fn partial_revocations(
+        &self,
+        order: OrderId,
+    ) -> Result<crate::refunds::PartialRevocations, StorageError>;
+
+    /// Writes a partial revocation step before RevokeItems is called, under the claim (a claim
+    /// from [`DeliveryStore::claim_revocation`]: the order keeps its state). `false` when the
+    /// claim was lost or another step from the same point exists.
+    async fn begin_partial_revocation(
+        &self,
+        claim: &ClaimedOrder,
+        step: &crate::refunds::PartialStep,
+    ) -> Result<bool, StorageError>;
+
+    /// Ends a revocation claim that leaves the order in its state: the step (when given) is
+    /// done with the game's acknowledgement and an `order.partially_revoked` event; the lease
+    /// is released. `None` when the claim was lost.
+    async fn record_partial_revoked(
+        &self,
+        claim: &ClaimedOrder,
+        step: Option<&crate::refunds::PartialStep>,
         ack: Option<&GameAck>,
     ) -> Result<Option<Order>, StorageError>;
 
@@ -254,6 +288,17 @@ pub trait DeliveryStore: Send + Sync {
         limit: u32,
         hold: Duration,
     ) -> Result<Vec<OrderId>, StorageError>;
+}
+
+/// What the event of a whole revocation keeps.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RevokedDetail {
+    /// Units the last RevokeItems call took back (the rest after partial revocations).
+    pub units: u32,
+    /// Units taken back before by partial revocations.
+    pub partially_revoked: u32,
+    /// The store's initiator and reason.
+    pub cause: crate::refunds::RefundCause,
 }
 
 /// What a revocation claim found.
@@ -285,4 +330,13 @@ pub trait DeliveryTrigger: Send + Sync {
 
     /// Takes a refunded or revoked order's items back, once (`revoke-{order_id}`).
     async fn revoke_now(&self, order: OrderId, reason: RevokeReason) -> Result<(), String>;
+
+    /// Takes back what a store refund covers: the whole order, or (a partial refund) the units
+    /// the store refunded beyond those already taken back; the store's cause is kept. Returns
+    /// the units taken back now (0 when nothing was new).
+    async fn revoke_refund_now(
+        &self,
+        order: OrderId,
+        revocation: &crate::refunds::Revocation,
+    ) -> Result<u32, String>;
 }

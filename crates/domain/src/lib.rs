@@ -41,6 +41,7 @@ pub mod order;
 pub mod ports;
 pub mod purchase;
 pub mod reconciliation;
+pub mod refunds;
 pub mod store_calls;
 pub mod store_ids;
 pub mod subscriptions;

@@ -11,6 +11,7 @@ use crate::ids::AppId;
 use crate::order::Platform;
 use crate::ports::StorageError;
 use crate::purchase::PurchaseProof;
+use crate::refunds::{RefundCause, RefundShare};
 use crate::subscriptions::SubscriptionRef;
 
 /// A notification received and authenticated, ready for the inbox.
@@ -111,6 +112,21 @@ pub enum StoreEvent {
         revoked: bool,
         /// The subscription the charge belongs to, refreshed afterwards.
         subscription: Option<SubscriptionRef>,
+        /// How much was refunded, as far as the notification says (Apple's signed
+        /// `revocationPercentage`); stores whose bodies can be forged answer it in
+        /// [`NotificationDecoder::confirm_refund`].
+        share: RefundShare,
+        /// The store's initiator and reason, as far as the notification says.
+        cause: RefundCause,
+    },
+    /// The store reversed the refund of a one-time purchase (Apple REFUND_REVERSED): the
+    /// purchase is paid again. A refunded order of ours is granted again through a new order,
+    /// once; a refund mark left for a purchase not redeemed yet is lifted.
+    RefundReversed {
+        /// Store.
+        platform: Platform,
+        /// The charge whose refund was reversed.
+        store_transaction_id: String,
     },
     /// A subscription changed at the store (bought, renewed, failed to renew, entered or left
     /// grace, hold or pause, expired, changed plan, price or renewal preference): look at the
@@ -169,6 +185,10 @@ pub enum RefundConfirmation {
         store_keys: Vec<String>,
         /// Revoked (chargeback, fraud) rather than refunded, as the store says.
         revoked: bool,
+        /// How much of the purchase the store has refunded so far.
+        share: RefundShare,
+        /// The store's initiator and reason.
+        cause: RefundCause,
     },
     /// The store does not confirm it: nothing is taken back.
     Unconfirmed {
@@ -216,10 +236,14 @@ pub trait NotificationDecoder: Send + Sync {
             StoreEvent::Refunded {
                 store_transaction_id,
                 revoked,
+                share,
+                cause,
                 ..
             } => Ok(RefundConfirmation::Confirmed {
                 store_keys: vec![store_transaction_id.clone()],
                 revoked: *revoked,
+                share: *share,
+                cause: cause.clone(),
             }),
             _ => Ok(RefundConfirmation::Unconfirmed {
                 reason: "not_a_refund",

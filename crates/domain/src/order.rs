@@ -196,6 +196,9 @@ text_enum!(
         /// A paid purchase kept unclaimed (no order or user could be found for it), granted to
         /// a user by an operator's claim.
         ClaimedByOperator => "claimed_by_operator",
+        /// The store reversed the refund of the purchase: a new order grants it again (the
+        /// refunded order keeps its grant id and stays refunded).
+        RefundReversed => "refund_reversed",
     }
 );
 

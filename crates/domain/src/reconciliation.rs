@@ -28,8 +28,13 @@ pub enum StoreChange {
         store_transaction_id: Option<String>,
         /// Its purchase token.
         purchase_token: Option<String>,
-        /// Revoked (chargeback, developer) rather than refunded, when the store says.
+        /// Revoked (chargeback, fraud) rather than refunded, when the store says.
         revoked: bool,
+        /// How much of the purchase the store has refunded so far (a quantity-based partial
+        /// refund: the cumulative units, never this entry's alone).
+        share: crate::refunds::RefundShare,
+        /// The store's initiator and reason.
+        cause: crate::refunds::RefundCause,
     },
 }
 

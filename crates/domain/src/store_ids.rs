@@ -289,6 +289,14 @@ pub fn check_notification(decoded: &DecodedNotification) -> Result<(), StoreIdEr
             store_transaction_id,
             ..
         } => apple_transaction_id("consumption.transaction_id", store_transaction_id),
+        StoreEvent::RefundReversed {
+            platform,
+            store_transaction_id,
+        } => charge_id(
+            *platform,
+            "refund_reversed.store_transaction_id",
+            store_transaction_id,
+        ),
         StoreEvent::Ignored(_) => Ok(()),
     }
 }

@@ -223,3 +223,35 @@ impl NotificationPayload {
             })
     }
 }
+
+/// How much of a refunded transaction Apple refunded (App Store Server API 1.19
+/// `revocationType`, `revocationPercentage` in milliunits, 100000 being 100 %, applying to the
+/// whole `quantity`): `REFUND_PRORATED` is that share of the units, rounded as the app
+/// configures; `REFUND_FULL`, `FAMILY_REVOKE` or no type (older payloads) are the whole.
+pub(crate) fn refund_share(
+    t: &TransactionPayload,
+    rounding: iap_domain::refunds::PartialRefundRounding,
+) -> iap_domain::refunds::RefundShare {
+    use iap_domain::refunds::RefundShare;
+    match (t.revocation_type.as_deref(), t.revocation_percentage) {
+        (Some("REFUND_PRORATED"), Some(milli)) => {
+            let milli = u32::try_from(milli.clamp(0, 100_000)).unwrap_or(100_000);
+            RefundShare::Units(rounding.units(t.quantity.unwrap_or(1).max(1), milli))
+        }
+        _ => RefundShare::Whole,
+    }
+}
+
+/// Apple's type and reason of a refund: `revocationType` as Apple writes it, `revocationReason`
+/// 0 (another reason, e.g. an accidental purchase) or 1 (an actual or perceived issue in the
+/// app).
+pub(crate) fn refund_cause(t: &TransactionPayload) -> iap_domain::refunds::RefundCause {
+    iap_domain::refunds::RefundCause {
+        source: t.revocation_type.clone(),
+        reason: t.revocation_reason.map(|r| match r {
+            0 => "other".to_owned(),
+            1 => "app_issue".to_owned(),
+            other => format!("reason_{other}"),
+        }),
+    }
+}

@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use iap_domain::ports::{PurchaseVerifier, StoreError, VerifyContext};
 use iap_domain::purchase::{PurchaseProof, PurchaseStatus, VerifiedPurchase};
+use iap_domain::refunds::{PartialRefundRounding, RefundShare};
 use iap_domain::subscriptions::{SubscriptionRef, SubscriptionSnapshot, SubscriptionState};
 use iap_domain::{AppId, Money, Platform, ProductId, ProductKind, RejectReason};
 
@@ -107,6 +108,7 @@ struct AppleApp {
     shared_secret: Option<String>,
     api: Option<std::sync::Arc<crate::server_api::ServerApi>>,
     consumption: Option<ConsumptionAnswers>,
+    rounding: PartialRefundRounding,
 }
 
 /// The App Store verifier for every configured app.
@@ -190,10 +192,25 @@ impl AppleVerifier {
                     shared_secret: config.shared_secret.clone(),
                     api,
                     consumption: config.consumption.clone(),
+                    rounding: PartialRefundRounding::default(),
                 },
             );
         }
         Ok(Self { apps: built })
+    }
+
+    /// Rounds `app`'s prorated refunds (`REFUND_PRORATED`) to whole units this way
+    /// (`apps.<id>.partial_refund_rounding`); without it, to the nearest unit.
+    #[must_use]
+    pub fn with_partial_refund_rounding(
+        mut self,
+        app: &AppId,
+        rounding: PartialRefundRounding,
+    ) -> Self {
+        if let Some(app) = self.apps.get_mut(app) {
+            app.rounding = rounding;
+        }
+        self
     }
 
     fn verify_signed(
@@ -706,6 +723,14 @@ impl iap_domain::notifications::NotificationDecoder for AppleVerifier {
                 platform: Platform::Apple,
                 store_transaction_id: t.transaction_id.clone().unwrap_or_default(),
                 revoked: kind == "REVOKE",
+                // A prorated refund of a consumable bought several at a time takes back its
+                // share of the units; a subscription period is one unit and goes back whole.
+                share: if subscription.is_none() {
+                    crate::model::refund_share(t, app.rounding)
+                } else {
+                    RefundShare::Whole
+                },
+                cause: crate::model::refund_cause(t),
                 subscription,
             },
             ("CONSUMPTION_REQUEST", Some(t), _) => StoreEvent::ConsumptionRequested {
@@ -717,8 +742,17 @@ impl iap_domain::notifications::NotificationDecoder for AppleVerifier {
             ("REFUND_DECLINED", _, _) => {
                 StoreEvent::Ignored("REFUND_DECLINED: Apple kept the charge; nothing changes".into())
             }
+            // A one-time purchase paid again: the signed transaction (Apple's word, its chain
+            // verified above) must no longer carry the revocation; a subscription's reversal
+            // is applied by the refresh above.
+            ("REFUND_REVERSED", Some(t), None) if t.revocation_date.is_none() => {
+                StoreEvent::RefundReversed {
+                    platform: Platform::Apple,
+                    store_transaction_id: t.transaction_id.clone().unwrap_or_default(),
+                }
+            }
             ("REFUND_REVERSED", _, _) => StoreEvent::Ignored(
-                "REFUND_REVERSED: the order stays refunded; an operator re-grants it with AdminService.CompensateOrder".into(),
+                "REFUND_REVERSED: the signed transaction still carries its revocation; nothing is restored".into(),
             ),
             ("RENEWAL_EXTENSION", _, _) => StoreEvent::Ignored(format!(
                 "{full_kind}: a mass extension's summary; each extended subscription is refreshed on its own notification or check"

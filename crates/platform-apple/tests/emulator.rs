@@ -316,3 +316,84 @@ async fn transaction_ids_are_looked_up_with_the_server_api() {
         "{limited:?}"
     );
 }
+
+/// A prorated refund's share is rounded to units as the app is configured
+/// (`apps.<id>.partial_refund_rounding`): 3 units refunded at 50 % are 1.5 units.
+#[tokio::test]
+async fn a_prorated_refund_is_rounded_as_the_app_configures() {
+    use base64::Engine;
+    use iap_domain::notifications::{NotificationDecoder, StoreEvent};
+    use iap_domain::refunds::{PartialRefundRounding, RefundShare};
+    use iap_platform_apple::{AppleAppConfig, AppleVerifier};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(iap_emulator::serve(
+        listener,
+        iap_emulator::EmulatorConfig::default(),
+        std::future::pending(),
+    ));
+    let http = reqwest::Client::new();
+    let root = http
+        .get(format!("{base}/emulator/apple/root.der"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let config = AppleAppConfig {
+        bundle_id: "com.example.game".into(),
+        app_apple_id: Some(EMULATOR_APP_APPLE_ID),
+        trust_apple_root: false,
+        extra_roots_base64: vec![base64::engine::general_purpose::STANDARD.encode(root)],
+        shared_secret: None,
+        verify_receipt_production_url: format!("{base}/apple/production/verifyReceipt"),
+        verify_receipt_sandbox_url: format!("{base}/apple/sandbox/verifyReceipt"),
+        api: None,
+        api_production_url: format!("{base}/apple/production"),
+        api_sandbox_url: format!("{base}/apple/sandbox"),
+        consumption: None,
+    };
+    let made: serde_json::Value = http
+        .post(format!("{base}/emulator/apple/purchases"))
+        .json(
+            &json!({ "bundle_id": "com.example.game", "product_id": "gems_100",
+            "product_type": "Consumable", "quantity": 3 }),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = made["transaction_id"].as_str().unwrap();
+    let refunded: serde_json::Value = http
+        .post(format!("{base}/emulator/apple/transactions/{id}/refund"))
+        .json(&json!({ "percentage": 50_000 }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let body = refunded["notification"].to_string();
+    let app = iap_domain::AppId::parse("game").unwrap();
+    for (rounding, units) in [
+        (None, 2),
+        (Some(PartialRefundRounding::Nearest), 2),
+        (Some(PartialRefundRounding::Down), 1),
+        (Some(PartialRefundRounding::Up), 2),
+    ] {
+        let mut verifier = AppleVerifier::new([(&app, &config)]).unwrap();
+        if let Some(rounding) = rounding {
+            verifier = verifier.with_partial_refund_rounding(&app, rounding);
+        }
+        let decoded = verifier.decode(&body).await.unwrap();
+        let StoreEvent::Refunded { share, cause, .. } = decoded.event else {
+            panic!("not a refund: {:?}", decoded.event);
+        };
+        assert_eq!(share, RefundShare::Units(units), "{rounding:?}");
+        assert_eq!(cause.source.as_deref(), Some("REFUND_PRORATED"));
+    }
+}

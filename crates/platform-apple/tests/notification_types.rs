@@ -101,6 +101,7 @@ fn shape(event: &StoreEvent) -> &'static str {
         StoreEvent::SubscriptionChanged { .. } => "subscription_changed",
         StoreEvent::Recheck { .. } => "recheck",
         StoreEvent::ConsumptionRequested { .. } => "consumption_requested",
+        StoreEvent::RefundReversed { .. } => "refund_reversed",
         StoreEvent::Ignored(_) => "ignored",
     }
 }
@@ -238,7 +239,7 @@ async fn every_notification_type_and_subtype_has_its_handling() {
         ),
         ("RENEWAL_EXTENDED", None, RENEWABLE, "subscription_changed"),
         ("REFUND_REVERSED", None, RENEWABLE, "subscription_changed"),
-        ("REFUND_REVERSED", None, CONSUMABLE, "ignored"),
+        ("REFUND_REVERSED", None, CONSUMABLE, "refund_reversed"),
         ("REFUND", None, CONSUMABLE, "refunded"),
         ("REFUND", None, RENEWABLE, "refunded"),
         ("REVOKE", None, RENEWABLE, "refunded"),

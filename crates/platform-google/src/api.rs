@@ -113,7 +113,8 @@ impl AndroidPublisher {
     }
 
     /// `purchases.voidedpurchases.list`, one page: purchases voided between `start_ms` and
-    /// `end_ms`, subscriptions included (`type=1`).
+    /// `end_ms`, subscriptions included (`type=1`), quantity-based partial refunds too
+    /// (`includeQuantityBasedPartialRefund=true`; Google leaves them out otherwise).
     pub async fn voided_purchases(
         &self,
         package: &str,
@@ -124,7 +125,7 @@ impl AndroidPublisher {
         let mut url = self.purchases_url(
             package,
             &format!(
-                "voidedpurchases?startTime={start_ms}&endTime={end_ms}&type=1&maxResults=1000"
+                "voidedpurchases?startTime={start_ms}&endTime={end_ms}&type=1&includeQuantityBasedPartialRefund=true&maxResults=1000"
             ),
         )?;
         if let Some(token) = page_token {

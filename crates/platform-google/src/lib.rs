@@ -7,6 +7,7 @@ pub mod auth;
 pub mod push;
 pub mod signature;
 pub mod verifier;
+mod voided;
 
 pub use verifier::{GoogleAppConfig, GoogleVerifier};
 

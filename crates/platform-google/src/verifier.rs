@@ -15,6 +15,7 @@ use iap_domain::ports::{PurchaseVerifier, StoreError, VerifyContext};
 use iap_domain::purchase::{
     PurchaseProof, PurchaseStatus, SignedData, SubscriptionStatus, VerifiedPurchase,
 };
+use iap_domain::refunds::{RefundCause, RefundShare};
 use iap_domain::subscriptions::{SubscriptionRef, SubscriptionSnapshot, SubscriptionState};
 use iap_domain::{AppId, Environment, Money, Platform, ProductId, ProductKind, RejectReason};
 
@@ -701,6 +702,27 @@ impl iap_domain::notifications::NotificationDecoder for GoogleVerifier {
             .unwrap_or_else(|| store_transaction_id.clone());
         let order = (*store_transaction_id != token).then_some(store_transaction_id.as_str());
         let voided = self.voided_for(google, &token, order).await?;
+        // A one-time purchase: how much of it Google refunded (quantity-based partial refunds
+        // take back only their units). productsv2 also confirms a refund the list misses.
+        let product_share = if subscription.is_none() {
+            match google.api.product_v2(&google.package, &token).await {
+                Ok(v2) => Some((
+                    crate::voided::share_from_product(&v2),
+                    string(&v2["orderId"]),
+                )),
+                // Google does not know the token: nothing of ours can be behind it.
+                Err(StoreError::Rejected { .. }) if voided.is_empty() => {
+                    return Ok(RefundConfirmation::Unconfirmed {
+                        reason: "unknown_at_store",
+                        detail: "Google does not know the purchase token".into(),
+                    });
+                }
+                Err(StoreError::Rejected { .. }) => None,
+                Err(e) => return Err(e),
+            }
+        } else {
+            None
+        };
         if !voided.is_empty() {
             // A subscription's token spans every period: a voided period is taken back by its
             // own order id, and the token is named only when the whole subscription was revoked
@@ -714,45 +736,27 @@ impl iap_domain::notifications::NotificationDecoder for GoogleVerifier {
             }
             store_keys.sort();
             store_keys.dedup();
-            // voidedReason 5 fraud, 6 friendly fraud, 7 chargeback.
-            let charged_back = voided
-                .iter()
-                .any(|v| matches!(v["voidedReason"].as_i64(), Some(5..=7)));
+            let share = match &product_share {
+                Some((Some(share), _)) => *share,
+                _ if subscription.is_some() => RefundShare::Whole,
+                _ => crate::voided::share_from_records(&voided),
+            };
             return Ok(RefundConfirmation::Confirmed {
                 store_keys,
-                revoked: *revoked || charged_back,
+                revoked: *revoked || voided.iter().any(crate::voided::is_revocation),
+                share,
+                cause: crate::voided::cause(&voided),
             });
         }
-        if subscription.is_none() {
-            match google.api.product_v2(&google.package, &token).await {
-                Ok(v2) => {
-                    let refunded =
-                        v2["productLineItem"]
-                            .as_array()
-                            .into_iter()
-                            .flatten()
-                            .any(|line| {
-                                line["productOfferDetails"]["refundableQuantity"].as_u64()
-                                    == Some(0)
-                            });
-                    if refunded {
-                        let mut store_keys = vec![token.clone()];
-                        store_keys.extend(string(&v2["orderId"]));
-                        return Ok(RefundConfirmation::Confirmed {
-                            store_keys,
-                            revoked: *revoked,
-                        });
-                    }
-                }
-                // Google does not know the token: nothing of ours can be behind it.
-                Err(StoreError::Rejected { .. }) => {
-                    return Ok(RefundConfirmation::Unconfirmed {
-                        reason: "unknown_at_store",
-                        detail: "Google does not know the purchase token".into(),
-                    });
-                }
-                Err(e) => return Err(e),
-            }
+        if let Some((Some(share), order_id)) = product_share {
+            let mut store_keys = vec![token.clone()];
+            store_keys.extend(order_id);
+            return Ok(RefundConfirmation::Confirmed {
+                store_keys,
+                revoked: *revoked,
+                share,
+                cause: RefundCause::default(),
+            });
         }
         Ok(RefundConfirmation::Unconfirmed {
             reason: "not_voided_at_store",
@@ -843,8 +847,12 @@ impl iap_domain::notifications::NotificationDecoder for GoogleVerifier {
                 string(&voided["purchaseToken"])
             }
             .ok_or_else(|| malformed("voidedPurchaseNotification without its ids"))?;
+            // `refundType` 2 (a quantity-based partial refund) is only the notification's word:
+            // confirm_refund reads how much Google refunded from Google's own records.
             let event = StoreEvent::Refunded {
                 platform: Platform::Google,
+                share: RefundShare::Whole,
+                cause: RefundCause::default(),
                 store_transaction_id: key.clone(),
                 revoked: false,
                 subscription: if subscription {
@@ -865,6 +873,8 @@ impl iap_domain::notifications::NotificationDecoder for GoogleVerifier {
                 // back now, then the subscription refreshed.
                 Some(12) => StoreEvent::Refunded {
                     platform: Platform::Google,
+                    share: RefundShare::Whole,
+                    cause: RefundCause::default(),
                     store_transaction_id: token.clone(),
                     revoked: true,
                     subscription: Some(subscription_ref(&app_id, token.clone())),
@@ -940,11 +950,30 @@ impl iap_domain::reconciliation::StoreHistory for GoogleVerifier {
                 )
                 .await?;
             for voided in reply["voidedPurchases"].as_array().into_iter().flatten() {
+                // A quantity-based partial refund: the cumulative units, from productsv2 (the
+                // window may hold only the latest of several partial refunds).
+                let share = match string(&voided["purchaseToken"]) {
+                    Some(token) if crate::voided::is_partial(voided) => {
+                        match google.api.product_v2(&google.package, &token).await {
+                            Ok(v2) => crate::voided::share_from_product(&v2).unwrap_or_else(|| {
+                                crate::voided::share_from_records(std::slice::from_ref(voided))
+                            }),
+                            Err(StoreError::Rejected { .. }) => {
+                                crate::voided::share_from_records(std::slice::from_ref(voided))
+                            }
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    _ => RefundShare::Whole,
+                };
                 changes.push(StoreChange::Voided {
                     store_transaction_id: string(&voided["orderId"]),
                     purchase_token: string(&voided["purchaseToken"]),
-                    // voidedSource 2 is a chargeback; 1 developer, 0 user.
-                    revoked: voided["voidedSource"].as_i64() == Some(2),
+                    // Fraud, friendly fraud, chargeback; the initiator (voidedSource 2 is
+                    // Google itself) does not make a refund a chargeback.
+                    revoked: crate::voided::is_revocation(voided),
+                    share,
+                    cause: crate::voided::cause(std::slice::from_ref(voided)),
                 });
             }
             page = string(&reply["tokenPagination"]["nextPageToken"]);

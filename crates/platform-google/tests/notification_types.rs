@@ -43,6 +43,7 @@ fn shape(event: &StoreEvent) -> &'static str {
         StoreEvent::SubscriptionChanged { .. } => "subscription_changed",
         StoreEvent::Recheck { .. } => "recheck",
         StoreEvent::ConsumptionRequested { .. } => "consumption_requested",
+        StoreEvent::RefundReversed { .. } => "refund_reversed",
         StoreEvent::Ignored(_) => "ignored",
     }
 }

@@ -721,6 +721,8 @@ impl iap_domain::notifications::NotificationDecoder for HuaweiVerifier {
                 || cancelled
                     .iter()
                     .any(|c| matches!(number(&c["cancelledReason"]), Some(5 | 6))),
+            share: iap_domain::refunds::RefundShare::Whole,
+            cause: iap_domain::refunds::RefundCause::default(),
         })
     }
 
@@ -798,6 +800,8 @@ impl iap_domain::notifications::NotificationDecoder for HuaweiVerifier {
                         store_transaction_id: token.clone(),
                         revoked: false,
                         subscription: None,
+                        share: iap_domain::refunds::RefundShare::Whole,
+                        cause: iap_domain::refunds::RefundCause::default(),
                     },
                     _ => {
                         StoreEvent::Ignored(format!("ORDER/{kind}: not a type this version knows"))
@@ -845,6 +849,8 @@ impl iap_domain::notifications::NotificationDecoder for HuaweiVerifier {
                         store_transaction_id: order,
                         revoked: false,
                         subscription: Some(reference),
+                        share: iap_domain::refunds::RefundShare::Whole,
+                        cause: iap_domain::refunds::RefundCause::default(),
                     },
                     // Every other type (platforms/huawei.md §4) only says the state changed.
                     _ => StoreEvent::SubscriptionChanged {
@@ -911,6 +917,8 @@ impl iap_domain::reconciliation::StoreHistory for HuaweiVerifier {
                 purchase_token: string(&cancelled["purchaseToken"]),
                 // cancelledReason 5 fraud, 6 chargeback.
                 revoked: matches!(number(&cancelled["cancelledReason"]), Some(5 | 6)),
+                share: iap_domain::refunds::RefundShare::Whole,
+                cause: iap_domain::refunds::RefundCause::default(),
             })
             .collect())
     }

@@ -8,6 +8,7 @@ use tonic::transport::{Channel, Endpoint};
 use iap_domain::OrderId;
 use iap_domain::admin::{OrderRevoker, RevokeFailure};
 use iap_domain::delivery::{DeliveryTrigger, RevokeReason};
+use iap_domain::refunds::{RefundShare, Revocation};
 use iap_proto::v1 as pb;
 use iap_proto::v1::delivery_service_client::DeliveryServiceClient;
 
@@ -69,15 +70,30 @@ impl DeliveryTrigger for DeliveryClient {
     }
 
     async fn revoke_now(&self, order: OrderId, reason: RevokeReason) -> Result<(), String> {
-        self.revoke_call(order, reason)
+        self.revoke_call(order, &Revocation::whole(reason))
+            .await
+            .map(|_| ())
+            .map_err(|s| format!("Revoke: {:?} {}", s.code(), s.message()))
+    }
+
+    async fn revoke_refund_now(
+        &self,
+        order: OrderId,
+        revocation: &Revocation,
+    ) -> Result<u32, String> {
+        self.revoke_call(order, revocation)
             .await
             .map_err(|s| format!("Revoke: {:?} {}", s.code(), s.message()))
     }
 }
 
 impl DeliveryClient {
-    async fn revoke_call(&self, order: OrderId, reason: RevokeReason) -> Result<(), tonic::Status> {
-        let reason = match reason {
+    async fn revoke_call(
+        &self,
+        order: OrderId,
+        revocation: &Revocation,
+    ) -> Result<u32, tonic::Status> {
+        let reason = match revocation.reason {
             RevokeReason::Refunded => pb::RevokeReason::Refunded,
             RevokeReason::Revoked => pb::RevokeReason::Revoked,
             RevokeReason::Operator => pb::RevokeReason::Operator,
@@ -86,17 +102,25 @@ impl DeliveryClient {
             .request(pb::RevokeRequest {
                 order_id: order.to_string(),
                 reason: reason.into(),
+                refunded_units: match revocation.share {
+                    RefundShare::Whole => 0,
+                    RefundShare::Units(units) => i32::try_from(units).unwrap_or(i32::MAX),
+                },
+                store_source: revocation.cause.source.clone().unwrap_or_default(),
+                store_reason: revocation.cause.reason.clone().unwrap_or_default(),
             })
             .map_err(tonic::Status::internal)?;
-        self.client.clone().revoke(request).await.map(|_| ())
+        let reply = self.client.clone().revoke(request).await?.into_inner();
+        Ok(u32::try_from(reply.revoked_units).unwrap_or(0))
     }
 }
 
 #[async_trait]
 impl OrderRevoker for DeliveryClient {
     async fn revoke(&self, order: OrderId, reason: RevokeReason) -> Result<(), RevokeFailure> {
-        self.revoke_call(order, reason)
+        self.revoke_call(order, &Revocation::whole(reason))
             .await
+            .map(|_| ())
             .map_err(|status| match status.code() {
                 tonic::Code::NotFound => RevokeFailure::NotFound,
                 tonic::Code::Aborted => RevokeFailure::GrantInFlight,

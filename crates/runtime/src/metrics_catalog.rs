@@ -239,6 +239,24 @@ pub const METRICS: &[MetricSpec] = &[
         "Orders moved to REFUNDED or REVOKED.",
     ),
     metric(
+        "iap_partial_revocations_total",
+        Counter,
+        &["outcome"],
+        "Partial refunds (Google quantity-based, Apple prorated) acted on, by outcome: revoked (units taken back, the order stays delivered), already_revoked (a repeat: nothing new).",
+    ),
+    metric(
+        "iap_refund_reversals_total",
+        Counter,
+        &["store", "outcome"],
+        "Reversed refunds (Apple REFUND_REVERSED of a one-time purchase) by outcome: restored (granted again as a new order), not_refunded (a replay: nothing more), mark_lifted (reversed before redemption), not_recorded.",
+    ),
+    metric(
+        "iap_partially_revoked_units_total",
+        Counter,
+        &[],
+        "Units taken back by partial refunds.",
+    ),
+    metric(
         "iap_sweep_orders_total",
         Counter,
         &[],

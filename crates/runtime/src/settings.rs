@@ -429,6 +429,10 @@ pub struct AppSettings {
     /// user and product, to be recorded against it instead of granted again (0 = never).
     #[serde(default = "default_compensation_match_window")]
     pub compensation_match_window_secs: u64,
+    /// How a prorated refund's share becomes whole units to take back: `down`, `up` or
+    /// `nearest` (the default; see docs/configuration.md).
+    #[serde(default)]
+    pub partial_refund_rounding: iap_domain::refunds::PartialRefundRounding,
     /// App Store settings (bundle id, trusted roots); absent: no App Store purchases.
     #[serde(default)]
     pub apple: Option<iap_platform_apple::AppleAppConfig>,
@@ -659,11 +663,17 @@ impl Settings {
             if let Some(apple) = &app.apple {
                 let id = AppId::parse(key.as_str())
                     .map_err(|e| ConfigError::value(format!("apps.{key}"), e.to_string()))?;
-                configured.push((id, apple.clone()));
+                configured.push((id, apple.clone(), app.partial_refund_rounding));
             }
         }
-        iap_platform_apple::AppleVerifier::new(configured.iter().map(|(id, c)| (id, c)))
-            .map_err(|e| ConfigError::Invalid(e.to_string()))
+        let verifier =
+            iap_platform_apple::AppleVerifier::new(configured.iter().map(|(id, c, _)| (id, c)))
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        Ok(configured
+            .iter()
+            .fold(verifier, |verifier, (id, _, rounding)| {
+                verifier.with_partial_refund_rounding(id, *rounding)
+            }))
     }
 
     /// The Google Play verifier for every app with `[apps.<id>.google]`.
@@ -871,6 +881,36 @@ mod tests {
                 .expect("product");
             assert_eq!(gems.kind, ProductKind::Consumable);
             assert_eq!(gems.max_quantity, 10);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn partial_refund_rounding_is_read_per_app_and_checked() {
+        use iap_domain::refunds::PartialRefundRounding;
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "rounding.toml",
+                "[apps.a]\npartial_refund_rounding = \"down\"\n[apps.b]\n",
+            )?;
+            let settings = Settings::load(Some(Path::new("rounding.toml"))).unwrap();
+            assert_eq!(
+                settings.apps["a"].partial_refund_rounding,
+                PartialRefundRounding::Down
+            );
+            assert_eq!(
+                settings.apps["b"].partial_refund_rounding,
+                PartialRefundRounding::Nearest,
+                "the default"
+            );
+            jail.create_file(
+                "floor.toml",
+                "[apps.a]\npartial_refund_rounding = \"floor\"\n",
+            )?;
+            let err = Settings::load(Some(Path::new("floor.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with("apps.a.partial_refund_rounding"), "{err}");
             Ok(())
         });
     }

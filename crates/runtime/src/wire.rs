@@ -102,6 +102,7 @@ pub fn binding_reason(value: BindingReason) -> pb::BindingReason {
         BindingReason::CompensationMatched => pb::BindingReason::CompensationMatched,
         BindingReason::CompensationTopUp => pb::BindingReason::CompensationTopUp,
         BindingReason::ClaimedByOperator => pb::BindingReason::ClaimedByOperator,
+        BindingReason::RefundReversed => pb::BindingReason::RefundReversed,
     }
 }
 

@@ -14,7 +14,8 @@ use sea_orm::{
 };
 
 use iap_domain::delivery::{
-    Claim, ClaimedOrder, DeliveryRecord, DeliveryStore, Failure, GameAck, RevocationClaim, grant_id,
+    Claim, ClaimedOrder, DeliveryRecord, DeliveryStore, Failure, GameAck, RevocationClaim,
+    RevokedDetail, grant_id,
 };
 use iap_domain::ports::{ConfirmOutcome, PurchaseToConfirm, StorageError};
 use iap_domain::{DeliveryState, Order, OrderId, OrderState};
@@ -87,7 +88,7 @@ async fn purchase_of<C: ConnectionTrait>(
 }
 
 /// Updates the claimed order, only if it is still in `state` under the claimed attempt.
-fn fenced(claim: &ClaimedOrder, state: OrderState) -> Condition {
+pub(crate) fn fenced(claim: &ClaimedOrder, state: OrderState) -> Condition {
     Condition::all()
         .add(orders::Column::Id.eq(claim.order.id.to_string()))
         .add(orders::Column::State.eq(state.as_str()))
@@ -536,6 +537,7 @@ impl DeliveryStore for Storage {
         claim: &ClaimedOrder,
         refunded: bool,
         ack: Option<&GameAck>,
+        revoked: &RevokedDetail,
     ) -> Result<Option<Order>, StorageError> {
         let id = claim.order.id;
         let ack = ack.cloned();
@@ -588,15 +590,50 @@ impl DeliveryStore for Storage {
             } else {
                 "order.revoked"
             };
-            let detail = serde_json::json!({
+            let mut detail = serde_json::json!({
                 "from": claim.order.state.as_str(),
                 "game_reference": ack.as_ref().map(|a| a.reference.clone()),
+                "units": revoked.units,
             });
+            // Only what there is to tell: earlier partial revocations, the store's own words.
+            if revoked.partially_revoked > 0 {
+                detail["partially_revoked_before"] = revoked.partially_revoked.into();
+            }
+            if let Some(source) = &revoked.cause.source {
+                detail["store_source"] = source.as_str().into();
+            }
+            if let Some(reason) = &revoked.cause.reason {
+                detail["store_reason"] = reason.as_str().into();
+            }
             append_event(txn, id, kind, "delivery", &detail, now).await?;
             read_order(txn, id).await
         }
         .await;
         finish(owned, result).await
+    }
+
+    async fn partial_revocations(
+        &self,
+        order: OrderId,
+    ) -> Result<iap_domain::refunds::PartialRevocations, StorageError> {
+        self.partial_state(order).await
+    }
+
+    async fn begin_partial_revocation(
+        &self,
+        claim: &ClaimedOrder,
+        step: &iap_domain::refunds::PartialStep,
+    ) -> Result<bool, StorageError> {
+        self.begin_partial(claim, step).await
+    }
+
+    async fn record_partial_revoked(
+        &self,
+        claim: &ClaimedOrder,
+        step: Option<&iap_domain::refunds::PartialStep>,
+        ack: Option<&GameAck>,
+    ) -> Result<Option<Order>, StorageError> {
+        self.record_partial(claim, step, ack).await
     }
 
     async fn delivery(&self, order: OrderId) -> Result<Option<DeliveryRecord>, StorageError> {

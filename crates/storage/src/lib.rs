@@ -13,8 +13,10 @@ mod gauges;
 mod jobs;
 mod notifications;
 mod orders;
+mod partial_revocations;
 mod payments;
 mod refund_marks;
+mod refund_reversals;
 mod subscriptions;
 mod unclaimed;
 

@@ -86,6 +86,7 @@ impl GameServer for GrpcGameServer {
                 GrantReason::Purchase => pb::GrantReason::Purchase,
                 GrantReason::SubscriptionRenewal => pb::GrantReason::SubscriptionRenewal,
                 GrantReason::ManualCompensation => pb::GrantReason::ManualCompensation,
+                GrantReason::RefundReversed => pb::GrantReason::RefundReversed,
             }
             .into(),
             entitlement_expires_at_ms: command
@@ -115,7 +116,8 @@ impl GameServer for GrpcGameServer {
             app_id: order.app_id.to_string(),
             user_id: order.user_id.to_string(),
             product_id: order.product_id.to_string(),
-            quantity: i32::try_from(order.quantity).unwrap_or(i32::MAX),
+            quantity: i32::try_from(command.quantity).unwrap_or(i32::MAX),
+            remaining_quantity: i32::try_from(command.remaining).unwrap_or(i32::MAX),
             platform: wire::platform(order.platform).into(),
             reason: match command.reason {
                 RevokeReason::Refunded => pb::RevokeReason::Refunded,

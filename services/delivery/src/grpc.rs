@@ -5,6 +5,7 @@ use tonic::{Request, Response, Status};
 
 use iap_domain::OrderId;
 use iap_domain::delivery::RevokeReason;
+use iap_domain::refunds::{RefundCause, RefundShare, Revocation};
 use iap_proto::v1 as pb;
 use iap_proto::v1::delivery_service_server::{DeliveryService, DeliveryServiceServer};
 use iap_runtime::auth::BearerCheck;
@@ -87,12 +88,32 @@ impl DeliveryService for Delivery {
                 ));
             }
         };
+        let share = match u32::try_from(request.refunded_units) {
+            Ok(0) => RefundShare::Whole,
+            Ok(units) => RefundShare::Units(units),
+            Err(_) => {
+                return Err(invalid_argument(
+                    "refunded_units",
+                    "must not be negative (0 is the whole order)",
+                ));
+            }
+        };
+        let non_empty = |text: String| (!text.is_empty()).then_some(text);
+        let revocation = Revocation {
+            reason,
+            share,
+            cause: RefundCause {
+                source: non_empty(request.store_source),
+                reason: non_empty(request.store_reason),
+            },
+        };
         // Its own task, like Deliver: a RevokeItems call is never cut by a caller going away.
         let deliveries = self.deliveries.clone();
-        let order = tokio::spawn(async move { deliveries.revoke(id, reason).await })
+        let revoked = tokio::spawn(async move { deliveries.revoke_refund(id, &revocation).await })
             .await
             .map_err(|e| Status::internal(format!("revocation task failed: {e}")))?
             .map_err(IntoStatus::into_status)?;
+        let order = revoked.order;
         let delivery = self
             .deliveries
             .delivery(id)
@@ -101,6 +122,7 @@ impl DeliveryService for Delivery {
         Ok(Response::new(pb::RevokeResponse {
             order: Some(wire::order(&order)),
             delivery: delivery.as_ref().map(wire::delivery),
+            revoked_units: i32::try_from(revoked.units).unwrap_or(i32::MAX),
         }))
     }
 }

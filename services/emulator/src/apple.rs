@@ -206,6 +206,10 @@ struct Transaction {
     free_trial: bool,
     reason: String,
     revocation_date_ms: Option<i64>,
+    /// A prorated refund's share in milliunits (`REFUND_PRORATED`); `None`: a full refund.
+    /// Defaulted so a state file saved before it still loads.
+    #[serde(default)]
+    revocation_percentage: Option<u32>,
     is_upgraded: bool,
     finished: bool,
     customer: String,
@@ -261,8 +265,16 @@ impl Transaction {
         if let Some(revoked) = self.revocation_date_ms {
             p["revocationDate"] = json!(revoked);
             p["revocationReason"] = json!(0);
-            p["revocationType"] = json!("REFUND_FULL");
-            p["revocationPercentage"] = json!(100_000);
+            match self.revocation_percentage {
+                Some(milli) => {
+                    p["revocationType"] = json!("REFUND_PRORATED");
+                    p["revocationPercentage"] = json!(milli);
+                }
+                None => {
+                    p["revocationType"] = json!("REFUND_FULL");
+                    p["revocationPercentage"] = json!(100_000);
+                }
+            }
         }
         p
     }
@@ -1104,6 +1116,7 @@ async fn make_purchase(
         free_trial: request.free_trial,
         reason: "PURCHASE".to_owned(),
         revocation_date_ms: None,
+        revocation_percentage: None,
         is_upgraded: false,
         finished: false,
         customer: request.customer,
@@ -1136,11 +1149,28 @@ async fn make_purchase(
     Json(purchase_reply(&apple, &t, &notification)).into_response()
 }
 
+/// `refund`'s optional body: `{"percentage": n}` refunds n milliunits of the transaction
+/// (Apple's `REFUND_PRORATED`, 100000 being 100 %); without it, the whole (`REFUND_FULL`).
+#[derive(Debug, Default, Deserialize)]
+struct RefundAction {
+    #[serde(default)]
+    percentage: Option<u32>,
+}
+
 async fn transaction_control(
     State(shared): State<Arc<Shared>>,
     Path((id, action)): Path<(String, String)>,
+    body: axum::body::Bytes,
 ) -> Response {
     shared.count(&format!("control.apple.transaction.{action}"));
+    let refund = if body.iter().all(u8::is_ascii_whitespace) {
+        RefundAction::default()
+    } else {
+        match serde_json::from_slice::<RefundAction>(&body) {
+            Ok(refund) => refund,
+            Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+        }
+    };
     let mut apple = lock(&shared.apple);
     let Some(index) = apple
         .transactions
@@ -1158,6 +1188,8 @@ async fn transaction_control(
         "refund" => {
             let now = Utc::now().timestamp_millis();
             apple.transactions[index].revocation_date_ms = Some(now);
+            apple.transactions[index].revocation_percentage =
+                refund.percentage.filter(|p| *p < 100_000);
             apple.transactions[index].signed_date_ms = now;
             let t = apple.transactions[index].clone();
             if let Some(r) = apple.renewals.get_mut(&t.original_transaction_id) {
@@ -1166,6 +1198,19 @@ async fn transaction_control(
             }
             apple.notify("REFUND", None, &t)
         }
+        // Apple reverses a refund (REFUND_REVERSED): the signed transaction no longer carries
+        // the revocation fields.
+        "reverse_refund" => {
+            if apple.transactions[index].revocation_date_ms.is_none() {
+                return (StatusCode::CONFLICT, "transaction is not refunded").into_response();
+            }
+            let now = Utc::now().timestamp_millis();
+            apple.transactions[index].revocation_date_ms = None;
+            apple.transactions[index].revocation_percentage = None;
+            apple.transactions[index].signed_date_ms = now;
+            let t = apple.transactions[index].clone();
+            apple.notify("REFUND_REVERSED", None, &t)
+        }
         "consumption_request" => {
             let t = apple.transactions[index].clone();
             apple.notify("CONSUMPTION_REQUEST", None, &t)
@@ -1173,7 +1218,7 @@ async fn transaction_control(
         _ => {
             return (
                 StatusCode::NOT_FOUND,
-                "actions: finish, refund, consumption_request",
+                "actions: finish, refund, reverse_refund, consumption_request",
             )
                 .into_response();
         }

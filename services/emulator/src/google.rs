@@ -686,7 +686,7 @@ async fn subscription_v2_action(
     .unwrap_or_else(|e| e);
     // A revocation refunds (fully or prorated): Google lists it among voided purchases.
     if action == "revoke" && response.status().is_success() {
-        record_void(&mut lock(&shared.google), token, 1, true);
+        record_void(&mut lock(&shared.google), token, VoidSpec::whole(1), true);
     }
     response
 }
@@ -732,6 +732,7 @@ struct VoidedQuery {
     kind: Option<u8>,
     max_results: Option<usize>,
     token: Option<String>,
+    include_quantity_based_partial_refund: Option<bool>,
 }
 
 async fn voided_list(
@@ -754,6 +755,10 @@ async fn voided_list(
         .iter()
         .filter(|v| v["packageName"] == package)
         .filter(|v| include_subscriptions || v["_subscription"] != json!(true))
+        .filter(|v| {
+            query.include_quantity_based_partial_refund == Some(true)
+                || v["_partial"] != json!(true)
+        })
         .filter(|v| {
             let recorded = v["_recordedMillis"].as_i64().unwrap_or(0);
             recorded >= start && recorded <= end
@@ -823,13 +828,40 @@ async fn order_action(
             "The order was not found.",
         );
     };
-    void(&mut google, &token, 1, revoke);
+    void(&mut google, &token, VoidSpec::whole(1), revoke);
     Json(json!({})).into_response()
 }
 
+/// How a refund is recorded: Google's `voidedSource` and `voidedReason`, and for a
+/// quantity-based partial refund of a one-time product the units refunded.
+#[derive(Debug, Clone, Copy, Deserialize)]
+struct VoidSpec {
+    #[serde(default)]
+    source: u8,
+    #[serde(default = "remorse")]
+    reason: u8,
+    #[serde(default)]
+    quantity: Option<u32>,
+}
+
+fn remorse() -> u8 {
+    1
+}
+
+impl VoidSpec {
+    /// A whole refund by `source`, for remorse.
+    fn whole(source: u8) -> Self {
+        Self {
+            source,
+            reason: remorse(),
+            quantity: None,
+        }
+    }
+}
+
 /// Records a refund the way Google reports it (voided purchases list) and returns the RTDN.
-fn void(google: &mut GoogleStore, token: &str, source: u8, revoke: bool) -> Option<Value> {
-    let notification = record_void(google, token, source, revoke)?;
+fn void(google: &mut GoogleStore, token: &str, spec: VoidSpec, revoke: bool) -> Option<Value> {
+    let notification = record_void(google, token, spec, revoke)?;
     let package = google.purchases.get(token)?.package.clone();
     Some(google.rtdn(&package, ("voidedPurchaseNotification", notification)))
 }
@@ -837,28 +869,45 @@ fn void(google: &mut GoogleStore, token: &str, source: u8, revoke: bool) -> Opti
 /// Lists a refund or revocation among the voided purchases, as Google does for every refund,
 /// chargeback and revocation of a one-time product or a subscription, and ends what it paid for.
 /// Returns the body of the voided-purchase notification, for the caller to send or not.
-fn record_void(google: &mut GoogleStore, token: &str, source: u8, revoke: bool) -> Option<Value> {
+fn record_void(
+    google: &mut GoogleStore,
+    token: &str,
+    spec: VoidSpec,
+    revoke: bool,
+) -> Option<Value> {
     let now = Utc::now().timestamp_millis();
     let p = google.purchases.get_mut(token)?;
     let subscription = p.kind == Kind::Subs;
+    // A quantity-based partial refund of a one-time product: fewer units than are still
+    // refundable. Anything else refunds the whole purchase.
+    let partial = spec
+        .quantity
+        .filter(|q| !subscription && *q > 0 && *q < p.refundable_quantity);
     let order_id = p
         .subscription
         .as_ref()
         .map_or_else(|| p.order_id.clone(), |s| s.latest_order_id.clone());
-    let record = json!({
+    let mut record = json!({
         "kind": "androidpublisher#voidedPurchase",
         "purchaseToken": p.token,
         "orderId": order_id,
         "purchaseTimeMillis": p.purchase_time_ms.to_string(),
         "voidedTimeMillis": now.to_string(),
-        "voidedSource": source,
-        "voidedReason": 1,
-        "voidedQuantity": p.quantity,
+        "voidedSource": spec.source,
+        "voidedReason": spec.reason,
         "packageName": p.package,
         "_subscription": subscription,
         "_recordedMillis": now,
     });
-    p.refundable_quantity = 0;
+    match partial {
+        Some(units) => {
+            // Listed only to callers that ask for partial refunds, as Google does.
+            record["voidedQuantity"] = json!(units);
+            record["_partial"] = json!(true);
+            p.refundable_quantity -= units;
+        }
+        None => p.refundable_quantity = 0,
+    }
     if let Some(s) = p.subscription.as_mut().filter(|_| revoke || subscription) {
         s.state = SubscriptionState::Expired;
         s.auto_renew = false;
@@ -869,7 +918,8 @@ fn record_void(google: &mut GoogleStore, token: &str, source: u8, revoke: bool) 
         "purchaseToken": token,
         "orderId": order_id,
         "productType": if subscription { 1 } else { 2 },
-        "refundType": 1,
+        // 1 a full refund, 2 a quantity-based partial refund.
+        "refundType": if partial.is_some() { 2 } else { 1 },
     });
     google.voided.push(record);
     Some(notification)
@@ -1103,7 +1153,18 @@ async fn purchase_view(State(shared): State<Arc<Shared>>, Path(token): Path<Stri
 async fn purchase_control(
     State(shared): State<Arc<Shared>>,
     Path((token, action)): Path<(String, String)>,
+    body: axum::body::Bytes,
 ) -> Response {
+    // `refund` takes `{"quantity": n, "source": s, "reason": r}` (all optional): a
+    // quantity-based partial refund of n units, Google's voidedSource and voidedReason.
+    let spec = if body.iter().all(u8::is_ascii_whitespace) {
+        VoidSpec::whole(0)
+    } else {
+        match serde_json::from_slice::<VoidSpec>(&body) {
+            Ok(spec) => spec,
+            Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+        }
+    };
     shared.count(&format!("control.google.purchase.{action}"));
     let mut google = lock(&shared.google);
     let Some(p) = google.purchases.get_mut(&token) else {
@@ -1141,7 +1202,7 @@ async fn purchase_control(
             let product = p.product_id.clone();
             google.rtdn(&package, ("oneTimeProductNotification", json!({ "version": "1.0", "notificationType": 2, "purchaseToken": token, "sku": product })))
         }
-        "refund" => match void(&mut google, &token, 0, true) {
+        "refund" => match void(&mut google, &token, spec, true) {
             Some(n) => n,
             None => return (StatusCode::NOT_FOUND, "unknown purchase token").into_response(),
         },
@@ -1247,7 +1308,7 @@ async fn subscription_control(
     // A revocation refunds the latest period: Google lists it among voided purchases, where
     // a backend confirms the SUBSCRIPTION_REVOKED it receives.
     if notification_type == 12 {
-        record_void(&mut google, &token, 2, true);
+        record_void(&mut google, &token, VoidSpec::whole(2), true);
     }
     let notification = google.rtdn(
         &package,

@@ -94,6 +94,7 @@ fn demo_app(emulator: Option<&EmulatedStores>) -> AppSettings {
         flag_repeat_trials: true,
         max_open_orders_per_user: 20,
         compensation_match_window_secs: 3 * 24 * 3600,
+        partial_refund_rounding: iap_domain::refunds::PartialRefundRounding::default(),
         // With the embedded emulator, App Store purchases made there verify here.
         apple: emulator.map(|stores| iap_platform_apple::AppleAppConfig {
             bundle_id: DEMO_APP.to_owned(),

@@ -23,13 +23,15 @@ use rand::Rng;
 
 use crate::delivery::{
     Claim, ClaimedOrder, DeliveryRecord, DeliveryStore, Failure, GameAck, GameError, GameServer,
-    GrantCommand, GrantReason, RevocationClaim, RevokeCommand, RevokeReason, revoke_id,
+    GrantCommand, GrantReason, RevocationClaim, RevokeCommand, RevokeReason, RevokedDetail,
+    revoke_id,
 };
 use crate::ids::OrderId;
-use crate::order::{Environment, Order, Platform};
+use crate::order::{Environment, Order, OrderState, Platform};
 use crate::ports::{
     Lease, LockError, OrderRepository, StorageError, StoreConfirmer, StoreError, WorkLock,
 };
+use crate::refunds::{PartialStep, Revocation, partial_revoke_id};
 
 /// Timing and limits of delivery.
 #[derive(Debug, Clone)]
@@ -95,6 +97,15 @@ pub struct DeliveryOutcome {
     pub delivery: Option<DeliveryRecord>,
     /// Another worker held the order; this call changed nothing.
     pub held_elsewhere: bool,
+}
+
+/// What a revocation did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Revoked {
+    /// The order after it.
+    pub order: Order,
+    /// Units this call took back (0: nothing new, or nothing was granted).
+    pub units: u32,
 }
 
 /// Why Deliver or Revoke could not run.
@@ -309,6 +320,8 @@ impl<S: DeliveryStore + OrderRepository> Deliveries<S> {
             } else if order.binding_reason == Some(crate::order::BindingReason::SubscriptionRenewal)
             {
                 GrantReason::SubscriptionRenewal
+            } else if order.binding_reason == Some(crate::order::BindingReason::RefundReversed) {
+                GrantReason::RefundReversed
             } else {
                 GrantReason::Purchase
             },
@@ -429,17 +442,31 @@ impl<S: DeliveryStore + OrderRepository> Deliveries<S> {
 
     /// Takes back the items of a refunded or revoked order (RevokeItems with a stable revoke
     /// id), then marks it REFUNDED or REVOKED. An order never granted is only marked.
-    #[tracing::instrument(name = "revoke", skip_all, fields(order_id = %order_id, reason = ?reason, platform, attempt))]
     pub async fn revoke(
         &self,
         order_id: OrderId,
         reason: RevokeReason,
     ) -> Result<Order, DeliverError> {
+        self.revoke_refund(order_id, &Revocation::whole(reason))
+            .await
+            .map(|revoked| revoked.order)
+    }
+
+    /// Takes back what a store refund covers. A whole refund (or a partial one that reaches
+    /// every unit) ends the order REFUNDED or REVOKED; a partial one takes back only the units
+    /// the store refunded beyond those already taken back and leaves the order delivered for
+    /// the rest, so a repeated notification or a reconciliation pass revokes nothing more.
+    #[tracing::instrument(name = "revoke", skip_all, fields(order_id = %order_id, reason = ?revocation.reason, platform, attempt))]
+    pub async fn revoke_refund(
+        &self,
+        order_id: OrderId,
+        revocation: &Revocation,
+    ) -> Result<Revoked, DeliverError> {
         let Ok(held) = self.take_lock(order_id).await else {
             return Err(DeliverError::GrantInFlight(order_id));
         };
         let result = self
-            .renewing(&held, self.revoke_claimed(order_id, reason))
+            .renewing(&held, self.revoke_claimed(order_id, revocation))
             .await;
         held.release().await;
         result
@@ -448,8 +475,8 @@ impl<S: DeliveryStore + OrderRepository> Deliveries<S> {
     async fn revoke_claimed(
         &self,
         order_id: OrderId,
-        reason: RevokeReason,
-    ) -> Result<Order, DeliverError> {
+        revocation: &Revocation,
+    ) -> Result<Revoked, DeliverError> {
         let (claim, granted) = match self
             .store
             .claim_revocation(order_id, self.policy.lease())
@@ -460,16 +487,27 @@ impl<S: DeliveryStore + OrderRepository> Deliveries<S> {
                 (claim, granted)
             }
             RevocationClaim::HeldElsewhere(_) => return Err(DeliverError::GrantInFlight(order_id)),
-            RevocationClaim::Settled(order) => return Ok(order),
+            RevocationClaim::Settled(order) => return Ok(Revoked { order, units: 0 }),
             RevocationClaim::NotFound => return Err(DeliverError::NotFound(order_id)),
         };
-        let refunded = reason == RevokeReason::Refunded;
+        let quantity = claim.order.quantity;
+        let target = revocation.share.units_of(quantity);
+        if target < quantity {
+            return self.revoke_part(claim, revocation, target).await;
+        }
+        // A step of an earlier partial refund cut short is finished first, with its own key,
+        // so the rest is counted from what the game really took back.
+        let done = self.finish_pending_step(&claim).await?;
+        let rest = quantity.saturating_sub(done);
+        let refunded = revocation.reason == RevokeReason::Refunded;
         let ack = if granted {
             let command = RevokeCommand {
                 revoke_id: revoke_id(order_id),
                 grant_id: claim.grant_id.clone(),
                 order: claim.order.clone(),
-                reason,
+                reason: revocation.reason,
+                quantity: rest,
+                remaining: 0,
             };
             metrics::counter!("iap_revoke_calls_total").increment(1);
             Some(
@@ -480,19 +518,121 @@ impl<S: DeliveryStore + OrderRepository> Deliveries<S> {
         } else {
             None
         };
+        let units = if granted { rest } else { 0 };
+        let detail = RevokedDetail {
+            units,
+            partially_revoked: done,
+            cause: revocation.cause.clone(),
+        };
         let order = self
             .store
-            .record_revoked(&claim, refunded, ack.as_ref())
+            .record_revoked(&claim, refunded, ack.as_ref(), &detail)
             .await?;
         match order {
             Some(order) => {
                 metrics::counter!("iap_revocations_total").increment(1);
-                Ok(order)
+                Ok(Revoked { order, units })
             }
             // Claimed again in the meantime (our lease ran out): the revocation is retried by
             // the caller, and RevokeItems is idempotent.
             None => Err(DeliverError::GrantInFlight(order_id)),
         }
+    }
+
+    /// Finishes a partial revocation step that a crash cut short (RevokeItems with the step's
+    /// own key: the game applies it once however often it is called). Returns the units taken
+    /// back by partial revocations in all.
+    async fn finish_pending_step(&self, claim: &ClaimedOrder) -> Result<u32, DeliverError> {
+        let state = self.store.partial_revocations(claim.order.id).await?;
+        let Some(step) = state.pending else {
+            return Ok(state.revoked_units);
+        };
+        self.call_partial(claim, &step).await?;
+        if self
+            .store
+            .record_partial_revoked(claim, Some(&step), None)
+            .await?
+            .is_none()
+        {
+            return Err(DeliverError::GrantInFlight(claim.order.id));
+        }
+        Ok(step.to_units)
+    }
+
+    async fn call_partial(
+        &self,
+        claim: &ClaimedOrder,
+        step: &PartialStep,
+    ) -> Result<GameAck, DeliverError> {
+        let command = RevokeCommand {
+            revoke_id: step.revoke_id.clone(),
+            grant_id: claim.grant_id.clone(),
+            order: claim.order.clone(),
+            reason: step.reason,
+            quantity: step.units(),
+            remaining: claim.order.quantity.saturating_sub(step.to_units),
+        };
+        metrics::counter!("iap_revoke_calls_total").increment(1);
+        Ok(self
+            .game
+            .revoke(&command, self.policy.call_deadline)
+            .await?)
+    }
+
+    /// A partial refund: `target` units of the order refunded in all. Only a granted order
+    /// (DELIVERED or CONFIRMED) is taken back in part; one whose grant is still to come is
+    /// retried after it, since granting it whole and then revoking the share is the one order
+    /// of events the game's ledger can follow.
+    async fn revoke_part(
+        &self,
+        claim: ClaimedOrder,
+        revocation: &Revocation,
+        target: u32,
+    ) -> Result<Revoked, DeliverError> {
+        let order_id = claim.order.id;
+        if !matches!(
+            claim.order.state,
+            OrderState::Delivered | OrderState::Confirmed
+        ) {
+            self.store
+                .record_partial_revoked(&claim, None, None)
+                .await?;
+            return Err(DeliverError::GrantInFlight(order_id));
+        }
+        let done = self.finish_pending_step(&claim).await?;
+        if target <= done {
+            // Already taken back (a duplicated notification, a reconciliation pass).
+            metrics::counter!("iap_partial_revocations_total", "outcome" => "already_revoked")
+                .increment(1);
+            let order = self
+                .store
+                .record_partial_revoked(&claim, None, None)
+                .await?
+                .ok_or(DeliverError::GrantInFlight(order_id))?;
+            return Ok(Revoked { order, units: 0 });
+        }
+        let step = PartialStep {
+            revoke_id: partial_revoke_id(order_id, done, target),
+            from_units: done,
+            to_units: target,
+            reason: revocation.reason,
+            cause: revocation.cause.clone(),
+        };
+        if !self.store.begin_partial_revocation(&claim, &step).await? {
+            return Err(DeliverError::GrantInFlight(order_id));
+        }
+        let ack = self.call_partial(&claim, &step).await?;
+        let order = self
+            .store
+            .record_partial_revoked(&claim, Some(&step), Some(&ack))
+            .await?
+            .ok_or(DeliverError::GrantInFlight(order_id))?;
+        metrics::counter!("iap_partial_revocations_total", "outcome" => "revoked").increment(1);
+        metrics::counter!("iap_partially_revoked_units_total").increment(u64::from(step.units()));
+        Ok(Revoked {
+            order,
+            units: step.units(),
+        })
     }
 }
 
@@ -522,6 +662,18 @@ impl<S: DeliveryStore + OrderRepository> crate::delivery::DeliveryTrigger for De
     async fn revoke_now(&self, order: OrderId, reason: RevokeReason) -> Result<(), String> {
         match self.revoke(order, reason).await {
             Ok(_) | Err(DeliverError::NotFound(_)) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    async fn revoke_refund_now(
+        &self,
+        order: OrderId,
+        revocation: &Revocation,
+    ) -> Result<u32, String> {
+        match self.revoke_refund(order, revocation).await {
+            Ok(revoked) => Ok(revoked.units),
+            Err(DeliverError::NotFound(_)) => Ok(0),
             Err(e) => Err(e.to_string()),
         }
     }

@@ -21,6 +21,7 @@ use crate::ports::{
     MarkOutcome, OrderRepository, PaymentLedger, RefundMark, StorageError, StoreError,
 };
 use crate::purchase::{PurchaseProof, PurchaseStatus};
+use crate::refunds::{RefundReversals, RefundShare, ReversalOutcome, Revocation};
 use crate::subscriptions::{SubscriptionRef, SubscriptionStore};
 use crate::unclaimed::{UnclaimedStore, UnclaimedToKeep};
 use crate::usecases::deliver::{DeliverError, Deliveries};
@@ -125,6 +126,7 @@ where
         + DeliveryStore
         + SubscriptionStore
         + UnclaimedStore
+        + RefundReversals
         + Clone
         + 'static,
 {
@@ -248,25 +250,35 @@ where
             } => {
                 // A claim until the store confirms it: the revocation (and the refund mark of a
                 // purchase not redeemed yet) uses the identities the store itself reports.
-                let (store_keys, revoked) = match decoder.confirm_refund(&decoded).await {
-                    Ok(RefundConfirmation::Confirmed {
-                        store_keys,
-                        revoked,
-                    }) => (store_keys, revoked),
-                    Ok(RefundConfirmation::Unconfirmed { reason, detail }) => {
-                        return Err(Retry::rejected(reason, detail));
-                    }
-                    Err(StoreError::Rejected { code, detail, .. }) => {
-                        return Err(Retry::rejected(code, detail));
-                    }
-                    Err(e) => return Err(Retry::Later(e.to_string())),
-                };
+                let (store_keys, revoked, share, cause) =
+                    match decoder.confirm_refund(&decoded).await {
+                        Ok(RefundConfirmation::Confirmed {
+                            store_keys,
+                            revoked,
+                            share,
+                            cause,
+                        }) => (store_keys, revoked, share, cause),
+                        Ok(RefundConfirmation::Unconfirmed { reason, detail }) => {
+                            return Err(Retry::rejected(reason, detail));
+                        }
+                        Err(StoreError::Rejected { code, detail, .. }) => {
+                            return Err(Retry::rejected(code, detail));
+                        }
+                        Err(e) => return Err(Retry::Later(e.to_string())),
+                    };
                 let reason = if revoked {
                     RevokeReason::Revoked
                 } else {
                     RevokeReason::Refunded
                 };
-                let outcome = self.revoke_purchase(platform, store_keys, reason).await?;
+                let revocation = Revocation {
+                    reason,
+                    share,
+                    cause,
+                };
+                let outcome = self
+                    .revoke_purchase(platform, store_keys, revocation)
+                    .await?;
                 match subscription {
                     Some(subscription) => {
                         let refreshed = self.refresh(&subscription).await?;
@@ -329,8 +341,12 @@ where
                         keys.extend(purchase.purchase_token.clone());
                         keys.extend(purchase.store_order_id.clone());
                         keys.dedup();
-                        self.revoke_purchase(purchase.platform, keys, RevokeReason::Revoked)
-                            .await
+                        self.revoke_purchase(
+                            purchase.platform,
+                            keys,
+                            Revocation::whole(RevokeReason::Revoked),
+                        )
+                        .await
                     }
                     PurchaseStatus::Pending => Err(Retry::rejected(
                         "still_pending_at_store",
@@ -342,6 +358,10 @@ where
                     )),
                 }
             }
+            StoreEvent::RefundReversed {
+                platform,
+                store_transaction_id,
+            } => self.refund_reversed(platform, store_transaction_id).await,
             StoreEvent::ConsumptionRequested {
                 app_id,
                 store_transaction_id,
@@ -388,12 +408,17 @@ where
         &self,
         platform: Platform,
         store_keys: Vec<String>,
-        reason: RevokeReason,
+        revocation: Revocation,
     ) -> Result<String, Retry> {
+        if let RefundShare::Units(units) = revocation.share {
+            return self
+                .revoke_units(platform, &store_keys, units, &revocation)
+                .await;
+        }
         let mark = RefundMark {
             platform,
             store_keys,
-            revoked: reason == RevokeReason::Revoked,
+            revoked: revocation.reason == RevokeReason::Revoked,
             source: "store notification".into(),
         };
         let redeemed = match self.store.mark_refund(mark).await? {
@@ -408,11 +433,111 @@ where
             }
         };
         tracing::Span::current().record("order_id", tracing::field::display(redeemed.order_id));
-        match self.deliveries.revoke(redeemed.order_id, reason).await {
-            Ok(order) => Ok(format!("order {} is {}", order.id, order.state)),
+        match self
+            .deliveries
+            .revoke_refund(redeemed.order_id, &revocation)
+            .await
+        {
+            Ok(revoked) => Ok(format!(
+                "order {} is {}",
+                revoked.order.id, revoked.order.state
+            )),
             Err(DeliverError::NotFound(id)) => Ok(format!("order {id} not found")),
             Err(e) => Err(Retry::Later(e.to_string())),
         }
+    }
+
+    /// A partial refund: `units` of the purchase refunded in all, as the store says now. A
+    /// purchase not redeemed here is left unmarked: the rest of it is still paid, and its
+    /// redemption grants only what the store still calls paid (Google `refundableQuantity`).
+    async fn revoke_units(
+        &self,
+        platform: Platform,
+        store_keys: &[String],
+        units: u32,
+        revocation: &Revocation,
+    ) -> Result<String, Retry> {
+        let mut redeemed = None;
+        for key in store_keys {
+            redeemed = match self.store.find_purchase(platform, key).await? {
+                Some(found) => Some(found),
+                None => self.store.find_purchase_by_token(platform, key).await?,
+            };
+            if redeemed.is_some() {
+                break;
+            }
+        }
+        let Some(redeemed) = redeemed else {
+            return Ok(format!(
+                "partial refund ({units} units) of a purchase not redeemed here: nothing to take back"
+            ));
+        };
+        tracing::Span::current().record("order_id", tracing::field::display(redeemed.order_id));
+        match self
+            .deliveries
+            .revoke_refund(redeemed.order_id, revocation)
+            .await
+        {
+            Ok(revoked) => Ok(format!(
+                "order {} is {}, {units} of {} units refunded at the store, {} taken back now",
+                revoked.order.id, revoked.order.state, revoked.order.quantity, revoked.units
+            )),
+            Err(DeliverError::NotFound(id)) => Ok(format!("order {id} not found")),
+            Err(e) => Err(Retry::Later(e.to_string())),
+        }
+    }
+
+    /// The store reversed a refund: the purchase is paid again. A refund mark left for it is
+    /// lifted; its refunded order is granted again through a new order (a new grant id), once:
+    /// the store purchase moves to the new order in the same commit, so a replay finds it not
+    /// refunded and restores nothing more.
+    async fn refund_reversed(
+        &self,
+        platform: Platform,
+        store_transaction_id: String,
+    ) -> Result<String, Retry> {
+        let lifted = self
+            .store
+            .lift_refund_marks(platform, std::slice::from_ref(&store_transaction_id))
+            .await?;
+        let outcome = self
+            .store
+            .restore_refunded(platform, &store_transaction_id)
+            .await?;
+        let (label, text) = match outcome {
+            ReversalOutcome::Restored { refunded, restored } => {
+                tracing::Span::current().record("order_id", tracing::field::display(restored.id));
+                let state = match self.deliveries.deliver(restored.id).await {
+                    Ok(delivered) => delivered.order.state.to_string(),
+                    Err(e) => format!("delivery pending ({e})"),
+                };
+                (
+                    "restored",
+                    format!(
+                        "refund reversed: order {refunded} stays refunded, granted again as order {} ({state})",
+                        restored.id
+                    ),
+                )
+            }
+            ReversalOutcome::NotRefunded(order) => (
+                "not_refunded",
+                format!(
+                    "refund reversed: order {order} is not refunded (already restored); nothing to do"
+                ),
+            ),
+            ReversalOutcome::NotRecorded if lifted > 0 => (
+                "mark_lifted",
+                "refund reversed before the purchase was redeemed here: its refund mark is lifted"
+                    .to_owned(),
+            ),
+            ReversalOutcome::NotRecorded => (
+                "not_recorded",
+                "refund reversed of a purchase not recorded here: nothing to do".to_owned(),
+            ),
+        };
+        metrics::counter!("iap_refund_reversals_total", "store" => platform.as_str(), "outcome" => label)
+            .increment(1);
+        Ok(text)
     }
 
     async fn refresh(&self, subscription: &SubscriptionRef) -> Result<String, Retry> {

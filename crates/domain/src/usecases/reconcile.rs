@@ -18,6 +18,7 @@ use crate::ports::{
     MarkOutcome, OrderRepository, PaymentLedger, RefundMark, StorageError, StoreError,
 };
 use crate::reconciliation::{JobCursors, StoreChange, StoreHistory};
+use crate::refunds::{RefundShare, Revocation};
 
 /// How the job reads the stores.
 #[derive(Debug, Clone, Copy)]
@@ -192,6 +193,8 @@ where
                     store_transaction_id,
                     purchase_token,
                     revoked,
+                    share,
+                    cause,
                 } => {
                     let mut redeemed = None;
                     if let Some(id) = &store_transaction_id {
@@ -204,6 +207,9 @@ where
                     }
                     let redeemed = match redeemed {
                         Some(redeemed) => redeemed,
+                        // Partly refunded before we saw it: the rest is still paid, and its
+                        // redemption grants only what the store still calls paid.
+                        None if share != RefundShare::Whole => continue,
                         None => {
                             // Voided before we saw the purchase: a later redemption must be
                             // refused. The charge's own id, else its token (which for a
@@ -238,10 +244,21 @@ where
                     } else {
                         RevokeReason::Refunded
                     };
-                    self.delivery
-                        .revoke_now(order.id, reason)
+                    let revocation = Revocation {
+                        reason,
+                        share,
+                        cause,
+                    };
+                    let units = self
+                        .delivery
+                        .revoke_refund_now(order.id, &revocation)
                         .await
                         .map_err(WindowError::Delivery)?;
+                    // A partial refund already taken back (by its notification, or the pass
+                    // before) takes nothing now.
+                    if units == 0 && share != RefundShare::Whole {
+                        continue;
+                    }
                     report.revoked += 1;
                     metrics::counter!("iap_reconciled_total", "store" => platform.as_str(), "kind" => "voided").increment(1);
                 }

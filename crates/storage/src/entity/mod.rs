@@ -6,6 +6,7 @@ pub mod job_state;
 pub mod notifications;
 pub mod orders;
 pub mod outbox;
+pub mod partial_revocations;
 pub mod refund_marks;
 pub mod store_transactions;
 pub mod subscriptions;
