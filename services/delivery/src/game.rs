@@ -54,11 +54,27 @@ async fn within<T>(
 ) -> Result<T, GameError> {
     match tokio::time::timeout(deadline, reply).await {
         Err(_) => Err(GameError(format!("{call}: deadline exceeded"))),
-        Ok(Err(status)) => Err(GameError(format!(
-            "{call}: {:?} {}",
-            status.code(),
-            status.message().chars().take(200).collect::<String>()
-        ))),
+        Ok(Err(status)) => {
+            if matches!(
+                status.code(),
+                tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
+            ) {
+                // Retrying cannot fix a refused credential: an operator must, so it is counted
+                // (and alerted on) instead of only retried.
+                metrics::counter!("iap_game_server_refused_total", "call" => call.to_owned())
+                    .increment(1);
+                tracing::error!(
+                    call,
+                    code = ?status.code(),
+                    "the game server refuses our credentials: check auth.game_server_token"
+                );
+            }
+            Err(GameError(format!(
+                "{call}: {:?} {}",
+                status.code(),
+                status.message().chars().take(200).collect::<String>()
+            )))
+        }
         Ok(Ok(reply)) => Ok(reply.into_inner()),
     }
 }
@@ -156,6 +172,7 @@ impl GameServer for GrpcGameServer {
             sandbox: s.environment == iap_domain::Environment::Sandbox,
         });
         request.set_timeout(deadline);
+        attach_bearer(&mut request, self.token.as_ref()).map_err(GameError)?;
         let mut client = self.client.clone();
         match tokio::time::timeout(deadline, client.update_subscription(request)).await {
             Ok(Err(status)) if status.code() == tonic::Code::Unimplemented => Ok(false),
