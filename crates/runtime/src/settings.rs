@@ -147,8 +147,8 @@ pub struct DeliverySettings {
     pub sweep_batch: u32,
     /// Orders delivered at once by one sweep.
     pub sweep_concurrency: usize,
-    /// How long the inbox worker holds a store notification it took (ms); if the process dies
-    /// meanwhile, another takes it after this.
+    /// How long the inbox worker holds a store notification it took (ms), renewed every third
+    /// of it while the worker is busy; if the process dies, another takes it after this.
     pub notification_lease_ms: u64,
     /// First wait before a notification that failed (store or database down) is tried again
     /// (ms), doubled per attempt.
@@ -172,7 +172,7 @@ impl Default for DeliverySettings {
             sweep_interval_ms: 2_000,
             sweep_batch: 200,
             sweep_concurrency: 16,
-            notification_lease_ms: 120_000,
+            notification_lease_ms: 15_000,
             notification_backoff_base_ms: 5_000,
             notification_backoff_max_ms: 3_600_000,
         }
