@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sha2::{Digest, Sha256};
 use tonic::transport::{Channel, Endpoint};
 
 use iap_domain::delivery::{
@@ -43,6 +44,34 @@ impl GrpcGameServer {
         self.token = token;
         self
     }
+}
+
+/// Longest game reference kept with a grant or revocation (shown to support with the order).
+const MAX_REFERENCE_LEN: usize = 255;
+
+/// The game's reference as it is kept: unchanged up to [`MAX_REFERENCE_LEN`] bytes; a longer one
+/// (the game's text, of any length) is cut and ends with the SHA-256 of the whole, so support can
+/// still match it, and is counted. The grant it acknowledges stands either way: refusing the
+/// acknowledgement would only make the grant be sent again.
+fn kept_reference(call: &'static str, reference: String) -> String {
+    if reference.len() <= MAX_REFERENCE_LEN {
+        return reference;
+    }
+    metrics::counter!("iap_game_ack_reference_shortened_total", "call" => call).increment(1);
+    tracing::warn!(
+        call,
+        length = reference.len(),
+        "the game server's reference is longer than {MAX_REFERENCE_LEN} bytes: kept shortened, with its SHA-256"
+    );
+    let suffix = format!(
+        "~sha256:{}",
+        hex::encode(Sha256::digest(reference.as_bytes()))
+    );
+    let mut cut = MAX_REFERENCE_LEN - suffix.len();
+    while !reference.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}{suffix}", &reference[..cut])
 }
 
 /// Awaits one call within `deadline`; a timeout or a status is a failure to retry (its outcome is
@@ -113,7 +142,7 @@ impl GameServer for GrpcGameServer {
         let mut client = self.client.clone();
         let reply = within("GrantItems", deadline, client.grant_items(request)).await?;
         Ok(GameAck {
-            reference: reply.reference,
+            reference: kept_reference("GrantItems", reply.reference),
             duplicate: reply.duplicate,
         })
     }
@@ -145,7 +174,7 @@ impl GameServer for GrpcGameServer {
         let mut client = self.client.clone();
         let reply = within("RevokeItems", deadline, client.revoke_items(request)).await?;
         Ok(GameAck {
-            reference: reply.reference,
+            reference: kept_reference("RevokeItems", reply.reference),
             duplicate: reply.duplicate,
         })
     }
