@@ -98,8 +98,11 @@ impl Default for RedisSettings {
 pub struct VerifierSettings {
     /// gRPC: OrderService, VerificationService, AdminService.
     pub grpc_listen: SocketAddr,
-    /// HTTP: store notifications, `/metrics`, `/healthz`, `/readyz`.
+    /// HTTP: store notifications, `/healthz`, `/readyz`. It faces the stores (the internet).
     pub http_listen: SocketAddr,
+    /// HTTP: `/metrics` alone, on its own listener so the port the stores reach does not show
+    /// the process's counters to the internet.
+    pub metrics_listen: SocketAddr,
     /// `iap-delivery`'s gRPC address (`http://host:port`) for the fast path right after a
     /// payment is recorded. Unset: the sweeper alone delivers (iapd delivers in process).
     pub delivery_url: Option<String>,
@@ -113,6 +116,7 @@ impl Default for VerifierSettings {
         Self {
             grpc_listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9100)),
             delivery_url: None,
             fast_path_wait_ms: 2_000,
         }
