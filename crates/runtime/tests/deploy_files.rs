@@ -574,3 +574,57 @@ fn the_scrape_config_reaches_each_compose_service_on_its_metrics_port() {
         assert_eq!(target, format!("{service}:{port}"), "job {job}");
     }
 }
+
+#[test]
+fn compose_configures_the_services_from_the_emulators_printed_configuration() {
+    let mut compose: Yaml = serde_yaml::from_str(&read("docker-compose.yml")).unwrap();
+    // The services share their settings through YAML merge keys (`<<: *iap`).
+    compose.apply_merge().unwrap();
+    let services = &compose["services"];
+    let words = |service: &str| -> Vec<String> {
+        services[service]["command"]
+            .as_sequence()
+            .unwrap_or_else(|| panic!("{service} has a command"))
+            .iter()
+            .flat_map(|w| {
+                w.as_str()
+                    .unwrap()
+                    .split_whitespace()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let after = |words: &[String], flag: &str| -> String {
+        let at = words
+            .iter()
+            .position(|w| w == flag)
+            .unwrap_or_else(|| panic!("{flag} in {words:?}"));
+        words[at + 1].clone()
+    };
+    let printing = words("emulator-config");
+    assert!(printing.iter().any(|w| w == "--print-config"));
+    let written = after(&printing, ">");
+    let serving = words("emulator");
+    assert_eq!(
+        after(&printing, "--state-file"),
+        after(&serving, "--state-file"),
+        "the emulator serves the keys the printed configuration names"
+    );
+    assert_eq!(
+        after(&printing, "--public-url"),
+        after(&serving, "--public-url")
+    );
+    for service in ["verifier", "delivery", "scheduler"] {
+        assert_eq!(
+            services[service]["environment"]["IAP_CONFIG"].as_str(),
+            Some(written.as_str()),
+            "{service} reads the printed configuration"
+        );
+        assert_eq!(
+            services[service]["depends_on"]["emulator-config"]["condition"].as_str(),
+            Some("service_completed_successfully"),
+            "{service} starts after the configuration is written"
+        );
+    }
+}
