@@ -40,6 +40,9 @@ const DEMO_APP: &str = "com.example.game";
 const DEMO_HUAWEI_APP_ID: &str = "100000001";
 /// The embedded reference game server's ledger, beside the SQLite file.
 const DEMO_GAME_LEDGER: &str = "iapd-game-ledger.jsonl";
+/// The embedded emulator's keys, purchases and subscriptions, beside `iapd.db`: a restart keeps
+/// them, so purchases made before it still verify after it.
+const EMBEDDED_EMULATOR_STATE: &str = "iapd-emulator.json";
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -175,6 +178,7 @@ async fn run(
                 iap_emulator::Store::Apple,
                 format!("http://{http_addr}/notifications/apple"),
             )],
+            state_file: Some(EMBEDDED_EMULATOR_STATE.into()),
             ..iap_emulator::EmulatorConfig::default()
         };
         let (emulator, router) = iap_emulator::build(&listener, config)
@@ -188,6 +192,10 @@ async fn run(
             huawei: emulator.huawei_credentials(DEMO_HUAWEI_APP_ID),
             base_url: emulator.base_url().to_owned(),
         };
+        // The keys read above were made now if the state file had none: keep them.
+        emulator
+            .save()
+            .map_err(|e| StartupError::Server(format!("emulator state: {e}")))?;
         Some((listener, router, emulator.base_url().to_owned(), stores))
     } else {
         None
