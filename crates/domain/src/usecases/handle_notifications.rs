@@ -218,7 +218,7 @@ where
         report: &mut InboxReport,
     ) -> Result<(), StorageError> {
         {
-            match self.process(&notification).await {
+            match self.process(notification).await {
                 Ok(outcome) => {
                     tracing::info!(platform = %notification.platform, kind = %notification.notification_type, %outcome, "notification processed");
                     metrics::counter!("iap_notifications_processed_total", "store" => notification.platform.as_str()).increment(1);
