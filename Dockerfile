@@ -11,7 +11,8 @@ RUN cargo build --release --locked --bins \
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/* && useradd --system --uid 10001 iap \
- && mkdir -p /var/lib/iap-game && chown iap /var/lib/iap-game
+ && mkdir -p /var/lib/iap-game /var/lib/iap-emulator \
+ && chown iap /var/lib/iap-game /var/lib/iap-emulator
 COPY --from=build /out/ /usr/local/bin/
 USER iap
 WORKDIR /home/iap

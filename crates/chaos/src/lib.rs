@@ -213,6 +213,7 @@ key_prefix = "soak:"
 [verifier]
 grpc_listen = "127.0.0.1:{verifier_grpc}"
 http_listen = "127.0.0.1:{verifier_http}"
+metrics_listen = "127.0.0.1:0"
 delivery_url = "http://127.0.0.1:{delivery_grpc}"
 fast_path_wait_ms = 1500
 

@@ -64,6 +64,10 @@ pub trait NotificationInbox: Send + Sync {
         lease: Duration,
     ) -> Result<Vec<StoredNotification>, StorageError>;
 
+    /// Moves the claims on these still unprocessed notifications `lease` from now: the worker
+    /// that took them renews while it works, so a short lease frees them soon after it dies.
+    async fn extend_claims(&self, ids: &[String], lease: Duration) -> Result<(), StorageError>;
+
     /// Marks a notification processed, with what it led to.
     async fn mark_processed(&self, id: &str, outcome: &str) -> Result<(), StorageError>;
 

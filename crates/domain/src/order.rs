@@ -309,6 +309,10 @@ pub struct Order {
     pub binding_reason: Option<BindingReason>,
     /// Delivery attempts so far; the fencing token of the current attempt.
     pub attempt: i32,
+    /// `attempt` when an operator last redelivered the order from DEAD: the current series of
+    /// attempts counts from here (the fencing token itself never goes back).
+    #[serde(default)]
+    pub attempts_before_redelivery: i32,
     /// Why rejected.
     pub reject_reason: Option<RejectReason>,
     /// Last delivery or confirmation error.
@@ -379,6 +383,7 @@ impl NewOrder {
             store_transaction_id: None,
             binding_reason: None,
             attempt: 0,
+            attempts_before_redelivery: 0,
             reject_reason: None,
             last_error: None,
             created_at: now,

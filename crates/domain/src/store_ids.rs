@@ -25,11 +25,11 @@ pub struct StoreIdError {
     pub problem: &'static str,
 }
 
-/// Longest purchase token accepted (the `store_transactions.purchase_token` column). Google
-/// documents no length; Huawei's are 92 characters today.
+/// Longest purchase token accepted. Google documents no length; Huawei's are 92 characters
+/// today. The columns are `TEXT`: a Google purchase without an order id is keyed by its token.
 pub const MAX_TOKEN_LEN: usize = 1024;
 
-/// Longest store order id or transaction id kept (the `store_transaction_id` column).
+/// Longest store order id or transaction id accepted.
 pub const MAX_ORDER_ID_LEN: usize = 255;
 
 /// Longest signed payload or receipt accepted from a client (a StoreKit JWS is about 3–6 KB

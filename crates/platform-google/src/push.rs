@@ -1,9 +1,15 @@
 //! Authenticated Pub/Sub push: Google signs each push with an OIDC token (RS256) in
 //! `Authorization: Bearer …`. We check the signature against Google's published keys (cached,
-//! refetched once for an unknown key id), the issuer, the audience the subscription was created
-//! with, the expiry, and — when configured — the push service account's verified email.
+//! refetched for an unknown key id at most once per [`MIN_REFETCH_INTERVAL`]), the issuer, the
+//! audience the subscription was created with, the expiry, and — when configured — the push
+//! service account's verified email.
+//!
+//! The key cache is read without waiting for a fetch: a push whose key is cached never waits for
+//! Google, and a flood of pushes naming unknown keys (anyone can send them) makes one fetch per
+//! interval, not one per push.
 
 use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -19,6 +25,13 @@ pub const GOOGLE_CERTS_URL: &str = "https://www.googleapis.com/oauth2/v3/certs";
 /// How long fetched keys are used before being fetched again.
 const KEYS_TTL: Duration = Duration::from_secs(3600);
 
+/// The shortest time between two fetches of Google's keys (an unknown key id within it is
+/// refused without a fetch; Pub/Sub retries the push later).
+pub const MIN_REFETCH_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Keys as last fetched.
+type KeySet = Arc<HashMap<String, DecodingKey>>;
+
 /// Verifies the bearer tokens of one push subscription.
 #[derive(Debug)]
 pub struct PushAuth {
@@ -26,7 +39,12 @@ pub struct PushAuth {
     service_account: Option<String>,
     certs_url: String,
     http: reqwest::Client,
-    keys: Mutex<Option<(Instant, HashMap<String, DecodingKey>)>>,
+    /// The keys and when they were fetched; held only to read or swap, never across a fetch.
+    keys: RwLock<Option<(Instant, KeySet)>>,
+    /// Held by the one task fetching; holds when the last fetch was tried.
+    fetching: Mutex<Option<Instant>>,
+    /// The shortest time between two fetches.
+    refetch_interval: Duration,
 }
 
 #[derive(Deserialize)]
@@ -69,8 +87,17 @@ impl PushAuth {
             service_account,
             certs_url,
             http,
-            keys: Mutex::new(None),
+            keys: RwLock::new(None),
+            fetching: Mutex::new(None),
+            refetch_interval: MIN_REFETCH_INTERVAL,
         }
+    }
+
+    /// Fetches at most once per `interval` instead of [`MIN_REFETCH_INTERVAL`].
+    #[must_use]
+    pub fn with_refetch_interval(mut self, interval: Duration) -> Self {
+        self.refetch_interval = interval;
+        self
     }
 
     async fn fetch(&self) -> Result<HashMap<String, DecodingKey>, StoreError> {
@@ -97,21 +124,55 @@ impl PushAuth {
             .collect())
     }
 
-    async fn key(&self, kid: &str) -> Result<DecodingKey, StoreError> {
-        let mut cached = self.keys.lock().await;
-        let fresh = cached
+    /// The cached keys and whether they are within their TTL.
+    fn cached(&self) -> Option<(bool, KeySet)> {
+        self.keys
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .as_ref()
-            .is_some_and(|(at, _)| at.elapsed() < KEYS_TTL);
-        if let Some((_, keys)) = cached.as_ref().filter(|_| fresh)
+            .map(|(at, keys)| (at.elapsed() < KEYS_TTL, keys.clone()))
+    }
+
+    async fn key(&self, kid: &str) -> Result<DecodingKey, StoreError> {
+        if let Some((true, keys)) = self.cached()
             && let Some(key) = keys.get(kid)
         {
             return Ok(key.clone());
         }
-        // Stale, or a key id we have not seen (Google rotates keys): fetch once.
-        let keys = self.fetch().await?;
-        let key = keys.get(kid).cloned();
-        *cached = Some((Instant::now(), keys));
-        key.ok_or_else(|| {
+        // Stale, or a key id we have not seen (Google rotates keys). One task fetches; the others
+        // wait for it here (pushes with cached keys do not), then find its result below.
+        let mut last_try = self.fetching.lock().await;
+        let cached = self.cached();
+        if let Some((true, keys)) = &cached
+            && let Some(key) = keys.get(kid)
+        {
+            return Ok(key.clone());
+        }
+        let recently = last_try.is_some_and(|at| at.elapsed() < self.refetch_interval);
+        let keys = if recently {
+            // Fetched a moment ago: what Google published then is what it publishes now. Stale
+            // keys still serve until the next fetch is allowed.
+            match cached {
+                Some((_, keys)) => keys,
+                None => {
+                    return Err(StoreError::unavailable(
+                        "Google certs: the last fetch failed; retried shortly",
+                    ));
+                }
+            }
+        } else {
+            let fetched = self.fetch().await;
+            // From the end of the fetch: waiters that queued during a slow one do not fetch again.
+            *last_try = Some(Instant::now());
+            let keys: KeySet = Arc::new(fetched?);
+            *self
+                .keys
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                Some((Instant::now(), keys.clone()));
+            keys
+        };
+        keys.get(kid).cloned().ok_or_else(|| {
             refused(
                 "push_token_unknown_key",
                 "the push token's key is not Google's",

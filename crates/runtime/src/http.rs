@@ -1,5 +1,7 @@
-//! The operations HTTP endpoint every process serves: `/metrics` (Prometheus), `/healthz`
-//! (alive) and `/readyz` (dependencies answer). Services merge their own routes into it.
+//! The operations HTTP endpoints every process serves: `/metrics` (Prometheus), `/healthz`
+//! (alive) and `/readyz` (dependencies answer). Services merge their own routes into them; a
+//! process whose HTTP port faces the internet (the store notifications) serves `/metrics` on a
+//! listener of its own ([`metrics_router`]) and only the health routes on the public one.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -22,14 +24,23 @@ pub type ReadinessCheck =
 
 /// `/metrics`, `/healthz` and `/readyz`.
 pub fn ops_router(readiness: Option<ReadinessCheck>) -> Router {
-    // Installing the recorder here, before any request is served, keeps the first metrics of
-    // the process from being recorded into nothing.
-    let _ = metrics_handle();
+    health_router(readiness).merge(metrics_router())
+}
+
+/// `/healthz` and `/readyz` alone.
+pub fn health_router(readiness: Option<ReadinessCheck>) -> Router {
     Router::new()
-        .route("/metrics", get(render_metrics))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .with_state(readiness)
+}
+
+/// `/metrics` alone.
+pub fn metrics_router() -> Router {
+    // Installing the recorder here, before any request is served, keeps the first metrics of
+    // the process from being recorded into nothing.
+    let _ = metrics_handle();
+    Router::new().route("/metrics", get(render_metrics))
 }
 
 async fn render_metrics() -> impl IntoResponse {

@@ -197,6 +197,18 @@ pub const METRICS: &[MetricSpec] = &[
         "GrantItems answers saying the grant id was already granted (a retry after a lost answer).",
     ),
     metric(
+        "iap_game_server_refused_total",
+        Counter,
+        &["call"],
+        "Game server calls (GrantItems, RevokeItems, UpdateSubscription) refused as UNAUTHENTICATED or PERMISSION_DENIED: auth.game_server_token does not match what the game server expects; retries cannot fix it.",
+    ),
+    metric(
+        "iap_game_ack_reference_shortened_total",
+        Counter,
+        &["call"],
+        "Game server references longer than 255 bytes, kept as their first bytes and the SHA-256 of the whole (the grant or revocation stands).",
+    ),
+    metric(
         "iap_delivery_fenced_total",
         Counter,
         &[],

@@ -27,6 +27,17 @@ pub async fn serve(
     http: (TcpListener, axum::Router),
     shutdown: Shutdown,
 ) -> Result<(), StartupError> {
+    serve_with_metrics(name, grpc, http, None, shutdown).await
+}
+
+/// [`serve`], with `/metrics` on `metrics` (if any) instead of the HTTP port.
+pub async fn serve_with_metrics(
+    name: &str,
+    grpc: Option<GrpcEndpoint>,
+    http: (TcpListener, axum::Router),
+    metrics: Option<TcpListener>,
+    shutdown: Shutdown,
+) -> Result<(), StartupError> {
     let local = |l: &TcpListener| l.local_addr().map(|a| a.to_string()).unwrap_or_default();
     tracing::info!(
         grpc = grpc
@@ -34,8 +45,25 @@ pub async fn serve(
             .map(|g| local(&g.listener))
             .unwrap_or_default(),
         http = local(&http.0),
+        metrics = metrics.as_ref().map(local).unwrap_or_default(),
         "{name} listening"
     );
+    let metrics_task = {
+        let shutdown = shutdown.clone();
+        async move {
+            let Some(listener) = metrics else {
+                return Ok(());
+            };
+            let result =
+                crate::http::serve(listener, crate::http::metrics_router(), shutdown.clone())
+                    .await
+                    .map_err(|e| StartupError::Server(format!("metrics server: {e}")));
+            if result.is_err() {
+                shutdown.trigger();
+            }
+            result
+        }
+    };
     let grpc_task = {
         let shutdown = shutdown.clone();
         async move {
@@ -65,7 +93,10 @@ pub async fn serve(
             result
         }
     };
-    let servers = async { tokio::join!(grpc_task, http_task) };
+    let servers = async {
+        let (grpc, http, metrics) = tokio::join!(grpc_task, http_task, metrics_task);
+        (grpc, http.and(metrics))
+    };
     tokio::pin!(servers);
     let drain_deadline = async {
         shutdown.wait().await;

@@ -98,8 +98,11 @@ impl Default for RedisSettings {
 pub struct VerifierSettings {
     /// gRPC: OrderService, VerificationService, AdminService.
     pub grpc_listen: SocketAddr,
-    /// HTTP: store notifications, `/metrics`, `/healthz`, `/readyz`.
+    /// HTTP: store notifications, `/healthz`, `/readyz`. It faces the stores (the internet).
     pub http_listen: SocketAddr,
+    /// HTTP: `/metrics` alone, on its own listener so the port the stores reach does not show
+    /// the process's counters to the internet.
+    pub metrics_listen: SocketAddr,
     /// `iap-delivery`'s gRPC address (`http://host:port`) for the fast path right after a
     /// payment is recorded. Unset: the sweeper alone delivers (iapd delivers in process).
     pub delivery_url: Option<String>,
@@ -113,6 +116,7 @@ impl Default for VerifierSettings {
         Self {
             grpc_listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9100)),
             delivery_url: None,
             fast_path_wait_ms: 2_000,
         }
@@ -147,8 +151,8 @@ pub struct DeliverySettings {
     pub sweep_batch: u32,
     /// Orders delivered at once by one sweep.
     pub sweep_concurrency: usize,
-    /// How long the inbox worker holds a store notification it took (ms); if the process dies
-    /// meanwhile, another takes it after this.
+    /// How long the inbox worker holds a store notification it took (ms), renewed every third
+    /// of it while the worker is busy; if the process dies, another takes it after this.
     pub notification_lease_ms: u64,
     /// First wait before a notification that failed (store or database down) is tried again
     /// (ms), doubled per attempt.
@@ -172,7 +176,7 @@ impl Default for DeliverySettings {
             sweep_interval_ms: 2_000,
             sweep_batch: 200,
             sweep_concurrency: 16,
-            notification_lease_ms: 120_000,
+            notification_lease_ms: 15_000,
             notification_backoff_base_ms: 5_000,
             notification_backoff_max_ms: 3_600_000,
         }

@@ -308,6 +308,7 @@ fn manifests_match_the_image_the_settings_and_the_config_file() {
             vec![
                 ("grpc", port_of(defaults.verifier.grpc_listen)),
                 ("http", port_of(defaults.verifier.http_listen)),
+                ("metrics", port_of(defaults.verifier.metrics_listen)),
             ],
         ),
         (
@@ -345,6 +346,15 @@ fn manifests_match_the_image_the_settings_and_the_config_file() {
         expected["iap-verifier"][1].1
     );
     assert_eq!(
+        port_of(configured.verifier.metrics_listen),
+        expected["iap-verifier"][2].1
+    );
+    assert_ne!(
+        configured.verifier.metrics_listen.port(),
+        configured.verifier.http_listen.port(),
+        "/metrics is not on the port the stores reach"
+    );
+    assert_eq!(
         port_of(configured.delivery.grpc_listen),
         expected["iap-delivery"][0].1
     );
@@ -358,6 +368,7 @@ fn manifests_match_the_image_the_settings_and_the_config_file() {
     );
     for listen in [
         configured.verifier.grpc_listen,
+        configured.verifier.metrics_listen,
         configured.delivery.grpc_listen,
         configured.scheduler.http_listen,
     ] {
@@ -409,6 +420,22 @@ fn manifests_match_the_image_the_settings_and_the_config_file() {
             .map(|(n, p)| ((*n).to_owned(), *p))
             .collect();
         assert_eq!(ports, want, "{file}: container ports are the default ports");
+        // Prometheus scrapes the port that serves /metrics: the verifier's own metrics port,
+        // never the one the stores reach.
+        let metrics_port = match binary {
+            "iap-verifier" => Some(port_of(defaults.verifier.metrics_listen)),
+            "iap-delivery" => Some(port_of(defaults.delivery.http_listen)),
+            "iap-scheduler" => Some(port_of(defaults.scheduler.http_listen)),
+            "iap-emulator" => Some(port_of(defaults.emulator.listen)),
+            _ => None,
+        };
+        if let Some(port) = metrics_port {
+            let scraped: u64 = pod["metadata"]["annotations"]["prometheus.io/port"]
+                .as_str()
+                .and_then(|p| p.parse().ok())
+                .unwrap_or_else(|| panic!("{file}: a prometheus.io/port annotation"));
+            assert_eq!(scraped, port, "{file}: scrapes the port serving /metrics");
+        }
         for probe in ["readinessProbe", "livenessProbe"] {
             let probe = &container[probe];
             let port = probe["grpc"]["port"]
@@ -490,4 +517,114 @@ fn manifests_match_the_image_the_settings_and_the_config_file() {
     let command = &job["spec"]["template"]["spec"]["containers"][0]["command"];
     assert_eq!(command[0], "iap-migrate");
     assert_eq!(command[1], "up");
+}
+
+// docker compose and the example scrape configuration
+
+/// The port of `host:port`.
+fn port_in(address: &str) -> u64 {
+    address
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{address}: no port"))
+}
+
+#[test]
+fn the_scrape_config_reaches_each_compose_service_on_its_metrics_port() {
+    let compose: Yaml = serde_yaml::from_str(&read("docker-compose.yml")).unwrap();
+    let scrape: Yaml = serde_yaml::from_str(&read("deploy/prometheus/prometheus.yml")).unwrap();
+    let env = |service: &str, key: &str| -> String {
+        compose["services"][service]["environment"][key]
+            .as_str()
+            .unwrap_or_else(|| panic!("docker-compose.yml: {service} sets no {key}"))
+            .to_owned()
+    };
+    // (scrape job, compose service, the setting holding the port that serves /metrics)
+    let metrics_ports = [
+        (
+            "iap-verifier",
+            "verifier",
+            port_in(&env("verifier", "IAP_VERIFIER_METRICS_LISTEN")),
+        ),
+        (
+            "iap-delivery",
+            "delivery",
+            port_in(&env("delivery", "IAP_DELIVERY_HTTP_LISTEN")),
+        ),
+        (
+            "iap-scheduler",
+            "scheduler",
+            port_in(&env("scheduler", "IAP_SCHEDULER_HTTP_LISTEN")),
+        ),
+    ];
+    assert_ne!(
+        port_in(&env("verifier", "IAP_VERIFIER_METRICS_LISTEN")),
+        port_in(&env("verifier", "IAP_VERIFIER_HTTP_LISTEN")),
+        "the verifier's /metrics is not on the port the stores reach"
+    );
+    for (job, service, port) in metrics_ports {
+        let config = scrape["scrape_configs"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|c| c["job_name"] == job)
+            .unwrap_or_else(|| panic!("prometheus.yml: no job {job}"));
+        let target = config["static_configs"][0]["targets"][0].as_str().unwrap();
+        assert_eq!(target, format!("{service}:{port}"), "job {job}");
+    }
+}
+
+#[test]
+fn compose_configures_the_services_from_the_emulators_printed_configuration() {
+    let mut compose: Yaml = serde_yaml::from_str(&read("docker-compose.yml")).unwrap();
+    // The services share their settings through YAML merge keys (`<<: *iap`).
+    compose.apply_merge().unwrap();
+    let services = &compose["services"];
+    let words = |service: &str| -> Vec<String> {
+        services[service]["command"]
+            .as_sequence()
+            .unwrap_or_else(|| panic!("{service} has a command"))
+            .iter()
+            .flat_map(|w| {
+                w.as_str()
+                    .unwrap()
+                    .split_whitespace()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let after = |words: &[String], flag: &str| -> String {
+        let at = words
+            .iter()
+            .position(|w| w == flag)
+            .unwrap_or_else(|| panic!("{flag} in {words:?}"));
+        words[at + 1].clone()
+    };
+    let printing = words("emulator-config");
+    assert!(printing.iter().any(|w| w == "--print-config"));
+    let written = after(&printing, ">");
+    let serving = words("emulator");
+    assert_eq!(
+        after(&printing, "--state-file"),
+        after(&serving, "--state-file"),
+        "the emulator serves the keys the printed configuration names"
+    );
+    assert_eq!(
+        after(&printing, "--public-url"),
+        after(&serving, "--public-url")
+    );
+    for service in ["verifier", "delivery", "scheduler"] {
+        assert_eq!(
+            services[service]["environment"]["IAP_CONFIG"].as_str(),
+            Some(written.as_str()),
+            "{service} reads the printed configuration"
+        );
+        assert_eq!(
+            services[service]["depends_on"]["emulator-config"]["condition"].as_str(),
+            Some("service_completed_successfully"),
+            "{service} starts after the configuration is written"
+        );
+    }
 }

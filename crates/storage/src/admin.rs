@@ -177,6 +177,13 @@ async fn make_due<C: ConnectionTrait>(
             Expr::value(OrderState::Paid.as_str()),
         );
     }
+    if from == OrderState::Dead {
+        // A fresh series of attempts: counted from here, while the fencing token goes on.
+        update = update.col_expr(
+            orders::Column::AttemptsBeforeRedelivery,
+            Expr::col(orders::Column::Attempt).into(),
+        );
+    }
     if from == OrderState::Created {
         // Never paid in our books: the operator's word is the payment, and the game is told
         // the grant is a compensation.

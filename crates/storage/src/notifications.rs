@@ -108,6 +108,21 @@ impl NotificationInbox for Storage {
             .collect()
     }
 
+    async fn extend_claims(&self, ids: &[String], lease: Duration) -> Result<(), StorageError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let until = now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+        notifications::Entity::update_many()
+            .col_expr(notifications::Column::NextAttemptAt, Expr::value(until))
+            .filter(notifications::Column::Id.is_in(ids.iter().cloned()))
+            .filter(notifications::Column::ProcessedAt.is_null())
+            .exec(self.connection())
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
     async fn mark_processed(&self, id: &str, outcome: &str) -> Result<(), StorageError> {
         notifications::Entity::update_many()
             .col_expr(notifications::Column::ProcessedAt, Expr::value(now()))

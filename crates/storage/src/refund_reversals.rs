@@ -85,6 +85,7 @@ impl RefundReversals for Storage {
                     BindingReason::RefundReversed.as_str().to_owned(),
                 )),
                 attempt: ActiveValue::Set(0),
+                attempts_before_redelivery: ActiveValue::Set(0),
                 reject_reason: ActiveValue::Set(None),
                 last_error: ActiveValue::Set(None),
                 created_at: ActiveValue::Set(now),

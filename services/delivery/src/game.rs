@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sha2::{Digest, Sha256};
 use tonic::transport::{Channel, Endpoint};
 
 use iap_domain::delivery::{
@@ -45,6 +46,34 @@ impl GrpcGameServer {
     }
 }
 
+/// Longest game reference kept with a grant or revocation (shown to support with the order).
+const MAX_REFERENCE_LEN: usize = 255;
+
+/// The game's reference as it is kept: unchanged up to [`MAX_REFERENCE_LEN`] bytes; a longer one
+/// (the game's text, of any length) is cut and ends with the SHA-256 of the whole, so support can
+/// still match it, and is counted. The grant it acknowledges stands either way: refusing the
+/// acknowledgement would only make the grant be sent again.
+fn kept_reference(call: &'static str, reference: String) -> String {
+    if reference.len() <= MAX_REFERENCE_LEN {
+        return reference;
+    }
+    metrics::counter!("iap_game_ack_reference_shortened_total", "call" => call).increment(1);
+    tracing::warn!(
+        call,
+        length = reference.len(),
+        "the game server's reference is longer than {MAX_REFERENCE_LEN} bytes: kept shortened, with its SHA-256"
+    );
+    let suffix = format!(
+        "~sha256:{}",
+        hex::encode(Sha256::digest(reference.as_bytes()))
+    );
+    let mut cut = MAX_REFERENCE_LEN - suffix.len();
+    while !reference.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}{suffix}", &reference[..cut])
+}
+
 /// Awaits one call within `deadline`; a timeout or a status is a failure to retry (its outcome is
 /// unknown, and the idempotency key makes the retry safe).
 async fn within<T>(
@@ -54,11 +83,27 @@ async fn within<T>(
 ) -> Result<T, GameError> {
     match tokio::time::timeout(deadline, reply).await {
         Err(_) => Err(GameError(format!("{call}: deadline exceeded"))),
-        Ok(Err(status)) => Err(GameError(format!(
-            "{call}: {:?} {}",
-            status.code(),
-            status.message().chars().take(200).collect::<String>()
-        ))),
+        Ok(Err(status)) => {
+            if matches!(
+                status.code(),
+                tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
+            ) {
+                // Retrying cannot fix a refused credential: an operator must, so it is counted
+                // (and alerted on) instead of only retried.
+                metrics::counter!("iap_game_server_refused_total", "call" => call.to_owned())
+                    .increment(1);
+                tracing::error!(
+                    call,
+                    code = ?status.code(),
+                    "the game server refuses our credentials: check auth.game_server_token"
+                );
+            }
+            Err(GameError(format!(
+                "{call}: {:?} {}",
+                status.code(),
+                status.message().chars().take(200).collect::<String>()
+            )))
+        }
         Ok(Ok(reply)) => Ok(reply.into_inner()),
     }
 }
@@ -98,7 +143,7 @@ impl GameServer for GrpcGameServer {
         let mut client = self.client.clone();
         let reply = within("GrantItems", deadline, client.grant_items(request)).await?;
         Ok(GameAck {
-            reference: reply.reference,
+            reference: kept_reference("GrantItems", reply.reference),
             duplicate: reply.duplicate,
         })
     }
@@ -131,7 +176,7 @@ impl GameServer for GrpcGameServer {
         let mut client = self.client.clone();
         let reply = within("RevokeItems", deadline, client.revoke_items(request)).await?;
         Ok(GameAck {
-            reference: reply.reference,
+            reference: kept_reference("RevokeItems", reply.reference),
             duplicate: reply.duplicate,
         })
     }
@@ -158,6 +203,7 @@ impl GameServer for GrpcGameServer {
             sandbox: s.environment == iap_domain::Environment::Sandbox,
         });
         request.set_timeout(deadline);
+        attach_bearer(&mut request, self.token.as_ref()).map_err(GameError)?;
         let mut client = self.client.clone();
         match tokio::time::timeout(deadline, client.update_subscription(request)).await {
             Ok(Err(status)) if status.code() == tonic::Code::Unimplemented => Ok(false),

@@ -122,7 +122,84 @@ impl Emulator {
     pub fn base_url(&self) -> &str {
         &self.shared.base_url
     }
+
+    /// Writes the world to the state file now (keys made by the reads above are otherwise kept
+    /// at the next request that changes something).
+    pub fn save(&self) -> std::io::Result<()> {
+        self.shared.save()
+    }
+
+    /// A complete configuration file for `iap-verifier`, `iap-delivery` and `iap-scheduler`:
+    /// the demo catalog of `app` (bundle id and package name) and its three stores pointing at
+    /// this emulator, with the emulator's keys. Valid as long as the emulator keeps its keys
+    /// (`--state-file`).
+    pub fn split_services_config(&self, app: &str, huawei_app: &str) -> String {
+        use base64::Engine;
+        let base = self.base_url();
+        let apple_root = base64::engine::general_purpose::STANDARD.encode(self.apple_root_der());
+        let (issuer_id, key_id, apple_key) = self.apple_api_key();
+        let shared_secret = self.apple_shared_secret(app);
+        let account = self.google_service_account_json();
+        let license_key = self.google_license_key(app);
+        let (huawei_secret, huawei_key) = self.huawei_credentials(huawei_app);
+        format!(
+            r#"# Written by `iap-emulator --print-config`: the demo app's stores point at the emulator
+# at {base}, with the emulator's keys (kept in its --state-file). Listen addresses, the
+# database and the game server come from the environment (docker-compose.yml).
+
+[apps."{app}"]
+max_open_orders_per_user = 20
+[apps."{app}".sandbox]
+# The emulator's purchases are sandbox purchases.
+allow_all = true
+[apps."{app}".products.gems_100]
+kind = "consumable"
+max_quantity = 10
+[apps."{app}".products.no_ads]
+kind = "non_consumable"
+[apps."{app}".products.premium_monthly]
+kind = "auto_renewable"
+
+[apps."{app}".apple]
+bundle_id = "{app}"
+app_apple_id = {DEFAULT_APP_APPLE_ID}
+trust_apple_root = false
+extra_roots_base64 = ["{apple_root}"]
+shared_secret = "{shared_secret}"
+verify_receipt_production_url = "{base}/apple/production/verifyReceipt"
+verify_receipt_sandbox_url = "{base}/apple/sandbox/verifyReceipt"
+api_production_url = "{base}/apple/production"
+api_sandbox_url = "{base}/apple/sandbox"
+[apps."{app}".apple.api]
+issuer_id = "{issuer_id}"
+key_id = "{key_id}"
+private_key_pem = '''{apple_key}'''
+
+[apps."{app}".google]
+package_name = "{app}"
+service_account_json = '''{account}'''
+license_key_base64 = "{license_key}"
+api_root_url = "{base}/google/"
+
+[apps."{app}".huawei]
+app_id = "{huawei_app}"
+client_secret = "{huawei_secret}"
+public_key_base64 = "{huawei_key}"
+token_url = "{base}/huawei/oauth2/v3/token"
+orders_root_url = "{base}/huawei/orders"
+subscriptions_root_url = "{base}/huawei/subscr"
+apptouch_orders_root_url = "{base}/huawei/orders-at"
+apptouch_subscriptions_root_url = "{base}/huawei/subscr-at"
+"#
+        )
+    }
 }
+
+/// The app `--print-config` configures: the demo app iapd also uses.
+pub const DEMO_APP: &str = "com.example.game";
+
+/// That app's AppGallery Connect app id at the emulator.
+pub const DEMO_HUAWEI_APP_ID: &str = "100000001";
 
 /// Binds nothing itself: serves the emulator on `listener` until `shutdown` resolves.
 pub async fn serve(

@@ -31,10 +31,18 @@ struct Args {
     /// POST Huawei IAP notifications here.
     #[arg(long, value_name = "URL")]
     notify_huawei_url: Option<String>,
+    /// Print a configuration file for iap-verifier, iap-delivery and iap-scheduler whose demo
+    /// app's three stores point at this emulator (at --public-url), save the keys to
+    /// --state-file, and exit.
+    #[arg(long)]
+    print_config: bool,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.print_config {
+        return print_config(&args);
+    }
     let (listen, public_url, state_file) = (
         args.listen,
         args.public_url.clone(),
@@ -69,4 +77,32 @@ fn main() -> ExitCode {
                 .map_err(|e| StartupError::Server(format!("emulator: {e}")))
         },
     )
+}
+
+/// `--print-config`: the emulator's world (made now, or the one in --state-file) as the split
+/// services' configuration, on stdout.
+fn print_config(args: &Args) -> ExitCode {
+    let base_url = args.public_url.clone().unwrap_or_else(|| {
+        format!(
+            "http://{}",
+            args.listen.unwrap_or(Settings::default().emulator.listen)
+        )
+    });
+    let printed =
+        iap_emulator::Emulator::open(base_url, args.state_file.clone()).and_then(|emulator| {
+            let config = emulator
+                .split_services_config(iap_emulator::DEMO_APP, iap_emulator::DEMO_HUAWEI_APP_ID);
+            emulator.save()?;
+            Ok(config)
+        });
+    match printed {
+        Ok(config) => {
+            print!("{config}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("iap-emulator: cannot print the configuration: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

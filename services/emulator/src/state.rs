@@ -15,6 +15,9 @@ use crate::notify::Notifier;
 pub(crate) struct Shared {
     pub(crate) base_url: String,
     state_file: Option<PathBuf>,
+    /// Held for a whole save (snapshot, write, rename): one writer at a time, so two saves never
+    /// share the temporary file and a later snapshot is always the one left on disk.
+    saving: Mutex<()>,
     pub(crate) apple: Mutex<AppleStore>,
     pub(crate) google: Mutex<GoogleStore>,
     pub(crate) huawei: Mutex<HuaweiStore>,
@@ -53,6 +56,7 @@ impl Shared {
             huawei: Mutex::new(huawei),
             base_url,
             state_file,
+            saving: Mutex::new(()),
             faults: Mutex::new(Vec::new()),
             notifier: Notifier::default(),
             stats: Mutex::new(BTreeMap::new()),
@@ -60,11 +64,13 @@ impl Shared {
     }
 
     /// Writes the world to the state file, if there is one (atomically: a crash leaves the
-    /// previous state, never half a file).
+    /// previous state, never half a file). Saves run one at a time, each snapshot taken after
+    /// the previous save finished, so the file never goes back to an older world.
     pub(crate) fn save(&self) -> std::io::Result<()> {
         let Some(path) = &self.state_file else {
             return Ok(());
         };
+        let _one_writer = lock(&self.saving);
         let snapshot = {
             let (apple, google, huawei) =
                 (lock(&self.apple), lock(&self.google), lock(&self.huawei));
@@ -127,4 +133,61 @@ struct SavedRef<'a> {
     apple: &'a AppleStore,
     google: &'a GoogleStore,
     huawei: &'a HuaweiStore,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn world(shared: &Shared) -> serde_json::Value {
+        let (apple, google, huawei) = (
+            lock(&shared.apple),
+            lock(&shared.google),
+            lock(&shared.huawei),
+        );
+        serde_json::to_value(SavedRef {
+            apple: &apple,
+            google: &google,
+            huawei: &huawei,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn concurrent_saves_all_succeed_and_leave_the_latest_world() {
+        let dir = std::env::temp_dir().join(format!(
+            "iap-emulator-state-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("state.json");
+        let shared = Shared::open("http://127.0.0.1:1".into(), Some(file.clone())).unwrap();
+        let failures = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for writer in 0..8 {
+                let (shared, failures) = (&shared, &failures);
+                scope.spawn(move || {
+                    for n in 0..40 {
+                        lock(&shared.apple).shared_secret(&format!("app.{writer}.{n}"));
+                        if let Err(e) = shared.save() {
+                            eprintln!("save failed: {e}");
+                            failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(failures.into_inner(), 0, "every save succeeds");
+        let reopened = Shared::open("http://127.0.0.1:1".into(), Some(file)).unwrap();
+        assert_eq!(
+            world(&reopened),
+            world(&shared),
+            "the file holds the world as of the last save, not an older snapshot"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }

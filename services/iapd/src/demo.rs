@@ -270,7 +270,7 @@ impl Buyer<'_> {
 }
 
 /// The table and the commands to look further, as printed on stdout.
-pub(crate) fn report(orders: &[DemoOrder], grpc: SocketAddr, http: SocketAddr) -> String {
+pub(crate) fn report(orders: &[DemoOrder], grpc: SocketAddr, metrics: SocketAddr) -> String {
     let mut out = String::from("\nDemo: one purchase per store, verified and delivered\n");
     out.push_str(&format!(
         "  {:<7} {:<37} {:<10} {:<10} {}\n",
@@ -297,7 +297,7 @@ pub(crate) fn report(orders: &[DemoOrder], grpc: SocketAddr, http: SocketAddr) -
         ));
     }
     out.push_str(&format!(
-        "  curl -s http://{http}/metrics | grep -E '^iap_(orders|deliveries|verifications)'\n"
+        "  curl -s http://{metrics}/metrics | grep -E '^iap_(orders|deliveries|verifications)'\n"
     ));
     out
 }

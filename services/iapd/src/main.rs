@@ -40,6 +40,9 @@ const DEMO_APP: &str = "com.example.game";
 const DEMO_HUAWEI_APP_ID: &str = "100000001";
 /// The embedded reference game server's ledger, beside the SQLite file.
 const DEMO_GAME_LEDGER: &str = "iapd-game-ledger.jsonl";
+/// The embedded emulator's keys, purchases and subscriptions, beside `iapd.db`: a restart keeps
+/// them, so purchases made before it still verify after it.
+const EMBEDDED_EMULATOR_STATE: &str = "iapd-emulator.json";
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -166,6 +169,11 @@ async fn run(
     let http_addr = http_listener
         .local_addr()
         .map_err(|e| StartupError::Server(e.to_string()))?;
+    let metrics_listener =
+        iap_runtime::http::bind("metrics", settings.verifier.metrics_listen).await?;
+    let metrics_addr = metrics_listener
+        .local_addr()
+        .map_err(|e| StartupError::Server(e.to_string()))?;
     let emulator = if settings.emulator.embedded {
         let listener = iap_runtime::http::bind("the emulator", settings.emulator.listen).await?;
         let config = iap_emulator::EmulatorConfig {
@@ -173,6 +181,7 @@ async fn run(
                 iap_emulator::Store::Apple,
                 format!("http://{http_addr}/notifications/apple"),
             )],
+            state_file: Some(EMBEDDED_EMULATOR_STATE.into()),
             ..iap_emulator::EmulatorConfig::default()
         };
         let (emulator, router) = iap_emulator::build(&listener, config)
@@ -186,6 +195,10 @@ async fn run(
             huawei: emulator.huawei_credentials(DEMO_HUAWEI_APP_ID),
             base_url: emulator.base_url().to_owned(),
         };
+        // The keys read above were made now if the state file had none: keep them.
+        emulator
+            .save()
+            .map_err(|e| StartupError::Server(format!("emulator state: {e}")))?;
         Some((listener, router, emulator.base_url().to_owned(), stores))
     } else {
         None
@@ -281,6 +294,7 @@ async fn run(
         &iap_runtime::database::redact(&url),
         grpc_addr,
         http_addr,
+        metrics_addr,
         emulator.as_ref().map(|(_, _, url, _)| url.as_str()),
         game_server
             .as_ref()
@@ -317,10 +331,11 @@ async fn run(
             }
         }
     };
-    let servers = iap_runtime::process::serve(
+    let servers = iap_runtime::process::serve_with_metrics(
         "iapd",
         Some(grpc),
         (http_listener, verifier.http_router()),
+        Some(metrics_listener),
         shutdown,
     );
     let demo_run = run_demo(
@@ -331,7 +346,7 @@ async fn run(
             app_id: DEMO_APP.to_owned(),
             huawei_app_id: DEMO_HUAWEI_APP_ID.to_owned(),
         },
-        http_addr,
+        metrics_addr,
         demo_shutdown,
     );
     let ((), result, emulator_result, demo_result) =
@@ -345,7 +360,7 @@ async fn run(
 async fn run_demo(
     demo: Option<DemoMode>,
     targets: demo::DemoTargets,
-    http: std::net::SocketAddr,
+    metrics: std::net::SocketAddr,
     shutdown: Shutdown,
 ) -> Result<(), StartupError> {
     let Some(mode) = demo else {
@@ -354,7 +369,7 @@ async fn run_demo(
     let outcome = demo::run(&targets).await;
     let result = match outcome {
         Ok(orders) => {
-            println!("{}", demo::report(&orders, targets.grpc, http));
+            println!("{}", demo::report(&orders, targets.grpc, metrics));
             Ok(())
         }
         Err(e) => {
@@ -377,6 +392,7 @@ fn print_banner(
     database: &str,
     grpc: std::net::SocketAddr,
     http: std::net::SocketAddr,
+    metrics: std::net::SocketAddr,
     emulator: Option<&str>,
     game_server: Option<String>,
     plaintext: bool,
@@ -411,7 +427,8 @@ fn print_banner(
 iapd is ready (all roles in one process)
   database  {database}
   gRPC      {grpc}   (OrderService, VerificationService, DeliveryService, AdminService; health and reflection on{tls})
-  HTTP      http://{http}/metrics   /healthz   /readyz
+  HTTP      http://{http}   (store notifications under /notifications; /healthz /readyz)
+  metrics   http://{metrics}/metrics
 {emulator}{game}
 Create an order, then read it back with the order_id it prints:
   grpcurl -plaintext -d '{{\"app_id\":\"{DEMO_APP}\",\"user_id\":\"player-1\",\"product_id\":\"gems_100\",\"platform\":\"PLATFORM_APPLE\"}}' {grpc} iap.v1.OrderService/CreateOrder

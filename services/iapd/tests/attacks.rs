@@ -47,6 +47,7 @@ impl Iapd {
             .current_dir(&dir)
             .env("IAP_VERIFIER_GRPC_LISTEN", "127.0.0.1:0")
             .env("IAP_VERIFIER_HTTP_LISTEN", "127.0.0.1:0")
+            .env("IAP_VERIFIER_METRICS_LISTEN", "127.0.0.1:0")
             .env("IAP_EMULATOR_LISTEN", "127.0.0.1:0");
         let mut process = RunningBinary::spawn(command);
         let second = |line: String| line.split_whitespace().nth(1).unwrap().to_owned();

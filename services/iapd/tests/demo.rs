@@ -21,6 +21,7 @@ fn demo(dir: &Path, extra: &[&str]) -> RunningBinary {
         .current_dir(dir)
         .env("IAP_VERIFIER_GRPC_LISTEN", "127.0.0.1:0")
         .env("IAP_VERIFIER_HTTP_LISTEN", "127.0.0.1:0")
+        .env("IAP_VERIFIER_METRICS_LISTEN", "127.0.0.1:0")
         .env("IAP_EMULATOR_LISTEN", "127.0.0.1:0");
     RunningBinary::spawn(command)
 }

@@ -16,6 +16,7 @@ fn start(dir: &std::path::Path) -> (RunningBinary, String, String) {
         // Port 0 so parallel tests never collide; the banner prints the real address.
         .env("IAP_VERIFIER_GRPC_LISTEN", "127.0.0.1:0")
         .env("IAP_VERIFIER_HTTP_LISTEN", "127.0.0.1:0")
+        .env("IAP_VERIFIER_METRICS_LISTEN", "127.0.0.1:0")
         .env("IAP_EMULATOR_LISTEN", "127.0.0.1:0");
     let mut process = RunningBinary::spawn(command);
     let line = process.wait_for_line("gRPC ", Duration::from_secs(30));
@@ -158,6 +159,7 @@ fn closed_database_port_exits_non_zero_with_one_line() {
         .env("IAP_DATABASE_ACQUIRE_TIMEOUT", "1s")
         .env("IAP_VERIFIER_GRPC_LISTEN", "127.0.0.1:0")
         .env("IAP_VERIFIER_HTTP_LISTEN", "127.0.0.1:0")
+        .env("IAP_VERIFIER_METRICS_LISTEN", "127.0.0.1:0")
         .env("IAP_EMULATOR_LISTEN", "127.0.0.1:0")
         .output()
         .unwrap();

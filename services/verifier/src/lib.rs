@@ -223,7 +223,8 @@ impl Verifier {
             ))
     }
 
-    /// The HTTP routes: operations endpoints (and store notifications when they land).
+    /// The HTTP routes of the port the stores reach: store notifications and the health
+    /// endpoints (`/metrics` is on `verifier.metrics_listen`, see [`serve_with_metrics`]).
     pub fn http_router(&self) -> axum::Router {
         let receivers = notifications::Receivers {
             decoders: self
@@ -233,7 +234,7 @@ impl Verifier {
                 .collect(),
             inbox: Arc::new(self.storage.clone()),
         };
-        iap_runtime::http::ops_router(Some(self.readiness()))
+        iap_runtime::http::health_router(Some(self.readiness()))
             .merge(notifications::router(receivers))
     }
 
@@ -268,6 +269,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), StartupEr
         grpc: iap_runtime::http::bind("gRPC", settings.verifier.grpc_listen).await?,
         http: iap_runtime::http::bind("HTTP", settings.verifier.http_listen).await?,
     };
+    let metrics = iap_runtime::http::bind("metrics", settings.verifier.metrics_listen).await?;
     // One set of store clients serves verification and the notification receivers.
     let stores = settings.store_clients()?;
     let auth = GrpcAuth::from_settings(&settings.auth);
@@ -292,13 +294,23 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), StartupEr
              the sweeper, and AdminService.RevokeOrder is unavailable"
         );
     }
-    serve(verifier, listeners, shutdown).await
+    serve_with_metrics(verifier, listeners, Some(metrics), shutdown).await
 }
 
-/// Serves a wired verifier on the given listeners until the shutdown.
+/// Serves a wired verifier on the given listeners until the shutdown, without `/metrics`.
 pub async fn serve(
     verifier: Verifier,
     listeners: Listeners,
+    shutdown: Shutdown,
+) -> Result<(), StartupError> {
+    serve_with_metrics(verifier, listeners, None, shutdown).await
+}
+
+/// [`serve`], with `/metrics` on `metrics`.
+pub async fn serve_with_metrics(
+    verifier: Verifier,
+    listeners: Listeners,
+    metrics: Option<TcpListener>,
     shutdown: Shutdown,
 ) -> Result<(), StartupError> {
     let grpc = GrpcEndpoint {
@@ -307,10 +319,11 @@ pub async fn serve(
         services: GRPC_SERVICES.to_vec(),
         tls: verifier.tls.clone(),
     };
-    iap_runtime::process::serve(
+    iap_runtime::process::serve_with_metrics(
         "iap-verifier",
         Some(grpc),
         (listeners.http, verifier.http_router()),
+        metrics,
         shutdown,
     )
     .await

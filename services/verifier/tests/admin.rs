@@ -62,6 +62,11 @@ impl Drop for World {
 
 impl World {
     async fn start() -> Self {
+        Self::start_allowing(1).await
+    }
+
+    /// A world whose orders get `max_attempts` delivery attempts before they are DEAD.
+    async fn start_allowing(max_attempts: u32) -> Self {
         iap_test_support::init_tracing();
         let db = TestDatabase::create().await;
         let storage = Storage::connect(db.url(), &PoolOptions::default())
@@ -86,7 +91,7 @@ impl World {
             service_token = "{SERVICE_TOKEN}"
             [delivery]
             game_server_url = "{}"
-            max_attempts = 1
+            max_attempts = {max_attempts}
             calls_per_attempt = 1
             call_deadline_ms = 1000
             backoff_base_ms = 20
@@ -267,6 +272,91 @@ fn field(status: &Status) -> String {
         .get_details_bad_request()
         .and_then(|b| b.field_violations.first().map(|v| v.field.clone()))
         .unwrap_or_default()
+}
+
+async fn order_state(
+    admin: &mut AdminServiceClient<InterceptedService<Channel, Bearer>>,
+    order_id: &str,
+) -> (pb::OrderState, i32) {
+    let order = admin
+        .lookup_order(pb::LookupOrderRequest {
+            id: order_id.to_owned(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .matches
+        .remove(0)
+        .order
+        .unwrap();
+    (order.state(), order.attempt)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redelivering_a_dead_order_starts_a_fresh_series_of_attempts() {
+    let w = World::start_allowing(2).await;
+    w.game
+        .faults()
+        .fail_next_grants(1_000, tonic::Code::Unavailable);
+    let (order, _) = w.buy("series-player").await;
+    let mut admin = w.admin();
+    let redeliver = |reason: &str| pb::RedeliverOrderRequest {
+        order_id: order.order_id.clone(),
+        operator: "alice".into(),
+        reason: reason.into(),
+    };
+    // The fast path's attempt failed (the order waits in DELIVERING for its next attempt); an
+    // operator's push is the second.
+    assert_eq!(
+        order_state(&mut admin, &order.order_id).await,
+        (pb::OrderState::Delivering, 1)
+    );
+    admin.redeliver_order(redeliver("retry now")).await.unwrap();
+    assert_eq!(
+        order_state(&mut admin, &order.order_id).await,
+        (pb::OrderState::Dead, 2),
+        "two attempts allowed, two used"
+    );
+
+    // Redelivered from DEAD while the game still fails: a fresh series of two attempts, so one
+    // failure leaves it waiting for its next attempt, not DEAD again.
+    admin
+        .redeliver_order(redeliver("ticket 18: first try after the outage"))
+        .await
+        .unwrap();
+    assert_eq!(
+        order_state(&mut admin, &order.order_id).await,
+        (pb::OrderState::Delivering, 3),
+        "the attempt counter (the fence) goes on, the series starts again"
+    );
+    admin.redeliver_order(redeliver("retry now")).await.unwrap();
+    assert_eq!(
+        order_state(&mut admin, &order.order_id).await,
+        (pb::OrderState::Dead, 4),
+        "the second attempt of the new series exhausts it"
+    );
+    assert_eq!(w.grants_for(&order.order_id), 0);
+
+    // The game recovers: one more redelivery grants it, once.
+    w.game.faults().clear();
+    admin
+        .redeliver_order(redeliver("ticket 18: game fixed"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        order_state(&mut admin, &order.order_id).await.0,
+        pb::OrderState::Delivered | pb::OrderState::Confirmed
+    ));
+    assert_eq!(w.grants_for(&order.order_id), 1);
+
+    // The audit log says which redeliveries started a fresh series.
+    let fresh = format!(
+        "action = 'redeliver' AND order_id = '{}' AND detail->>'fresh_series' = 'true'",
+        order.order_id
+    );
+    assert_eq!(w.count("audit_log", &fresh).await, 2);
+    let all = format!("action = 'redeliver' AND order_id = '{}'", order.order_id);
+    assert_eq!(w.count("audit_log", &all).await, 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -220,11 +220,15 @@ async fn health_reflection_and_metrics_are_served() {
         .create_order(create("m", "gems_100", ""))
         .await
         .unwrap();
-    let (code, body) = http_get(verifier.http, "/metrics").await;
+    let (code, body) = http_get(verifier.metrics, "/metrics").await;
     assert_eq!(code, 200);
     assert!(body.contains("iap_grpc_requests_total"), "{body}");
     assert!(body.contains("iap_orders_created_total"), "{body}");
     assert_eq!(http_get(verifier.http, "/readyz").await.0, 200);
+    // The HTTP port faces the stores (the internet): it does not show the counters.
+    let (code, body) = http_get(verifier.http, "/metrics").await;
+    assert_eq!(code, 404, "{body}");
+    assert!(!body.contains("iap_"), "{body}");
 
     // Draining: health turns NOT_SERVING and both servers return.
     verifier.shutdown.trigger();

@@ -696,7 +696,8 @@ impl<S: AdminStore + OrderRepository + DeliveryStore> Administration<S> {
 
     /// Puts a DEAD order (or a paid one stuck in PAID/DELIVERING) back in the queue with the
     /// same grant id and delivers it now. A DEAD order keeps its attempt counter (it is the
-    /// fencing token), so it gets one more attempt before it is DEAD again.
+    /// fencing token) but starts a fresh series of `delivery.max_attempts` attempts, counted
+    /// from `attempts_before_redelivery` (the audit entry says from which attempt).
     #[tracing::instrument(name = "admin.redeliver", skip(self, who), fields(operator = %who.operator), err)]
     pub async fn redeliver(
         &self,
@@ -718,7 +719,11 @@ impl<S: AdminStore + OrderRepository + DeliveryStore> Administration<S> {
         let audit = who.audit(
             "redeliver",
             Some(id),
-            json!({ "from_state": order.state.as_str(), "attempt": order.attempt }),
+            json!({
+                "from_state": order.state.as_str(),
+                "attempt": order.attempt,
+                "fresh_series": order.state == OrderState::Dead,
+            }),
         );
         self.store
             .requeue_order(id, order.state, order.attempt, &audit)

@@ -372,7 +372,14 @@ impl<S: DeliveryStore + OrderRepository> Deliveries<S> {
                 }
             }
         }
-        let attempt = u32::try_from(order.attempt).unwrap_or(u32::MAX);
+        // The attempts of this series: an operator's redelivery of a DEAD order starts a new
+        // one, while `order.attempt` (the fencing token) keeps growing.
+        let attempt = u32::try_from(
+            order
+                .attempt
+                .saturating_sub(order.attempts_before_redelivery),
+        )
+        .unwrap_or(0);
         let dead = attempt >= self.policy.max_attempts;
         let failure = Failure {
             error: last_error.to_string(),

@@ -43,7 +43,8 @@ pub struct InboxReport {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InboxPolicy {
     /// How long a worker holds a notification it took; if it dies, another takes the
-    /// notification after this. Longer than processing one can take (store calls included).
+    /// notification after this. Renewed every third of it while the worker is busy, so it need
+    /// not cover a slow store call: short, so a killed worker's notifications wait little.
     pub lease: Duration,
     /// First wait after a failure that may pass; doubled per attempt.
     pub backoff_base: Duration,
@@ -54,7 +55,7 @@ pub struct InboxPolicy {
 impl Default for InboxPolicy {
     fn default() -> Self {
         Self {
-            lease: Duration::from_secs(120),
+            lease: Duration::from_secs(15),
             backoff_base: Duration::from_secs(5),
             backoff_max: Duration::from_secs(3600),
         }
@@ -170,12 +171,56 @@ where
         self.decoders.get(&platform).cloned()
     }
 
-    /// Processes up to `limit` due notifications.
+    /// Processes up to `limit` due notifications, renewing the claims on those not finished yet
+    /// every third of the lease.
     pub async fn run_once(&self, limit: u32) -> Result<InboxReport, StorageError> {
-        let claimed = self.inbox.claim_due(limit, self.policy.lease).await?;
+        let lease = self.policy.lease;
+        let claimed = self.inbox.claim_due(limit, lease).await?;
+        let unfinished =
+            std::sync::Mutex::new(claimed.iter().map(|n| n.id.clone()).collect::<Vec<_>>());
+        let renew = async {
+            loop {
+                tokio::time::sleep(lease / 3).await;
+                let ids = unfinished
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone();
+                if let Err(e) = self.inbox.extend_claims(&ids, lease).await {
+                    tracing::warn!(error = %e, "notification claims not renewed; another worker may take them when they run out");
+                }
+            }
+        };
+        let work = self.process_claimed(claimed, &unfinished);
+        tokio::pin!(work);
+        tokio::select! {
+            report = &mut work => report,
+            never = renew => never,
+        }
+    }
+
+    async fn process_claimed(
+        &self,
+        claimed: Vec<StoredNotification>,
+        unfinished: &std::sync::Mutex<Vec<String>>,
+    ) -> Result<InboxReport, StorageError> {
         let mut report = InboxReport::default();
         for notification in claimed {
-            match self.process(&notification).await {
+            self.process_one(&notification, &mut report).await?;
+            unfinished
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .retain(|id| *id != notification.id);
+        }
+        Ok(report)
+    }
+
+    async fn process_one(
+        &self,
+        notification: &StoredNotification,
+        report: &mut InboxReport,
+    ) -> Result<(), StorageError> {
+        {
+            match self.process(notification).await {
                 Ok(outcome) => {
                     tracing::info!(platform = %notification.platform, kind = %notification.notification_type, %outcome, "notification processed");
                     metrics::counter!("iap_notifications_processed_total", "store" => notification.platform.as_str()).increment(1);
@@ -207,7 +252,7 @@ where
                 }
             }
         }
-        Ok(report)
+        Ok(())
     }
 
     #[tracing::instrument(name = "handle_notification", skip_all, fields(platform = %notification.platform, kind = %notification.notification_type, order_id))]

@@ -288,8 +288,10 @@ impl<S: OrderRepository + PaymentLedger> PurchaseVerification<S> {
         ))
     }
 
-    /// Verifies and records one purchase.
-    #[tracing::instrument(name = "verify_purchase", skip_all, fields(app_id = %cmd.app_id, platform = %cmd.proof.platform(), order_id), err(level = "info", Display))]
+    /// Verifies and records one purchase. Its span (and so the line logging a rejection) names
+    /// the order and, once the store answered, the store's transaction id, masked: enough for
+    /// support to tie the line to a ticket, never a usable token.
+    #[tracing::instrument(name = "verify_purchase", skip_all, fields(app_id = %cmd.app_id, platform = %cmd.proof.platform(), order_id = cmd.order_id.map(tracing::field::display), store_transaction_id), err(level = "info", Display))]
     pub async fn verify(&self, cmd: VerifyPurchase) -> Result<Verified, VerifyError> {
         let platform = cmd.proof.platform();
         let (app, verifier, ctx) = match self.store_check(&cmd.app_id, &cmd.proof) {
@@ -310,6 +312,12 @@ impl<S: OrderRepository + PaymentLedger> PurchaseVerification<S> {
                 return Err(e);
             }
         };
+        tracing::Span::current().record(
+            "store_transaction_id",
+            tracing::field::display(crate::usecases::admin::mask_token(
+                &purchase.store_transaction_id,
+            )),
+        );
         let buyer = Buyer {
             app_id: cmd.app_id.clone(),
             user_id: cmd.user_id.clone(),

@@ -21,6 +21,7 @@ pub struct Model {
     pub store_transaction_id: Option<String>,
     pub binding_reason: Option<String>,
     pub attempt: i32,
+    pub attempts_before_redelivery: i32,
     pub reject_reason: Option<String>,
     pub last_error: Option<String>,
     pub created_at: DateTimeUtc,

@@ -17,6 +17,8 @@ pub(crate) const APP: &str = "com.example.game";
 pub(crate) struct RunningVerifier {
     pub(crate) grpc: SocketAddr,
     pub(crate) http: SocketAddr,
+    /// `/metrics` (`verifier.metrics_listen`).
+    pub(crate) metrics: SocketAddr,
     pub(crate) channel: Channel,
     pub(crate) shutdown: Shutdown,
     pub(crate) task: tokio::task::JoinHandle<Result<(), iap_runtime::StartupError>>,
@@ -55,13 +57,16 @@ pub(crate) async fn start_with(settings: Settings) -> RunningVerifier {
     let catalog = Arc::new(settings.catalog().unwrap());
     let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let metrics = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (grpc_addr, http_addr) = (grpc.local_addr().unwrap(), http.local_addr().unwrap());
+    let metrics_addr = metrics.local_addr().unwrap();
     let shutdown = Shutdown::new();
     let stores = iap_verifier::store_verifiers(&settings).unwrap();
     let verifier = iap_verifier::Verifier::new(storage, catalog, stores);
-    let task = tokio::spawn(iap_verifier::serve(
+    let task = tokio::spawn(iap_verifier::serve_with_metrics(
         verifier,
         iap_verifier::Listeners { grpc, http },
+        Some(metrics),
         shutdown.clone(),
     ));
     let channel = Channel::from_shared(format!("http://{grpc_addr}"))
@@ -72,6 +77,7 @@ pub(crate) async fn start_with(settings: Settings) -> RunningVerifier {
     RunningVerifier {
         grpc: grpc_addr,
         http: http_addr,
+        metrics: metrics_addr,
         channel,
         shutdown,
         task,
