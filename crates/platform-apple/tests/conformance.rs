@@ -276,6 +276,7 @@ async fn the_verifier_checks_bundle_and_environment_after_the_chain() {
             let ctx = VerifyContext {
                 app_id: app,
                 product: None,
+                ledger: None,
             };
             verifier
                 .verify(ctx, &PurchaseProof::AppleSignedTransaction(jws))

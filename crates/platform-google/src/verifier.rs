@@ -288,6 +288,7 @@ pub(crate) fn product_purchase(
         subscription_status: None,
         subscription_group: None,
         raw: v2,
+        finish_withheld: false,
     })
 }
 
@@ -372,7 +373,62 @@ pub(crate) fn subscription_purchase(
         subscription_status,
         subscription_group: None,
         raw: v2,
+        finish_withheld: false,
     })
+}
+
+impl GoogleVerifier {
+    /// What Google says about the purchase a token names.
+    async fn ask(
+        &self,
+        app: &GoogleApp,
+        token: &str,
+        product: &ProductId,
+        subscription: bool,
+    ) -> Result<VerifiedPurchase, StoreError> {
+        if subscription {
+            let v2 = app.api.subscription_v2(&app.package, token).await?;
+            subscription_purchase(token, product, v2)
+        } else {
+            let v2 = app.api.product_v2(&app.package, token).await?;
+            product_purchase(token, product, v2)
+        }
+    }
+
+    /// The licence key refused `original_json`. Either the JSON is forged (then Google does not
+    /// know the purchase as the JSON describes it, and the refusal stands: `None`), or our key is
+    /// the wrong one — Google confirms the very purchase the JSON names (same token, product and
+    /// order id) — and refusing it for good would make the client finish a paid purchase: that
+    /// is our configuration's fault, reported as such. Google unreachable: nothing decided.
+    async fn forged_or_wrong_key(
+        &self,
+        app: &GoogleApp,
+        token: &str,
+        product: &ProductId,
+        subscription: bool,
+        signed: Option<&str>,
+    ) -> Option<StoreError> {
+        let purchase = match self.ask(app, token, product, subscription).await {
+            Ok(purchase) => purchase,
+            Err(e @ (StoreError::Unavailable { .. } | StoreError::Misconfigured(_))) => {
+                return Some(e);
+            }
+            Err(StoreError::Rejected { .. }) => return None,
+        };
+        let json: Value = serde_json::from_str(signed?).ok()?;
+        let same_order = match (json["orderId"].as_str(), purchase.store_order_id.as_deref()) {
+            (Some(claimed), Some(google)) => claimed == google,
+            (None, None) => true,
+            _ => false,
+        };
+        same_order.then(|| {
+            StoreError::Misconfigured(format!(
+                "the licence key (license_key_base64) of package {} does not verify a purchase \
+                 Google confirms: the key is the wrong one",
+                app.package
+            ))
+        })
+    }
 }
 
 #[async_trait]
@@ -405,28 +461,41 @@ impl PurchaseVerifier for GoogleVerifier {
         let app = self.apps.get(ctx.app_id).ok_or_else(|| {
             StoreError::Misconfigured(format!("no Google Play settings for app {}", ctx.app_id))
         })?;
-        if let Some(signed) = signed_data {
+        let subscription = ctx
+            .product
+            .is_some_and(|p| p.kind == ProductKind::AutoRenewable);
+        let local = signed_data.as_ref().map(|signed| {
             check_signed_data(
                 &app.package,
                 app.license_key.as_ref(),
                 signed,
                 purchase_token,
                 product_id,
-            )?;
+            )
+        });
+        match local {
+            Some(Err(StoreError::Rejected {
+                reason: RejectReason::SignatureInvalid,
+                code,
+                detail,
+            })) => {
+                // Forged, or our licence key is the wrong one: Google decides which.
+                let forged = StoreError::Rejected {
+                    reason: RejectReason::SignatureInvalid,
+                    code,
+                    detail,
+                };
+                let signed = signed_data.as_ref().map(|s| s.data.as_str());
+                return Err(self
+                    .forged_or_wrong_key(app, purchase_token, product_id, subscription, signed)
+                    .await
+                    .unwrap_or(forged));
+            }
+            Some(Err(refused)) => return Err(refused),
+            _ => {}
         }
-        let subscription = ctx
-            .product
-            .is_some_and(|p| p.kind == ProductKind::AutoRenewable);
-        if subscription {
-            let v2 = app
-                .api
-                .subscription_v2(&app.package, purchase_token)
-                .await?;
-            subscription_purchase(purchase_token, product_id, v2)
-        } else {
-            let v2 = app.api.product_v2(&app.package, purchase_token).await?;
-            product_purchase(purchase_token, product_id, v2)
-        }
+        self.ask(app, purchase_token, product_id, subscription)
+            .await
     }
     async fn subscription(
         &self,

@@ -114,6 +114,7 @@ impl Setup {
                 VerifyContext {
                     app_id: &self.app,
                     product: Some(&policy),
+                    ledger: None,
                 },
                 &proof,
             )

@@ -297,6 +297,26 @@ impl PaymentLedger for Storage {
         self.find_in(self.connection(), platform, id).await
     }
 
+    async fn recorded_among(
+        &self,
+        platform: Platform,
+        ids: &[String],
+    ) -> Result<Vec<String>, StorageError> {
+        use sea_orm::QuerySelect;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        store_transactions::Entity::find()
+            .select_only()
+            .column(store_transactions::Column::StoreTransactionId)
+            .filter(store_transactions::Column::Platform.eq(platform.as_str()))
+            .filter(store_transactions::Column::StoreTransactionId.is_in(ids.iter().cloned()))
+            .into_tuple::<String>()
+            .all(self.connection())
+            .await
+            .map_err(classify)
+    }
+
     async fn find_subscription_owner(
         &self,
         platform: Platform,
