@@ -395,11 +395,11 @@ impl GoogleVerifier {
         }
     }
 
-    /// The licence key refused `original_json`. Either the JSON is forged (then Google does not
-    /// know the purchase as the JSON describes it, and the refusal stands: `None`), or our key is
-    /// the wrong one — Google confirms the very purchase the JSON names (same token, product and
-    /// order id) — and refusing it for good would make the client finish a paid purchase: that
-    /// is our configuration's fault, reported as such. Google unreachable: nothing decided.
+    /// The licence key refused `original_json`. Either the JSON is forged or edited (then Google
+    /// does not know the purchase as the JSON describes it, and the refusal stands: `None`), or
+    /// our key is the wrong one — Google confirms the very purchase the JSON describes, field by
+    /// field — and refusing it for good would make the client finish a paid purchase: that is
+    /// our configuration's fault, reported as such. Google unreachable: nothing decided.
     async fn forged_or_wrong_key(
         &self,
         app: &GoogleApp,
@@ -416,12 +416,7 @@ impl GoogleVerifier {
             Err(StoreError::Rejected { .. }) => return None,
         };
         let json: Value = serde_json::from_str(signed?).ok()?;
-        let same_order = match (json["orderId"].as_str(), purchase.store_order_id.as_deref()) {
-            (Some(claimed), Some(google)) => claimed == google,
-            (None, None) => true,
-            _ => false,
-        };
-        same_order.then(|| {
+        genuine_json(&app.package, token, product, &json, &purchase).then(|| {
             StoreError::Misconfigured(format!(
                 "the licence key (license_key_base64) of package {} does not verify a purchase \
                  Google confirms: the key is the wrong one",
@@ -429,6 +424,55 @@ impl GoogleVerifier {
             ))
         })
     }
+}
+
+/// The keys `Purchase.getOriginalJson()` holds (platforms/google.md §4).
+const ORIGINAL_JSON_KEYS: &[&str] = &[
+    "orderId",
+    "packageName",
+    "productId",
+    "productIds",
+    "purchaseTime",
+    "purchaseState",
+    "purchaseToken",
+    "token",
+    "quantity",
+    "acknowledged",
+    "autoRenewing",
+    "obfuscatedAccountId",
+    "obfuscatedProfileId",
+    "developerPayload",
+];
+
+/// Whether `json` says exactly what Google says of the purchase: only Google's keys, and the
+/// same package, token, product, order, quantity, payment state and account ids. An edited JSON
+/// (a client changing what it bought) differs somewhere; a genuine one refused by the licence
+/// key means the key is the wrong one.
+fn genuine_json(
+    package: &str,
+    token: &str,
+    product: &ProductId,
+    json: &Value,
+    google: &VerifiedPurchase,
+) -> bool {
+    let Some(fields) = json.as_object() else {
+        return false;
+    };
+    let text = |key: &str| json[key].as_str();
+    let json_product = text("productId").or_else(|| json["productIds"][0].as_str());
+    let json_token = text("purchaseToken").or_else(|| text("token"));
+    let pending = json["purchaseState"].as_i64() == Some(4);
+    fields
+        .keys()
+        .all(|k| ORIGINAL_JSON_KEYS.contains(&k.as_str()))
+        && text("packageName") == Some(package)
+        && json_token == Some(token)
+        && json_product == Some(product.as_str())
+        && text("orderId") == google.store_order_id.as_deref()
+        && json["quantity"].as_u64().unwrap_or(1) == u64::from(google.quantity)
+        && pending == (google.status == PurchaseStatus::Pending)
+        && text("obfuscatedProfileId") == google.carried_order_id.as_deref()
+        && text("obfuscatedAccountId") == google.store_account_id.as_deref()
 }
 
 #[async_trait]
