@@ -326,9 +326,26 @@ pub(crate) fn subscription_purchase(
         }
         _ => (PurchaseStatus::Purchased, Some(SubscriptionStatus::Active)),
     };
-    // Each renewal is its own order: the order id, not the token, is the replay key.
-    let order_id =
-        string(&line["latestSuccessfulOrderId"]).or_else(|| string(&v2["latestOrderId"]));
+    // Each renewal is its own order: the order id of the paid period, not the token, is the
+    // replay key. In grace or on hold Google is still collecting the renewal, and the
+    // deprecated top-level `latestOrderId` names that unpaid order (as does
+    // `renewalDeclined.pendingOrderId`): only `latestSuccessfulOrderId` names a paid period
+    // there, and without it nothing is paid to grant.
+    let collecting = matches!(
+        state,
+        "SUBSCRIPTION_STATE_IN_GRACE_PERIOD" | "SUBSCRIPTION_STATE_ON_HOLD"
+    );
+    let pending_order =
+        string(&v2["inGracePeriodStateContext"]["renewalDeclined"]["pendingOrderId"])
+            .or_else(|| string(&v2["onHoldStateContext"]["renewalDeclined"]["pendingOrderId"]));
+    let order_id = string(&line["latestSuccessfulOrderId"]).or_else(|| {
+        string(&v2["latestOrderId"]).filter(|id| !collecting && pending_order.as_ref() != Some(id))
+    });
+    let status = if collecting && order_id.is_none() {
+        PurchaseStatus::Pending
+    } else {
+        status
+    };
     let price = {
         let price = &line["autoRenewingPlan"]["recurringPrice"];
         // A price beyond i64 micros is no price Google sends; it is dropped, not wrapped.
@@ -601,7 +618,9 @@ fn subscription_snapshot(
         .unwrap_or(Value::Null);
     let latest = subscription_purchase(token, &product, v2)?;
     let state = match (&latest.status, latest.subscription_status) {
-        (PurchaseStatus::Purchased, Some(status)) => status.into(),
+        // Pending with a status: in grace or on hold with no paid period named (nothing to
+        // grant), the entitlement still as Google says.
+        (PurchaseStatus::Purchased | PurchaseStatus::Pending, Some(status)) => status.into(),
         (PurchaseStatus::Refunded { .. }, _) => SubscriptionState::Revoked,
         // Pending, or a pending purchase cancelled: no entitlement.
         _ => SubscriptionState::Expired,
@@ -1062,5 +1081,59 @@ impl iap_domain::reconciliation::StoreHistory for GoogleVerifier {
                 return Ok(changes);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn in_state(state: &str, successful: Option<&str>) -> Value {
+        let mut line = serde_json::json!({
+            "productId": "vip_monthly",
+            "expiryTime": "2099-01-01T00:00:00Z",
+        });
+        if let Some(id) = successful {
+            line["latestSuccessfulOrderId"] = serde_json::json!(id);
+        }
+        serde_json::json!({
+            "subscriptionState": state,
+            "startTime": "2026-01-01T00:00:00Z",
+            // Deprecated, still sent: the newest order, here the renewal Google is collecting.
+            "latestOrderId": "GPA.1111-2222-3333-44444..1",
+            "inGracePeriodStateContext": { "renewalDeclined": { "pendingOrderId": "GPA.1111-2222-3333-44444..1" } },
+            "lineItems": [line],
+        })
+    }
+
+    #[test]
+    fn in_grace_or_on_hold_the_unpaid_renewal_order_is_never_the_period_granted() {
+        let product = ProductId::parse("vip_monthly").unwrap();
+        for state in [
+            "SUBSCRIPTION_STATE_IN_GRACE_PERIOD",
+            "SUBSCRIPTION_STATE_ON_HOLD",
+        ] {
+            // The paid period is the one named.
+            let paid = subscription_purchase(
+                "tok",
+                &product,
+                in_state(state, Some("GPA.1111-2222-3333-44444")),
+            )
+            .unwrap();
+            assert_eq!(paid.store_transaction_id, "GPA.1111-2222-3333-44444");
+            // No paid period named: the unpaid renewal is not taken for one.
+            let unpaid = subscription_purchase("tok", &product, in_state(state, None)).unwrap();
+            assert_ne!(unpaid.store_transaction_id, "GPA.1111-2222-3333-44444..1");
+            assert_eq!(unpaid.status, PurchaseStatus::Pending, "{state}");
+        }
+        // Active (the renewal collected), the latest order is the paid one.
+        let mut renewed = in_state("SUBSCRIPTION_STATE_ACTIVE", None);
+        renewed
+            .as_object_mut()
+            .unwrap()
+            .remove("inGracePeriodStateContext");
+        let active = subscription_purchase("tok", &product, renewed).unwrap();
+        assert_eq!(active.store_transaction_id, "GPA.1111-2222-3333-44444..1");
+        assert_eq!(active.status, PurchaseStatus::Purchased);
     }
 }
