@@ -20,6 +20,7 @@ mod m20261128_000010_subscription_versions;
 mod m20261201_000015_refund_marks;
 mod m20261202_000012_notification_rejections;
 mod m20261202_000014_unclaimed_purchases;
+mod m20261202_000016_finish_apple_period_keys;
 
 /// Every migration, oldest first.
 #[derive(Debug)]
@@ -42,6 +43,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000015_refund_marks::Migration),
             Box::new(m20261202_000012_notification_rejections::Migration),
             Box::new(m20261202_000014_unclaimed_purchases::Migration),
+            Box::new(m20261202_000016_finish_apple_period_keys::Migration),
         ]
     }
 }

@@ -248,7 +248,12 @@ impl AppleVerifier {
             store_transaction_id: transaction_id,
             original_transaction_id: payload.original_transaction_id.clone(),
             purchase_token: None,
-            store_order_id: None,
+            // An auto-renewable period's id across devices and restores (the replay key of the
+            // period, checked next to the transaction id).
+            store_order_id: payload
+                .web_order_line_item_id
+                .clone()
+                .filter(|id| !id.is_empty()),
             product_id,
             quantity: payload.quantity.unwrap_or(1).max(1),
             status,
@@ -393,7 +398,7 @@ pub(crate) fn receipt_purchase(
         store_transaction_id: transaction,
         original_transaction_id: text("original_transaction_id"),
         purchase_token: None,
-        store_order_id: None,
+        store_order_id: text("web_order_line_item_id"),
         product_id,
         quantity: text("quantity")
             .and_then(|q| q.parse().ok())

@@ -83,3 +83,61 @@ async fn two_unfinished_consumables_in_one_receipt_are_both_granted_one_each() {
     assert_eq!(w.game.ledger().balance(APP, "finn", "gems_100"), 2);
     assert_eq!(w.count("store_transactions", "platform = 'apple'").await, 2);
 }
+
+/// A StoreKit 1 restore on a new device: the App Store gives the subscription's current period
+/// a new transaction id, with the same `web_order_line_item_id`. The period was granted once;
+/// the restored transaction is recognised as the same period and grants nothing more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_with_a_new_transaction_id_for_the_same_period_is_no_second_grant() {
+    let w = World::start_with_redis(None).await;
+    let bought = buy(&w, "vip_monthly", "Auto-Renewable Subscription").await;
+    let signed = |made: &Value| pb::VerifyPurchaseRequest {
+        app_id: APP.into(),
+        user_id: "gus".into(),
+        order_id: String::new(),
+        purchase: Some(pb::verify_purchase_request::Purchase::Apple(
+            pb::ApplePurchase {
+                proof: Some(pb::apple_purchase::Proof::SignedTransaction(
+                    made["signed_transaction"].as_str().unwrap().into(),
+                )),
+                ..Default::default()
+            },
+        )),
+    };
+    let first = w.verify(signed(&bought)).await.unwrap();
+    assert!(!first.already_recorded);
+
+    let original = bought["original_transaction_id"].as_str().unwrap();
+    let restored = w
+        .store
+        .post_json(
+            &format!("/emulator/apple/subscriptions/{original}/restore"),
+            json!({}),
+        )
+        .await;
+    assert_ne!(restored["transaction_id"], bought["transaction_id"]);
+    let again = w.verify(signed(&restored)).await.unwrap();
+    assert!(again.already_recorded, "the same period");
+    assert_eq!(again.order.unwrap().order_id, first.order.unwrap().order_id);
+    // The legacy receipt of the new device, naming the restored transaction: the same answer.
+    let by_receipt = w
+        .verify(pb::VerifyPurchaseRequest {
+            purchase: Some(pb::verify_purchase_request::Purchase::Apple(
+                pb::ApplePurchase {
+                    proof: Some(pb::apple_purchase::Proof::ReceiptData(
+                        restored["receipt_data"].as_str().unwrap().into(),
+                    )),
+                    product_id: "vip_monthly".into(),
+                    receipt_transaction_id: restored["transaction_id"].as_str().unwrap().into(),
+                },
+            )),
+            ..signed(&restored)
+        })
+        .await
+        .unwrap();
+    assert!(by_receipt.already_recorded);
+
+    w.sweep_until_quiet(5).await;
+    assert_eq!(w.game.ledger().balance(APP, "gus", "vip_monthly"), 1);
+    assert_eq!(w.count("store_transactions", "platform = 'apple'").await, 1);
+}
