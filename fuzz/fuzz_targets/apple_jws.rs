@@ -72,6 +72,7 @@ fuzz_target!(|data: &[u8]| {
     let ctx = VerifyContext {
         app_id: &APP,
         product: None,
+        ledger: None,
     };
     let proof = PurchaseProof::AppleSignedTransaction(jws.to_owned());
     if let Ok(purchase) = block_on(VERIFIER.verify(ctx, &proof)) {

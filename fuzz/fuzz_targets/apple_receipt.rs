@@ -29,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
         transaction_id,
         product.as_ref().map(ProductId::as_str),
     );
-    if let Some(entry) = picked {
+    for entry in picked.iter().flat_map(|pick| pick.entries()) {
         let listed = reply["receipt"]["in_app"]
             .as_array()
             .into_iter()

@@ -20,6 +20,7 @@ mod m20261128_000010_subscription_versions;
 mod m20261201_000015_refund_marks;
 mod m20261202_000012_notification_rejections;
 mod m20261202_000014_unclaimed_purchases;
+mod m20261202_000016_finish_apple_period_keys;
 mod m20261202_000016_ops_redelivery_series;
 mod m20261202_000016_refunds_partial_revocations;
 mod m20261202_000017_ops_unbounded_store_ids;
@@ -48,6 +49,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000016_refunds_partial_revocations::Migration),
             Box::new(m20261202_000016_ops_redelivery_series::Migration),
             Box::new(m20261202_000017_ops_unbounded_store_ids::Migration),
+            Box::new(m20261202_000016_finish_apple_period_keys::Migration),
         ]
     }
 }

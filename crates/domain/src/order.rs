@@ -257,17 +257,28 @@ text_enum!(
 );
 
 impl RejectReason {
-    /// Whether a client may finish the store transaction after this rejection: true when no
-    /// retry could ever succeed. A pending payment may still complete, and a store that does not
-    /// know the purchase yet may learn it, so those keep the transaction open. A price that
-    /// differs from the order's is also left open: the purchase stays visible to operators, and
-    /// Google and Huawei refund a purchase that is never acknowledged, so the player is not
-    /// charged for something the game refused.
+    /// Whether a client may finish the store transaction after this rejection. Finishing tells
+    /// the store the purchase is done: the store stops offering it again, so a paid purchase
+    /// finished without being recorded is lost. The rule: finish only when the purchase is
+    /// recorded (and granted to someone), or the store itself says it is not paid, refunded,
+    /// not authentic or not this app's. Everything else keeps the transaction open, so a later
+    /// retry (a fixed request, a catalog that has the product, a store that knows the purchase)
+    /// still grants it. The table, with the why of each row, is in docs/client-integration.md.
     pub fn finishes_transaction(self) -> bool {
-        !matches!(
-            self,
-            RejectReason::Pending | RejectReason::NotFoundAtStore | RejectReason::PriceMismatch
-        )
+        use RejectReason::*;
+        match self {
+            // Recorded, and granted to the user it belongs to.
+            ReplayedForOtherUser | OrderMismatch => true,
+            // The store's own word: not paid, taken back, not authentic, another app's, test
+            // money of a user who may not spend it here, a period that is over.
+            NotPaid | Refunded | SignatureInvalid | BundleMismatch | EnvironmentMismatch
+            | SandboxNotAllowed | Expired => true,
+            // Nothing the store said rules the purchase out: the request did not fit (another
+            // product, an unreadable proof), the catalog lacks the product yet, the payment or
+            // the store's record of it is not complete, the price differs from the order's.
+            Malformed | ProductMismatch | UnknownProduct | Pending | NotFoundAtStore
+            | PriceMismatch => false,
+        }
     }
 }
 

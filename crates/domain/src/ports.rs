@@ -95,12 +95,25 @@ impl StoreError {
 }
 
 /// What a verifier needs besides the proof.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct VerifyContext<'a> {
     /// The app the purchase is claimed for.
     pub app_id: &'a AppId,
     /// The catalog entry of the product the proof names, when the proof names one.
     pub product: Option<&'a ProductPolicy>,
+    /// The payment ledger, for a proof that names several transactions (a legacy receipt
+    /// without a transaction id) and must be resolved to one not yet recorded.
+    pub ledger: Option<&'a dyn PaymentLedger>,
+}
+
+impl std::fmt::Debug for VerifyContext<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifyContext")
+            .field("app_id", &self.app_id)
+            .field("product", &self.product)
+            .field("ledger", &self.ledger.is_some())
+            .finish()
+    }
 }
 
 /// Checks a proof of purchase with one store (signature, chain, app identity, store API) and
@@ -340,6 +353,23 @@ pub trait PaymentLedger: Send + Sync {
         platform: Platform,
         store_transaction_id: &str,
     ) -> Result<Option<RecordedPurchase>, StorageError>;
+
+    /// Which of `ids` (store transaction ids of one store) are recorded already: a legacy
+    /// receipt verified without a transaction id is resolved to its oldest transaction not yet
+    /// recorded. One lookup per id unless the ledger does better.
+    async fn recorded_among(
+        &self,
+        platform: Platform,
+        ids: &[String],
+    ) -> Result<Vec<String>, StorageError> {
+        let mut recorded = Vec::new();
+        for id in ids {
+            if self.find_purchase(platform, id).await?.is_some() {
+                recorded.push(id.clone());
+            }
+        }
+        Ok(recorded)
+    }
 
     /// Who owns the subscription with this store key (see
     /// [`crate::subscriptions::subscription_key`]): a later period of it is a renewal of theirs.

@@ -158,4 +158,9 @@ pub struct VerifiedPurchase {
     pub subscription_group: Option<String>,
     /// The decoded, verified payload as the store sent it, kept for audit.
     pub raw: serde_json::Value,
+    /// The client must not finish the store transaction even once this purchase is recorded:
+    /// the proof holds further paid transactions not yet recorded (a legacy receipt verified
+    /// without a transaction id), and the client cannot tell which one the answer is about.
+    #[serde(default)]
+    pub finish_withheld: bool,
 }

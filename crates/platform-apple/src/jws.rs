@@ -102,6 +102,10 @@ pub enum JwsError {
     /// The intermediate is not signed by a trusted root.
     #[error("the chain does not end at a trusted root")]
     UntrustedRoot,
+    /// A genuine Apple signature (the whole chain up to Apple Root CA - G3 and the signature
+    /// verify) that our trust settings leave out: our configuration, not the purchase, is wrong.
+    #[error("the data is signed by Apple Root CA - G3, which the app's trust settings leave out")]
+    AppleRootNotTrusted,
     /// A certificate signature in the chain does not verify, or the intermediate is no CA.
     #[error("the certificate chain does not verify: {0}")]
     ChainInvalid(&'static str),
@@ -129,6 +133,7 @@ impl JwsError {
             JwsError::X5cLength(_) => "x5c_length",
             JwsError::CertificateMalformed { .. } => "certificate_malformed",
             JwsError::UntrustedRoot => "untrusted_root",
+            JwsError::AppleRootNotTrusted => "apple_root_not_trusted",
             JwsError::ChainInvalid(_) => "chain_signature_invalid",
             JwsError::AppleOidMissing(_) => "apple_oid_missing",
             JwsError::CertificateExpired => "certificate_expired",
@@ -139,8 +144,17 @@ impl JwsError {
 }
 
 impl From<JwsError> for StoreError {
+    /// A forged or broken signature is the data's fault (`SIGNATURE_INVALID`: not Apple's, the
+    /// client may finish it); Apple's own signature refused by our trust settings is ours
+    /// (misconfigured: the purchase is kept open until the settings are fixed).
     fn from(err: JwsError) -> Self {
         let reason = match err {
+            JwsError::AppleRootNotTrusted => {
+                return StoreError::Misconfigured(format!(
+                    "{err}: set trust_apple_root = true ({})",
+                    err.code()
+                ));
+            }
             JwsError::Malformed(_) => RejectReason::Malformed,
             _ => RejectReason::SignatureInvalid,
         };
@@ -167,6 +181,12 @@ struct Header {
 #[serde(rename_all = "camelCase")]
 struct SignedDate {
     signed_date: Option<f64>,
+}
+
+/// Whether `der` is Apple Root CA - G3 (by the SHA-256 of its DER).
+fn is_apple_root(der: &[u8]) -> bool {
+    let digest: [u8; 32] = Sha256::digest(der).into();
+    hex::encode(digest) == APPLE_ROOT_CA_G3_SHA256
 }
 
 fn parse(index: usize, der: &[u8]) -> Result<X509Certificate<'_>, JwsError> {
@@ -253,16 +273,28 @@ pub fn verify<T: DeserializeOwned>(
     if presented_root_pinned {
         candidates.push(&chain_der[2]);
     }
-    let root_der = candidates
-        .into_iter()
-        .find(|der| {
-            X509Certificate::from_der(der).is_ok_and(|(_, root)| {
-                intermediate
-                    .verify_signature(Some(root.public_key()))
-                    .is_ok()
-            })
+    let signs_intermediate = |der: &[u8]| {
+        X509Certificate::from_der(der).is_ok_and(|(_, root)| {
+            intermediate
+                .verify_signature(Some(root.public_key()))
+                .is_ok()
         })
-        .ok_or(JwsError::UntrustedRoot)?;
+    };
+    let root_der = match candidates.into_iter().find(|der| signs_intermediate(der)) {
+        Some(der) => der,
+        // Apple's own root, left out of our trust: verified to the end as if trusted, so that
+        // a genuine Apple signature is told apart from a forgery that copies Apple's public
+        // certificates. The first is our configuration's fault, the second the data's.
+        None if is_apple_root(&chain_der[2]) && signs_intermediate(&chain_der[2]) => {
+            let as_if_trusted = ChainTrust {
+                roots: vec![chain_der[2].clone()],
+                pinned: Vec::new(),
+            };
+            verify::<serde_json::Value>(jws, &as_if_trusted, now_ms)?;
+            return Err(JwsError::AppleRootNotTrusted);
+        }
+        None => return Err(JwsError::UntrustedRoot),
+    };
     let root = parse(2, root_der)?;
 
     if !intermediate.is_ca() {

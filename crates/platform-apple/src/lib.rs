@@ -31,7 +31,7 @@ pub mod fuzzing {
         product: Option<&ProductId>,
         transaction_id: Option<&str>,
     ) -> Result<VerifiedPurchase, StoreError> {
-        crate::verifier::receipt_purchase(bundle_id, reply, product, transaction_id)
+        crate::verifier::receipt_purchase(bundle_id, reply, product, transaction_id, &[])
     }
 
     /// Whether a verifyReceipt status (and its `is-retryable` flag) is retried.

@@ -162,16 +162,11 @@ impl ReceiptClient {
     }
 }
 
-/// Picks the transaction a verification is about from a verifyReceipt answer: the one with the
-/// given id, else the newest of the given product, else the only one. Both `in_app` and
-/// `latest_receipt_info` are searched (the latter lacks finished consumables, the former may
-/// lack renewals).
-pub fn pick_transaction<'a>(
-    reply: &'a Value,
-    transaction_id: Option<&str>,
-    product_id: Option<&str>,
-) -> Option<&'a Value> {
-    let entries: Vec<&Value> = reply["receipt"]["in_app"]
+/// Every transaction of a verifyReceipt answer: `in_app` and `latest_receipt_info` (the latter
+/// lacks finished consumables, the former may lack renewals), one entry per transaction id.
+fn entries(reply: &Value) -> Vec<&Value> {
+    let mut seen = std::collections::HashSet::new();
+    reply["receipt"]["in_app"]
         .as_array()
         .into_iter()
         .flatten()
@@ -181,31 +176,74 @@ pub fn pick_transaction<'a>(
                 .into_iter()
                 .flatten(),
         )
-        .collect();
-    if let Some(id) = transaction_id {
-        return entries.into_iter().find(|e| e["transaction_id"] == id);
+        .filter(|e| seen.insert(e["transaction_id"].as_str().unwrap_or_default().to_owned()))
+        .collect()
+}
+
+fn purchase_ms(entry: &Value) -> i64 {
+    entry["purchase_date_ms"]
+        .as_str()
+        .and_then(|s| s.parse::<i64>().ok())
+        .unwrap_or(0)
+}
+
+/// What a verification picks from a verifyReceipt answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Pick<'a> {
+    /// This transaction.
+    One(&'a Value),
+    /// Several transactions of the product could be meant (no transaction id was given): the
+    /// caller picks among them, oldest first, by what is recorded already.
+    Candidates(Vec<&'a Value>),
+}
+
+impl<'a> Pick<'a> {
+    /// The transactions picked, oldest first.
+    pub fn entries(&self) -> Vec<&'a Value> {
+        match self {
+            Pick::One(entry) => vec![entry],
+            Pick::Candidates(entries) => entries.clone(),
+        }
     }
-    let purchase_ms = |e: &Value| {
-        e["purchase_date_ms"]
-            .as_str()
-            .and_then(|s| s.parse::<i64>().ok())
-            .unwrap_or(0)
-    };
-    if let Some(product) = product_id {
+}
+
+/// Picks the transaction a verification is about: the one with the given id; else, for a
+/// product, its subscription period that is newest (a subscription's current period), or —
+/// for a product bought again and again, with no periods — every transaction of it, oldest
+/// first, for the caller to take the oldest not yet recorded (the newest would leave an older
+/// unfinished one to be finished unrecorded); else the only transaction.
+pub fn pick_transaction<'a>(
+    reply: &'a Value,
+    transaction_id: Option<&str>,
+    product_id: Option<&str>,
+) -> Option<Pick<'a>> {
+    let entries = entries(reply);
+    if let Some(id) = transaction_id {
         return entries
             .into_iter()
-            .filter(|e| e["product_id"] == product)
-            .max_by_key(|e| purchase_ms(e));
+            .find(|e| e["transaction_id"] == id)
+            .map(Pick::One);
     }
-    let mut ids: Vec<&str> = entries
-        .iter()
-        .filter_map(|e| e["transaction_id"].as_str())
-        .collect();
-    ids.sort_unstable();
-    ids.dedup();
-    if ids.len() == 1 {
-        entries.into_iter().next()
-    } else {
-        None
+    if let Some(product) = product_id {
+        let mut of_product: Vec<&Value> = entries
+            .into_iter()
+            .filter(|e| e["product_id"] == product)
+            .collect();
+        of_product.sort_by_key(|e| purchase_ms(e));
+        if of_product
+            .iter()
+            .any(|e| e.get("expires_date_ms").is_some())
+        {
+            return of_product.last().copied().map(Pick::One);
+        }
+        return match of_product.len() {
+            0 => None,
+            1 => Some(Pick::One(of_product[0])),
+            _ => Some(Pick::Candidates(of_product)),
+        };
+    }
+    match entries.as_slice() {
+        [only] => Some(Pick::One(only)),
+        _ => None,
     }
 }

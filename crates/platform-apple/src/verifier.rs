@@ -16,7 +16,7 @@ use iap_domain::{AppId, Money, Platform, ProductId, ProductKind, RejectReason};
 
 use crate::jws::{self, ChainTrust};
 use crate::model::{RenewalInfoPayload, TransactionPayload};
-use crate::receipt::{ReceiptClient, pick_transaction};
+use crate::receipt::{Pick, ReceiptClient, pick_transaction};
 
 /// `[apps.<app_id>.apple]`: one app's App Store settings.
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
@@ -276,7 +276,12 @@ impl AppleVerifier {
             store_transaction_id: transaction_id,
             original_transaction_id: payload.original_transaction_id.clone(),
             purchase_token: None,
-            store_order_id: None,
+            // An auto-renewable period's id across devices and restores (the replay key of the
+            // period, checked next to the transaction id).
+            store_order_id: payload
+                .web_order_line_item_id
+                .clone()
+                .filter(|id| !id.is_empty()),
             product_id,
             quantity: payload.quantity.unwrap_or(1).max(1),
             status,
@@ -298,6 +303,7 @@ impl AppleVerifier {
             subscription_status: None,
             subscription_group: payload.subscription_group_identifier,
             raw: verified.payload,
+            finish_withheld: false,
         })
     }
 }
@@ -309,21 +315,44 @@ impl AppleVerifier {
         receipt: &str,
         product: Option<&ProductId>,
         transaction_id: Option<&str>,
+        ledger: Option<&dyn iap_domain::ports::PaymentLedger>,
     ) -> Result<VerifiedPurchase, StoreError> {
         let reply = app
             .receipts
             .verify(receipt, app.shared_secret.as_deref())
             .await?;
-        receipt_purchase(&app.bundle_id, &reply, product, transaction_id)
+        // Several transactions the client may mean: which of them are recorded already.
+        let candidates: Vec<String> =
+            match pick_transaction(&reply, transaction_id, product.map(ProductId::as_str)) {
+                Some(Pick::Candidates(entries)) => entries
+                    .iter()
+                    .filter_map(|e| e["transaction_id"].as_str().map(str::to_owned))
+                    .collect(),
+                _ => Vec::new(),
+            };
+        let recorded = match ledger {
+            Some(ledger) if !candidates.is_empty() => ledger
+                .recorded_among(Platform::Apple, &candidates)
+                .await
+                .map_err(|e| StoreError::unavailable(format!("recorded transactions: {e}")))?,
+            _ => Vec::new(),
+        };
+        receipt_purchase(&app.bundle_id, &reply, product, transaction_id, &recorded)
     }
 }
 
 /// Maps a verifyReceipt answer (status 0 or 21006) to the purchase it proves for `bundle_id`.
+/// Without a transaction id, of several transactions of the product the oldest paid one not in
+/// `recorded` is taken — two unfinished consumables are granted one each, oldest first — and
+/// while another such one remains, the client is told not to finish (it cannot know which of
+/// its transactions the answer is about). When every one is recorded or refunded, the newest
+/// answers (a retry, or a refund).
 pub(crate) fn receipt_purchase(
     bundle_id: &str,
     reply: &serde_json::Value,
     product: Option<&ProductId>,
     transaction_id: Option<&str>,
+    recorded: &[String],
 ) -> Result<VerifiedPurchase, StoreError> {
     if reply["receipt"]["bundle_id"] != bundle_id {
         return Err(StoreError::rejected(
@@ -336,14 +365,32 @@ pub(crate) fn receipt_purchase(
         Some("Production") => iap_domain::Environment::Production,
         _ => iap_domain::Environment::Sandbox,
     };
-    let entry = pick_transaction(reply, transaction_id, product.map(ProductId::as_str))
-        .ok_or_else(|| {
-            StoreError::rejected(
-                RejectReason::NotFoundAtStore,
-                "transaction_not_in_receipt",
-                "the receipt holds no matching transaction",
-            )
-        })?;
+    let not_found = || {
+        StoreError::rejected(
+            RejectReason::NotFoundAtStore,
+            "transaction_not_in_receipt",
+            "the receipt holds no matching transaction",
+        )
+    };
+    let (entry, finish_withheld) =
+        match pick_transaction(reply, transaction_id, product.map(ProductId::as_str)) {
+            None => return Err(not_found()),
+            Some(Pick::One(entry)) => (entry, false),
+            Some(Pick::Candidates(entries)) => {
+                let open: Vec<&serde_json::Value> = entries
+                    .iter()
+                    .copied()
+                    .filter(|e| {
+                        e.get("cancellation_date_ms").is_none()
+                            && !recorded.iter().any(|id| e["transaction_id"] == id.as_str())
+                    })
+                    .collect();
+                match open.first() {
+                    Some(oldest) => (*oldest, open.len() > 1),
+                    None => (*entries.last().ok_or_else(not_found)?, false),
+                }
+            }
+        };
     let text = |field: &str| {
         entry[field]
             .as_str()
@@ -378,7 +425,7 @@ pub(crate) fn receipt_purchase(
         store_transaction_id: transaction,
         original_transaction_id: text("original_transaction_id"),
         purchase_token: None,
-        store_order_id: None,
+        store_order_id: text("web_order_line_item_id"),
         product_id,
         quantity: text("quantity")
             .and_then(|q| q.parse().ok())
@@ -399,6 +446,7 @@ pub(crate) fn receipt_purchase(
         subscription_status: None,
         subscription_group: text("subscription_group_identifier"),
         raw: entry.clone(),
+        finish_withheld,
     })
 }
 
@@ -438,6 +486,7 @@ impl PurchaseVerifier for AppleVerifier {
                     receipt_data,
                     product_id.as_ref(),
                     transaction_id.as_deref(),
+                    ctx.ledger,
                 )
                 .await
             }

@@ -7,6 +7,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
 use sha2::Digest;
 
+use iap_domain::ports::StoreError;
 use iap_platform_apple::jws::{self, APPLE_ROOT_CA_G3_SHA256, ChainTrust, JwsError};
 use iap_platform_apple::model::{NotificationPayload, RenewalInfoPayload, TransactionPayload};
 
@@ -127,8 +128,27 @@ fn the_real_notification_verifies_only_under_the_real_root() {
     );
     assert_eq!(verified.signed_date_ms, Some(1_757_035_472_686));
 
+    // Apple's genuine signature under trust settings that leave Apple's root out: our
+    // configuration is wrong, not the data (a misconfiguration, never SIGNATURE_INVALID).
     let err = jws::verify::<NotificationPayload>(&jws, &test_trust(), NOW_MS).unwrap_err();
-    assert_eq!(err, JwsError::UntrustedRoot);
+    assert_eq!(err, JwsError::AppleRootNotTrusted);
+    assert!(matches!(
+        StoreError::from(err),
+        StoreError::Misconfigured(_)
+    ));
+    // The same chain over an edited payload is a forgery whatever the settings.
+    let mut parts: Vec<String> = jws.split('.').map(str::to_owned).collect();
+    let payload = URL_SAFE_NO_PAD.decode(&parts[1]).unwrap();
+    let edited = String::from_utf8(payload)
+        .unwrap()
+        .replace("TEST", "REFUND");
+    parts[1] = URL_SAFE_NO_PAD.encode(edited);
+    let forged = parts.join(".");
+    for trust in [test_trust(), ChainTrust::default()] {
+        let err = jws::verify::<NotificationPayload>(&forged, &trust, NOW_MS).unwrap_err();
+        assert_eq!(err, JwsError::SignatureInvalid);
+    }
+    // A chain ending at a root that is not Apple's stays untrusted.
     // Apple's test vectors do not pass under the default (real) trust either.
     let err = jws::verify::<Value>(
         &text("official-test/transactionInfo"),
@@ -277,6 +297,7 @@ async fn the_verifier_checks_bundle_and_environment_after_the_chain() {
             let ctx = VerifyContext {
                 app_id: app,
                 product: None,
+                ledger: None,
             };
             verifier
                 .verify(ctx, &PurchaseProof::AppleSignedTransaction(jws))

@@ -132,6 +132,7 @@ async fn legacy_receipts_go_through_verify_receipt() {
     let ctx = VerifyContext {
         app_id: &app,
         product: None,
+        ledger: None,
     };
     let receipt =
         |made: &serde_json::Value, id: Option<&serde_json::Value>| PurchaseProof::AppleReceipt {
@@ -271,6 +272,7 @@ async fn transaction_ids_are_looked_up_with_the_server_api() {
     let ctx = VerifyContext {
         app_id: &app,
         product: None,
+        ledger: None,
     };
     let verified = verifier
         .verify(ctx.clone(), &PurchaseProof::AppleTransactionId(id.clone()))

@@ -344,7 +344,7 @@ proptest! {
             "latest_receipt_info": latest,
         });
         let picked = pick_transaction(&reply, transaction_id.as_deref(), product_id.as_deref());
-        if let Some(entry) = picked {
+        for entry in picked.iter().flat_map(|pick| pick.entries()) {
             // Only ever an entry of the answer, and one that matches what was asked for.
             let listed = reply["receipt"]["in_app"].as_array().unwrap().iter()
                 .chain(reply["latest_receipt_info"].as_array().unwrap())

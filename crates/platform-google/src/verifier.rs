@@ -289,6 +289,7 @@ pub(crate) fn product_purchase(
         subscription_status: None,
         subscription_group: None,
         raw: v2,
+        finish_withheld: false,
     })
 }
 
@@ -326,9 +327,26 @@ pub(crate) fn subscription_purchase(
         }
         _ => (PurchaseStatus::Purchased, Some(SubscriptionStatus::Active)),
     };
-    // Each renewal is its own order: the order id, not the token, is the replay key.
-    let order_id =
-        string(&line["latestSuccessfulOrderId"]).or_else(|| string(&v2["latestOrderId"]));
+    // Each renewal is its own order: the order id of the paid period, not the token, is the
+    // replay key. In grace or on hold Google is still collecting the renewal, and the
+    // deprecated top-level `latestOrderId` names that unpaid order (as does
+    // `renewalDeclined.pendingOrderId`): only `latestSuccessfulOrderId` names a paid period
+    // there, and without it nothing is paid to grant.
+    let collecting = matches!(
+        state,
+        "SUBSCRIPTION_STATE_IN_GRACE_PERIOD" | "SUBSCRIPTION_STATE_ON_HOLD"
+    );
+    let pending_order =
+        string(&v2["inGracePeriodStateContext"]["renewalDeclined"]["pendingOrderId"])
+            .or_else(|| string(&v2["onHoldStateContext"]["renewalDeclined"]["pendingOrderId"]));
+    let order_id = string(&line["latestSuccessfulOrderId"]).or_else(|| {
+        string(&v2["latestOrderId"]).filter(|id| !collecting && pending_order.as_ref() != Some(id))
+    });
+    let status = if collecting && order_id.is_none() {
+        PurchaseStatus::Pending
+    } else {
+        status
+    };
     let price = {
         let price = &line["autoRenewingPlan"]["recurringPrice"];
         // A price beyond i64 micros is no price Google sends; it is dropped, not wrapped.
@@ -376,7 +394,106 @@ pub(crate) fn subscription_purchase(
         subscription_status,
         subscription_group: None,
         raw: v2,
+        finish_withheld: false,
     })
+}
+
+impl GoogleVerifier {
+    /// What Google says about the purchase a token names.
+    async fn ask(
+        &self,
+        app: &GoogleApp,
+        token: &str,
+        product: &ProductId,
+        subscription: bool,
+    ) -> Result<VerifiedPurchase, StoreError> {
+        if subscription {
+            let v2 = app.api.subscription_v2(&app.package, token).await?;
+            subscription_purchase(token, product, v2)
+        } else {
+            let v2 = app.api.product_v2(&app.package, token).await?;
+            product_purchase(token, product, v2)
+        }
+    }
+
+    /// The licence key refused `original_json`. Either the JSON is forged or edited (then Google
+    /// does not know the purchase as the JSON describes it, and the refusal stands: `None`), or
+    /// our key is the wrong one — Google confirms the very purchase the JSON describes, field by
+    /// field — and refusing it for good would make the client finish a paid purchase: that is
+    /// our configuration's fault, reported as such. Google unreachable: nothing decided.
+    async fn forged_or_wrong_key(
+        &self,
+        app: &GoogleApp,
+        token: &str,
+        product: &ProductId,
+        subscription: bool,
+        signed: Option<&str>,
+    ) -> Option<StoreError> {
+        let purchase = match self.ask(app, token, product, subscription).await {
+            Ok(purchase) => purchase,
+            Err(e @ (StoreError::Unavailable { .. } | StoreError::Misconfigured(_))) => {
+                return Some(e);
+            }
+            Err(StoreError::Rejected { .. }) => return None,
+        };
+        let json: Value = serde_json::from_str(signed?).ok()?;
+        genuine_json(&app.package, token, product, &json, &purchase).then(|| {
+            StoreError::Misconfigured(format!(
+                "the licence key (license_key_base64) of package {} does not verify a purchase \
+                 Google confirms: the key is the wrong one",
+                app.package
+            ))
+        })
+    }
+}
+
+/// The keys `Purchase.getOriginalJson()` holds (platforms/google.md §4).
+const ORIGINAL_JSON_KEYS: &[&str] = &[
+    "orderId",
+    "packageName",
+    "productId",
+    "productIds",
+    "purchaseTime",
+    "purchaseState",
+    "purchaseToken",
+    "token",
+    "quantity",
+    "acknowledged",
+    "autoRenewing",
+    "obfuscatedAccountId",
+    "obfuscatedProfileId",
+    "developerPayload",
+];
+
+/// Whether `json` says exactly what Google says of the purchase: only Google's keys, and the
+/// same package, token, product, order, quantity, payment state and account ids. An edited JSON
+/// (a client changing what it bought) differs somewhere; a genuine one refused by the licence
+/// key means the key is the wrong one.
+fn genuine_json(
+    package: &str,
+    token: &str,
+    product: &ProductId,
+    json: &Value,
+    google: &VerifiedPurchase,
+) -> bool {
+    let Some(fields) = json.as_object() else {
+        return false;
+    };
+    let text = |key: &str| json[key].as_str();
+    let json_product = text("productId").or_else(|| json["productIds"][0].as_str());
+    let json_token = text("purchaseToken").or_else(|| text("token"));
+    let pending = json["purchaseState"].as_i64() == Some(4);
+    fields
+        .keys()
+        .all(|k| ORIGINAL_JSON_KEYS.contains(&k.as_str()))
+        && text("packageName") == Some(package)
+        && json_token == Some(token)
+        && json_product == Some(product.as_str())
+        && text("orderId") == google.store_order_id.as_deref()
+        && json["quantity"].as_u64().unwrap_or(1) == u64::from(google.quantity)
+        && pending == (google.status == PurchaseStatus::Pending)
+        && text("obfuscatedProfileId") == google.carried_order_id.as_deref()
+        && text("obfuscatedAccountId") == google.store_account_id.as_deref()
 }
 
 #[async_trait]
@@ -409,28 +526,41 @@ impl PurchaseVerifier for GoogleVerifier {
         let app = self.apps.get(ctx.app_id).ok_or_else(|| {
             StoreError::Misconfigured(format!("no Google Play settings for app {}", ctx.app_id))
         })?;
-        if let Some(signed) = signed_data {
+        let subscription = ctx
+            .product
+            .is_some_and(|p| p.kind == ProductKind::AutoRenewable);
+        let local = signed_data.as_ref().map(|signed| {
             check_signed_data(
                 &app.package,
                 app.license_key.as_ref(),
                 signed,
                 purchase_token,
                 product_id,
-            )?;
+            )
+        });
+        match local {
+            Some(Err(StoreError::Rejected {
+                reason: RejectReason::SignatureInvalid,
+                code,
+                detail,
+            })) => {
+                // Forged, or our licence key is the wrong one: Google decides which.
+                let forged = StoreError::Rejected {
+                    reason: RejectReason::SignatureInvalid,
+                    code,
+                    detail,
+                };
+                let signed = signed_data.as_ref().map(|s| s.data.as_str());
+                return Err(self
+                    .forged_or_wrong_key(app, purchase_token, product_id, subscription, signed)
+                    .await
+                    .unwrap_or(forged));
+            }
+            Some(Err(refused)) => return Err(refused),
+            _ => {}
         }
-        let subscription = ctx
-            .product
-            .is_some_and(|p| p.kind == ProductKind::AutoRenewable);
-        if subscription {
-            let v2 = app
-                .api
-                .subscription_v2(&app.package, purchase_token)
-                .await?;
-            subscription_purchase(purchase_token, product_id, v2)
-        } else {
-            let v2 = app.api.product_v2(&app.package, purchase_token).await?;
-            product_purchase(purchase_token, product_id, v2)
-        }
+        self.ask(app, purchase_token, product_id, subscription)
+            .await
     }
     async fn subscription(
         &self,
@@ -492,7 +622,9 @@ fn subscription_snapshot(
         .unwrap_or(Value::Null);
     let latest = subscription_purchase(token, &product, v2)?;
     let state = match (&latest.status, latest.subscription_status) {
-        (PurchaseStatus::Purchased, Some(status)) => status.into(),
+        // Pending with a status: in grace or on hold with no paid period named (nothing to
+        // grant), the entitlement still as Google says.
+        (PurchaseStatus::Purchased | PurchaseStatus::Pending, Some(status)) => status.into(),
         (PurchaseStatus::Refunded { .. }, _) => SubscriptionState::Revoked,
         // Pending, or a pending purchase cancelled: no entitlement.
         _ => SubscriptionState::Expired,
@@ -981,5 +1113,59 @@ impl iap_domain::reconciliation::StoreHistory for GoogleVerifier {
                 return Ok(changes);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn in_state(state: &str, successful: Option<&str>) -> Value {
+        let mut line = serde_json::json!({
+            "productId": "vip_monthly",
+            "expiryTime": "2099-01-01T00:00:00Z",
+        });
+        if let Some(id) = successful {
+            line["latestSuccessfulOrderId"] = serde_json::json!(id);
+        }
+        serde_json::json!({
+            "subscriptionState": state,
+            "startTime": "2026-01-01T00:00:00Z",
+            // Deprecated, still sent: the newest order, here the renewal Google is collecting.
+            "latestOrderId": "GPA.1111-2222-3333-44444..1",
+            "inGracePeriodStateContext": { "renewalDeclined": { "pendingOrderId": "GPA.1111-2222-3333-44444..1" } },
+            "lineItems": [line],
+        })
+    }
+
+    #[test]
+    fn in_grace_or_on_hold_the_unpaid_renewal_order_is_never_the_period_granted() {
+        let product = ProductId::parse("vip_monthly").unwrap();
+        for state in [
+            "SUBSCRIPTION_STATE_IN_GRACE_PERIOD",
+            "SUBSCRIPTION_STATE_ON_HOLD",
+        ] {
+            // The paid period is the one named.
+            let paid = subscription_purchase(
+                "tok",
+                &product,
+                in_state(state, Some("GPA.1111-2222-3333-44444")),
+            )
+            .unwrap();
+            assert_eq!(paid.store_transaction_id, "GPA.1111-2222-3333-44444");
+            // No paid period named: the unpaid renewal is not taken for one.
+            let unpaid = subscription_purchase("tok", &product, in_state(state, None)).unwrap();
+            assert_ne!(unpaid.store_transaction_id, "GPA.1111-2222-3333-44444..1");
+            assert_eq!(unpaid.status, PurchaseStatus::Pending, "{state}");
+        }
+        // Active (the renewal collected), the latest order is the paid one.
+        let mut renewed = in_state("SUBSCRIPTION_STATE_ACTIVE", None);
+        renewed
+            .as_object_mut()
+            .unwrap()
+            .remove("inGracePeriodStateContext");
+        let active = subscription_purchase("tok", &product, renewed).unwrap();
+        assert_eq!(active.store_transaction_id, "GPA.1111-2222-3333-44444..1");
+        assert_eq!(active.status, PurchaseStatus::Purchased);
     }
 }

@@ -267,6 +267,7 @@ pub(crate) fn to_verified(
         subscription_status: None,
         subscription_group: string(&data["productGroup"]),
         raw: data,
+        finish_withheld: false,
     })
 }
 

@@ -96,6 +96,7 @@ impl Setup {
                 VerifyContext {
                     app_id: &self.app,
                     product: Some(&policy),
+                    ledger: None,
                 },
                 &proof,
             )
@@ -237,6 +238,7 @@ async fn purchase_data_of_another_app_id_is_refused_even_with_a_valid_signature(
             VerifyContext {
                 app_id: &other,
                 product: Some(&policy),
+                ledger: None,
             },
             &proof,
         )

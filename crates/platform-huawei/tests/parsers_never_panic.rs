@@ -158,6 +158,7 @@ impl Fixture {
         let ctx = VerifyContext {
             app_id: &self.app,
             product: Some(&policy),
+            ledger: None,
         };
         self.runtime.block_on(self.verifier.verify(ctx, &proof))
     }

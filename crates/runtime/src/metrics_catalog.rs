@@ -124,6 +124,18 @@ pub const METRICS: &[MetricSpec] = &[
         "VerifyPurchase outcomes by store: recorded, already_recorded, the rejection reason (SIGNATURE_INVALID, SANDBOX_NOT_ALLOWED, …), or IDENTIFIER_INVALID.",
     ),
     metric(
+        "iap_store_misconfigured_total",
+        Counter,
+        &["store"],
+        "VerifyPurchase calls refused because of our own store settings (STORE_MISCONFIGURED, STORE_NOT_CONFIGURED); the client keeps the purchase open.",
+    ),
+    metric(
+        "iap_recorded_for_owner_total",
+        Counter,
+        &["store"],
+        "Purchases recorded for the user their store binding names rather than the caller (a player who switched accounts, another user's subscription period).",
+    ),
+    metric(
         "iap_repeat_trials_total",
         Counter,
         &["store"],

@@ -166,7 +166,7 @@ impl IntoStatus for VerifyError {
                 Code::FailedPrecondition,
                 "STORE_NOT_CONFIGURED",
                 e.to_string(),
-                HashMap::new(),
+                HashMap::from([("finish_transaction".to_owned(), finish.to_string())]),
             ),
             VerifyError::Rejected {
                 reason,
@@ -204,11 +204,13 @@ impl IntoStatus for VerifyError {
             }
             VerifyError::StoreMisconfigured(detail) => {
                 tracing::error!(error = %detail, "store misconfigured");
+                // Our settings are wrong, not the purchase: the client keeps it open and
+                // retries once an operator fixed them.
                 with_reason(
                     Code::FailedPrecondition,
                     "STORE_MISCONFIGURED",
                     detail,
-                    HashMap::new(),
+                    HashMap::from([("finish_transaction".to_owned(), finish.to_string())]),
                 )
             }
             VerifyError::InvalidIdentifier(e) => e.into_status(),

@@ -101,6 +101,24 @@ impl Storage {
         if let Some(revoked) = marked_in(txn, p.purchase.platform, &identities).await? {
             return Ok(RecordOutcome::RefundedBeforeRedemption { revoked });
         }
+        // 0b. An App Store subscription period is one `webOrderLineItemId` (kept as the store
+        // order id) whatever transaction id a device got for it: a restore on a new device
+        // brings a new transaction id for a period recorded already. Serialised with its
+        // redemption by the identity locks above.
+        if p.purchase.platform == Platform::Apple
+            && let Some(period) = p.purchase.store_order_id.as_deref()
+            && let Some(row) = store_transactions::Entity::find()
+                .filter(store_transactions::Column::Platform.eq(Platform::Apple.as_str()))
+                .filter(store_transactions::Column::StoreOrderId.eq(period))
+                .one(txn)
+                .await
+                .map_err(classify)?
+        {
+            let id = row.store_transaction_id.clone();
+            let repeat_trial =
+                row.is_trial && self.repeat_trial_in(txn, Platform::Apple, &id).await?;
+            return Ok(RecordOutcome::AlreadyRecorded(recorded(row, repeat_trial)?));
+        }
 
         // 1. The order becomes PAID: a conditional update on an existing order, or a new row.
         let order = match &p.target {
@@ -295,6 +313,26 @@ impl PaymentLedger for Storage {
         id: &str,
     ) -> Result<Option<RecordedPurchase>, StorageError> {
         self.find_in(self.connection(), platform, id).await
+    }
+
+    async fn recorded_among(
+        &self,
+        platform: Platform,
+        ids: &[String],
+    ) -> Result<Vec<String>, StorageError> {
+        use sea_orm::QuerySelect;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        store_transactions::Entity::find()
+            .select_only()
+            .column(store_transactions::Column::StoreTransactionId)
+            .filter(store_transactions::Column::Platform.eq(platform.as_str()))
+            .filter(store_transactions::Column::StoreTransactionId.is_in(ids.iter().cloned()))
+            .into_tuple::<String>()
+            .all(self.connection())
+            .await
+            .map_err(classify)
     }
 
     async fn find_subscription_owner(

@@ -61,6 +61,7 @@ fn tokened_purchase(token: &str) -> VerifiedPurchase {
         subscription_status: None,
         subscription_group: None,
         raw: serde_json::json!({ "purchaseStateContext": { "purchaseState": "PURCHASED" } }),
+        finish_withheld: false,
     }
 }
 

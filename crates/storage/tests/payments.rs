@@ -57,6 +57,7 @@ fn purchase(token: &str) -> VerifiedPurchase {
         subscription_status: None,
         subscription_group: None,
         raw: serde_json::json!({ "purchaseStateContext": { "purchaseState": "PURCHASED" } }),
+        finish_withheld: false,
     }
 }
 

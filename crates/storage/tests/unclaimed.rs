@@ -50,6 +50,7 @@ fn purchase(token: &str) -> VerifiedPurchase {
         subscription_status: None,
         subscription_group: None,
         raw: serde_json::json!({}),
+        finish_withheld: false,
     }
 }
 

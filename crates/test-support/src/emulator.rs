@@ -77,6 +77,9 @@ impl Emulator {
             .get_json(&format!("/emulator/huawei/apps/{HUAWEI_APP}/credentials"))
             .await;
         let apple_key = self.get_json("/emulator/apple/api-key").await;
+        let apple_secret = self
+            .get_json(&format!("/emulator/apple/apps/{app_id}/shared-secret"))
+            .await;
         use base64::Engine;
         let apple_root = base64::engine::general_purpose::STANDARD.encode(
             self.http
@@ -97,6 +100,9 @@ impl Emulator {
             extra_roots_base64 = ["{apple_root}"]
             api_production_url = "{base}/apple/production"
             api_sandbox_url = "{base}/apple/sandbox"
+            verify_receipt_production_url = "{base}/apple/production/verifyReceipt"
+            verify_receipt_sandbox_url = "{base}/apple/sandbox/verifyReceipt"
+            shared_secret = "{}"
             [apps."{app_id}".apple.api]
             issuer_id = "{}"
             key_id = "{}"
@@ -120,6 +126,7 @@ impl Emulator {
             apptouch_orders_root_url = "{base}/huawei/orders-at"
             apptouch_subscriptions_root_url = "{base}/huawei/subscr-at"
             "#,
+            apple_secret["shared_secret"].as_str().unwrap(),
             apple_key["issuer_id"].as_str().unwrap(),
             apple_key["key_id"].as_str().unwrap(),
             apple_key["private_key_pem"].as_str().unwrap(),

@@ -1270,6 +1270,17 @@ async fn subscription_control(
             f(r);
         }
     };
+    if action == "restore" {
+        // StoreKit 1 `restoreCompletedTransactions` on a new device: a new transaction id for
+        // the same period, which keeps its `web_order_line_item_id` ("a unique identifier for
+        // purchase events across devices"). Apple sends no notification for it.
+        let mut restored = latest.clone();
+        restored.transaction_id = apple.new_transaction_id(latest.environment);
+        restored.signed_date_ms = now;
+        restored.finished = false;
+        apple.transactions.push(restored.clone());
+        return Json(purchase_reply(&apple, &restored, &Value::Null)).into_response();
+    }
     let (kind, subtype, t) = match action.as_str() {
         "renew" => {
             let t = renew(&mut apple, &latest.product_id, "RENEWAL");
@@ -1368,7 +1379,7 @@ async fn subscription_control(
         _ => {
             return (
                 StatusCode::NOT_FOUND,
-                "actions: renew, enter_grace, billing_retry, grace_expired, recover, disable_auto_renew, enable_auto_renew, expire, upgrade",
+                "actions: renew, restore, enter_grace, billing_retry, grace_expired, recover, disable_auto_renew, enable_auto_renew, expire, upgrade",
             )
                 .into_response();
         }

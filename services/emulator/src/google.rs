@@ -141,6 +141,10 @@ struct Subscription {
     expiry_ms: i64,
     auto_renew: bool,
     latest_order_id: String,
+    /// The renewal Google is collecting in grace or on hold (`renewalDeclined.pendingOrderId`;
+    /// also the deprecated top-level `latestOrderId` then).
+    #[serde(default)]
+    pending_order_id: Option<String>,
     renewals: u32,
     linked_purchase_token: Option<String>,
     free_trial: bool,
@@ -516,6 +520,17 @@ fn subscription_purchase_v2(p: &Purchase) -> Value {
     }
     if let Some(kind) = &s.cancellation {
         body["canceledStateContext"] = json!({ kind.as_str(): {} });
+    }
+    // Deprecated but still sent: the newest order, which in grace or on hold is the renewal
+    // Google has not collected yet.
+    body["latestOrderId"] = json!(s.pending_order_id.as_ref().unwrap_or(&s.latest_order_id));
+    if let Some(pending) = &s.pending_order_id {
+        let context = json!({ "renewalDeclined": { "pendingOrderId": pending } });
+        match s.state {
+            SubscriptionState::InGracePeriod => body["inGracePeriodStateContext"] = context,
+            SubscriptionState::OnHold => body["onHoldStateContext"] = context,
+            _ => {}
+        }
     }
     body
 }
@@ -1046,6 +1061,7 @@ async fn make_purchase(
         expiry_ms: now + MONTH_MS,
         auto_renew: true,
         latest_order_id: order_id.clone(),
+        pending_order_id: None,
         renewals: 0,
         linked_purchase_token: request.linked_purchase_token.clone(),
         free_trial: request.free_trial,
@@ -1241,23 +1257,30 @@ async fn subscription_control(
     let notification_type = match action.as_str() {
         "renew" => {
             s.latest_order_id = format!("{base_order}..{}", s.renewals);
+            s.pending_order_id = None;
             s.renewals += 1;
             s.expiry_ms = s.expiry_ms.max(now) + MONTH_MS;
             s.state = SubscriptionState::Active;
             2
         }
         "enter_grace" => {
+            s.pending_order_id = Some(format!("{base_order}..{}", s.renewals));
             s.state = SubscriptionState::InGracePeriod;
             s.expiry_ms = now + 3 * 24 * 3600 * 1000;
             6
         }
         "hold" => {
+            s.pending_order_id = Some(format!("{base_order}..{}", s.renewals));
             s.state = SubscriptionState::OnHold;
             s.expiry_ms = now - 1000;
             5
         }
         "recover" | "resume" => {
-            s.latest_order_id = format!("{base_order}..{}", s.renewals);
+            // The renewal collected: the pending order is the paid one now.
+            s.latest_order_id = s
+                .pending_order_id
+                .take()
+                .unwrap_or_else(|| format!("{base_order}..{}", s.renewals));
             s.renewals += 1;
             s.state = SubscriptionState::Active;
             s.expiry_ms = now + MONTH_MS;

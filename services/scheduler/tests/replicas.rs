@@ -59,6 +59,7 @@ fn paid_apple_purchase(i: usize, user: &UserId, app: &AppId) -> PaymentToRecord 
             subscription_status: None,
             subscription_group: None,
             raw: serde_json::Value::Null,
+            finish_withheld: false,
         },
         app_id: app.clone(),
         user_id: user.clone(),

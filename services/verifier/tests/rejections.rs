@@ -247,10 +247,12 @@ async fn payment_state_rejections_not_paid_pending_refunded_expired_not_found() 
 }
 
 #[tokio::test]
-async fn binding_rejections_product_order_price_and_replay() {
+async fn binding_mismatches_are_recorded_for_the_payer_price_and_replay_are_refused() {
     let w = World::start().await;
 
-    // PRODUCT_MISMATCH: the purchase carries an order for another product.
+    // The purchase carries an order for another product: not that order's payment, but a paid
+    // purchase of the user's all the same — recorded on an order of its own, never refused for
+    // good (which would make the client finish it unrecorded).
     let order = w.create_order("p1", "gems_100", pb::Platform::Google).await;
     let order_id = order.order.unwrap().order_id;
     let binding = order.binding.unwrap();
@@ -259,26 +261,31 @@ async fn binding_rejections_product_order_price_and_replay() {
             "obfuscated_account_id": binding.google_obfuscated_account_id,
             "obfuscated_profile_id": binding.google_obfuscated_profile_id }))
         .await;
+    let own = w
+        .verify(google("p1", "", &other_product, "gems_500"))
+        .await
+        .unwrap();
+    assert!(own.finish_transaction);
+    let own = own.order.unwrap();
+    assert_ne!(own.order_id, order_id);
     assert_eq!(
-        w.refused(google("p1", "", &other_product, "gems_500"))
-            .await,
-        (
-            Code::FailedPrecondition,
-            "PRODUCT_MISMATCH".to_owned(),
-            true
-        )
+        (own.user_id.as_str(), own.product_id.as_str()),
+        ("p1", "gems_500")
     );
 
-    // ORDER_MISMATCH: the caller names an order of another user.
+    // The caller names an order of another user: a hint passed over, the purchase is p1's.
     let foreign = w.create_order("p2", "gems_100", pb::Platform::Google).await;
     let foreign_id = foreign.order.unwrap().order_id;
     let plain = w.google_buy(json!({})).await;
+    let paid = w
+        .verify(google("p1", &foreign_id, &plain, "gems_100"))
+        .await
+        .unwrap();
     assert_eq!(
-        w.refused(google("p1", &foreign_id, &plain, "gems_100"))
-            .await,
-        (Code::FailedPrecondition, "ORDER_MISMATCH".to_owned(), true)
+        paid.order.unwrap().order_id,
+        order_id,
+        "p1's own open order"
     );
-    assert_eq!(w.order_state(&order_id).await, pb::OrderState::Created);
     assert_eq!(w.order_state(&foreign_id).await, pb::OrderState::Created);
 
     // PRICE_MISMATCH: Huawei reports the price; the order expected another one.
@@ -324,18 +331,19 @@ async fn binding_rejections_product_order_price_and_replay() {
     );
     assert_eq!(
         w.stored_purchases().await,
-        2,
-        "only the two accepted purchases"
+        4,
+        "only the four accepted purchases"
     );
 }
 
 #[tokio::test]
 async fn proof_rejections_malformed_signature_sandbox_unknown_product() {
     let w = World::start().await;
-    // MALFORMED: not a compact JWS at all; INVALID_ARGUMENT, and the client may drop it.
+    // MALFORMED: not a compact JWS at all; INVALID_ARGUMENT. The store said nothing about a
+    // purchase, so the client keeps its transaction (finishing could drop a real one).
     assert_eq!(
         w.refused(apple_jws("p1", "not-a-jws")).await,
-        (Code::InvalidArgument, "MALFORMED".to_owned(), true)
+        (Code::InvalidArgument, "MALFORMED".to_owned(), false)
     );
 
     // Huawei purchase data that is not JSON: its signature no longer matches.
@@ -375,10 +383,15 @@ async fn proof_rejections_malformed_signature_sandbox_unknown_product() {
     );
     assert!(w.verify(huawei("tester", &sandbox)).await.unwrap().sandbox);
 
-    // UNKNOWN_PRODUCT: named by the request but not in the catalog.
+    // UNKNOWN_PRODUCT: named by the request but not in the catalog (yet: a catalog rollout
+    // still to come grants it), so the client keeps its transaction.
     assert_eq!(
         w.refused(google("p1", "", &bought, "gems_999")).await,
-        (Code::FailedPrecondition, "UNKNOWN_PRODUCT".to_owned(), true)
+        (
+            Code::FailedPrecondition,
+            "UNKNOWN_PRODUCT".to_owned(),
+            false
+        )
     );
 
     // MALFORMED request fields: INVALID_ARGUMENT naming the field.

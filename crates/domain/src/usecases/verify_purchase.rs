@@ -210,7 +210,15 @@ impl<S: OrderRepository + PaymentLedger> PurchaseVerification<S> {
             }
             _ => None,
         };
-        Ok((app, verifier, VerifyContext { app_id, product }))
+        Ok((
+            app,
+            verifier,
+            VerifyContext {
+                app_id,
+                product,
+                ledger: Some(&self.store),
+            },
+        ))
     }
 
     /// Asks the store about a purchase without recording anything: who it is bound to (the
@@ -407,24 +415,34 @@ impl<S: OrderRepository + PaymentLedger> PurchaseVerification<S> {
             metrics::counter!("iap_paid_quantity_over_max_total", "store" => purchase.platform.as_str())
                 .increment(1);
         }
-        let (target, binding_reason) = self.bind(app, cmd, &purchase, policy.kind).await?;
-        let payment = payment(cmd, policy, target, binding_reason, purchase);
+        let Binding {
+            target,
+            reason: binding_reason,
+            owner,
+        } = self.bind(app, cmd, &purchase, policy.kind).await?;
+        if owner.user_id != cmd.user_id {
+            // The owner's own sandbox allowance decides, not the caller's.
+            admit(app, &owner.user_id, &purchase)?;
+        }
+        let finish_withheld = purchase.finish_withheld;
+        let payment = payment(&owner, policy, target, binding_reason, purchase);
         let platform = payment.purchase.platform;
         let outcome = match self.store.record_payment(payment.clone()).await? {
             RecordOutcome::OrderNoLongerUnpaid => {
                 // Paid by another purchase (or compensated by support) between our read and
                 // our write: bound once more, to what the order is now; a payment that still
                 // finds no free order gets one of its own rather than being lost.
-                let (target, binding_reason) =
-                    match self.bind(app, cmd, &payment.purchase, policy.kind).await? {
-                        (PaymentTarget::CompensatedOrder { id, top_up }, reason) => {
-                            (PaymentTarget::CompensatedOrder { id, top_up }, reason)
-                        }
-                        _ => (
-                            PaymentTarget::NewOrder(new_order(cmd, &payment.purchase, policy.kind)),
-                            BindingReason::BoundOrderAlreadyPaid,
-                        ),
-                    };
+                let rebound = self.bind(app, cmd, &payment.purchase, policy.kind).await?;
+                let (target, binding_reason) = match rebound.target {
+                    PaymentTarget::CompensatedOrder { id, top_up } => (
+                        PaymentTarget::CompensatedOrder { id, top_up },
+                        rebound.reason,
+                    ),
+                    _ => (
+                        PaymentTarget::NewOrder(new_order(&owner, &payment.purchase, policy.kind)),
+                        BindingReason::BoundOrderAlreadyPaid,
+                    ),
+                };
                 let retry = PaymentToRecord {
                     target,
                     binding_reason,
@@ -435,7 +453,7 @@ impl<S: OrderRepository + PaymentLedger> PurchaseVerification<S> {
                     RecordOutcome::OrderNoLongerUnpaid => {
                         let last = PaymentToRecord {
                             target: PaymentTarget::NewOrder(new_order(
-                                cmd,
+                                &owner,
                                 &payment.purchase,
                                 policy.kind,
                             )),
@@ -449,6 +467,15 @@ impl<S: OrderRepository + PaymentLedger> PurchaseVerification<S> {
             }
             outcome => outcome,
         };
+        if owner.user_id != cmd.user_id
+            && let RecordOutcome::Recorded { .. } | RecordOutcome::AlreadyRecorded(_) = &outcome
+        {
+            // Recorded (and delivered) for the user the store's binding names; the caller
+            // gets no order of another user, only the word that the purchase is taken care of.
+            metrics::counter!("iap_recorded_for_owner_total", "store" => platform.as_str())
+                .increment(1);
+            return Err(recorded_for_owner(binding_reason));
+        }
         match outcome {
             RecordOutcome::Recorded {
                 order,
@@ -463,7 +490,7 @@ impl<S: OrderRepository + PaymentLedger> PurchaseVerification<S> {
                 Ok(Verified {
                     binding_reason: order.binding_reason.unwrap_or(binding_reason),
                     order: *order,
-                    finish_transaction: true,
+                    finish_transaction: !finish_withheld,
                     already_recorded: false,
                     sandbox,
                     repeat_trial,
@@ -511,15 +538,20 @@ impl<S: OrderRepository + PaymentLedger> PurchaseVerification<S> {
         })
     }
 
-    /// Chooses the order: the id the purchase carries, the caller's, the oldest matching unpaid
-    /// one, else a new one.
+    /// Chooses whose purchase this is and the order it pays: the subscription's owner for a
+    /// later period; else the user of the order the purchase carries (the store's binding,
+    /// made at purchase time: a player who switched game accounts since still gets it on the
+    /// account that paid) and that order when it fits; else the caller, with the caller's order
+    /// when it fits, the oldest matching unpaid one, support's compensation, or a new one.
+    /// The caller's order id is a hint: one that does not fit the purchase (another user's,
+    /// another product's) is passed over, never a reason to lose a paid purchase.
     async fn bind(
         &self,
         app: &AppPolicy,
         cmd: &Buyer,
         purchase: &VerifiedPurchase,
         kind: crate::order::ProductKind,
-    ) -> Result<(PaymentTarget, BindingReason), VerifyError> {
+    ) -> Result<Binding, VerifyError> {
         // A later period of a subscription we know is its owner's renewal, whatever order the
         // purchase carries (Apple repeats the first order's appAccountToken on every renewal).
         if kind == ProductKind::AutoRenewable
@@ -528,70 +560,106 @@ impl<S: OrderRepository + PaymentLedger> PurchaseVerification<S> {
                 .find_subscription_owner(purchase.platform, &subscription_key(purchase))
                 .await?
         {
-            if owner.user_id != cmd.user_id || owner.app_id != cmd.app_id {
+            if owner.app_id != cmd.app_id {
                 return Err(VerifyError::rejected(
                     RejectReason::ReplayedForOtherUser,
-                    "subscription_of_another_user",
-                    "this subscription belongs to another user",
+                    "subscription_of_another_app",
+                    "this subscription belongs to another app",
                 ));
             }
-            return Ok((
-                PaymentTarget::NewOrder(new_order(cmd, purchase, kind)),
-                BindingReason::SubscriptionRenewal,
-            ));
+            let owner = Buyer {
+                app_id: owner.app_id,
+                user_id: owner.user_id,
+                order_id: None,
+            };
+            return Ok(Binding {
+                target: PaymentTarget::NewOrder(new_order(&owner, purchase, kind)),
+                reason: BindingReason::SubscriptionRenewal,
+                owner,
+            });
         }
-        let carried = purchase
+        let carried = match purchase
             .carried_order_id
             .as_deref()
-            .and_then(|id| OrderId::parse(id).ok());
+            .and_then(|id| OrderId::parse(id).ok())
+        {
+            Some(id) => self.store.get_order(id).await?,
+            None => None,
+        }
+        // An order of another app or store is no binding of this purchase.
+        .filter(|o| o.app_id == cmd.app_id && o.platform == purchase.platform);
+        let owner = match &carried {
+            Some(order) if order.user_id != cmd.user_id => {
+                tracing::info!(order_id = %order.id, "the purchase carries another user's order: recorded for that user");
+                Buyer {
+                    app_id: order.app_id.clone(),
+                    user_id: order.user_id.clone(),
+                    order_id: None,
+                }
+            }
+            _ => cmd.clone(),
+        };
+        let hinted = match owner.order_id {
+            Some(id) if carried.as_ref().is_none_or(|o| o.id != id) => {
+                self.store.get_order(id).await?
+            }
+            _ => None,
+        };
         for (candidate, reason) in [
             (carried, BindingReason::PurchaseCarriedOrderId),
-            (cmd.order_id, BindingReason::CallerOrderId),
+            (hinted, BindingReason::CallerOrderId),
         ] {
-            let Some(id) = candidate else { continue };
-            let Some(order) = self.store.get_order(id).await? else {
-                continue;
-            };
-            if order.app_id != cmd.app_id
-                || order.user_id != cmd.user_id
+            let Some(order) = candidate else { continue };
+            if order.app_id != owner.app_id
+                || order.user_id != owner.user_id
                 || order.platform != purchase.platform
+                || order.product_id != purchase.product_id
             {
-                return Err(VerifyError::rejected(
-                    RejectReason::OrderMismatch,
-                    "order_of_another_user_or_store",
-                    format!("order {id} belongs to another user, app or store"),
-                ));
-            }
-            if order.product_id != purchase.product_id {
-                return Err(VerifyError::rejected(
-                    RejectReason::ProductMismatch,
-                    "order_product_mismatch",
-                    format!(
-                        "order {id} is for {}, the purchase for {}",
-                        order.product_id, purchase.product_id
-                    ),
-                ));
+                tracing::info!(order_id = %order.id, binding = %reason, "the order does not fit the purchase (another user, store or product): passed over");
+                continue;
             }
             check_price(&order, purchase)?;
-            if order.state == OrderState::Created {
-                return Ok((
-                    PaymentTarget::ExistingOrder(id),
+            let (target, reason) = if order.state == OrderState::Created {
+                (
+                    PaymentTarget::ExistingOrder(order.id),
                     paid_as_asked(&order, purchase, reason),
-                ));
-            }
-            if is_open_compensation(&order) {
-                return Ok(compensated(cmd, &order, purchase, kind));
-            }
-            return Ok((
-                PaymentTarget::NewOrder(new_order(cmd, purchase, kind)),
-                BindingReason::BoundOrderAlreadyPaid,
-            ));
+                )
+            } else if is_open_compensation(&order) {
+                compensated(&owner, &order, purchase, kind)
+            } else {
+                (
+                    PaymentTarget::NewOrder(new_order(&owner, purchase, kind)),
+                    BindingReason::BoundOrderAlreadyPaid,
+                )
+            };
+            return Ok(Binding {
+                target,
+                reason,
+                owner,
+            });
         }
+        let (target, reason) = self.match_open(app, &owner, purchase, kind).await?;
+        Ok(Binding {
+            target,
+            reason,
+            owner,
+        })
+    }
+
+    /// The owner's oldest matching unpaid order, else support's open compensation of the
+    /// product, else a new order.
+    async fn match_open(
+        &self,
+        app: &AppPolicy,
+        owner: &Buyer,
+        purchase: &VerifiedPurchase,
+        kind: ProductKind,
+    ) -> Result<(PaymentTarget, BindingReason), VerifyError> {
         let unpaid = self
             .store
             .oldest_unpaid_order(
-                &cmd.app_id,
-                &cmd.user_id,
+                &owner.app_id,
+                &owner.user_id,
                 &purchase.product_id,
                 purchase.platform,
             )
@@ -611,22 +679,31 @@ impl<S: OrderRepository + PaymentLedger> PurchaseVerification<S> {
             if let Some(order) = self
                 .store
                 .open_compensation(
-                    &cmd.app_id,
-                    &cmd.user_id,
+                    &owner.app_id,
+                    &owner.user_id,
                     &purchase.product_id,
                     purchase.platform,
                     since,
                 )
                 .await?
             {
-                return Ok(compensated(cmd, &order, purchase, kind));
+                return Ok(compensated(owner, &order, purchase, kind));
             }
         }
         Ok((
-            PaymentTarget::NewOrder(new_order(cmd, purchase, kind)),
+            PaymentTarget::NewOrder(new_order(owner, purchase, kind)),
             BindingReason::CreatedAtVerification,
         ))
     }
+}
+
+/// Whose purchase it is and what it pays.
+struct Binding {
+    target: PaymentTarget,
+    reason: BindingReason,
+    /// The user the purchase is recorded for: the caller, or the owner the store's binding
+    /// names (the user of the carried order, the subscription's owner).
+    owner: Buyer,
 }
 
 /// The order is paid with the quantity the store was paid for, never its own figure; when they
@@ -813,6 +890,24 @@ fn refunded_before_redemption(revoked: bool) -> VerifyError {
     )
 }
 
+/// A paid purchase recorded for the user the store's binding names, not for the caller: the
+/// player switched game accounts since (the carried order is another user's), or the
+/// subscription is another user's. Recorded, so the client may finish it.
+fn recorded_for_owner(binding: BindingReason) -> VerifyError {
+    if binding == BindingReason::SubscriptionRenewal {
+        return VerifyError::rejected(
+            RejectReason::ReplayedForOtherUser,
+            "subscription_of_another_user",
+            "this subscription belongs to another user: the period is recorded for its owner",
+        );
+    }
+    VerifyError::rejected(
+        RejectReason::OrderMismatch,
+        "recorded_for_order_owner",
+        "the purchase carries an order of another user: it is recorded and granted to that user",
+    )
+}
+
 fn unknown_product(product: &ProductId) -> VerifyError {
     VerifyError::rejected(
         RejectReason::UnknownProduct,
@@ -846,6 +941,9 @@ fn count_result(platform: Platform, err: &VerifyError) {
         VerifyError::Rejected { reason, .. } => reason.as_str(),
         VerifyError::StoreUnavailable { .. } => "STORE_UNAVAILABLE",
         VerifyError::StoreMisconfigured(_) | VerifyError::StoreNotConfigured(_) => {
+            // Our settings refuse purchases that may be real: an alert, not a statistic.
+            metrics::counter!("iap_store_misconfigured_total", "store" => platform.as_str())
+                .increment(1);
             "STORE_MISCONFIGURED"
         }
         VerifyError::UnknownApp(_) => "UNKNOWN_APP",
@@ -1139,6 +1237,7 @@ mod tests {
             subscription_status: None,
             subscription_group: None,
             raw: serde_json::Value::Null,
+            finish_withheld: false,
         }
     }
 
@@ -1318,14 +1417,82 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn policy_refusals_and_store_outages() {
+    async fn a_callers_order_that_does_not_fit_the_purchase_is_passed_over_not_refused() {
         let h = harness();
+        // Another user's order as the caller's hint: the purchase is the caller's own.
         let theirs = h.open_order("erin").await;
+        h.store_says(Ok(purchase("tok-frank", None)));
+        let frank = h.verify("frank", Some(theirs)).await.unwrap();
+        assert_eq!(frank.order.user_id.as_str(), "frank");
+        assert_ne!(frank.order.id, theirs);
+        assert!(frank.finish_transaction);
         assert_eq!(
-            reason(h.verify("frank", Some(theirs)).await).0,
-            RejectReason::OrderMismatch
+            h.memory.get_order(theirs).await.unwrap().unwrap().state,
+            OrderState::Created
         );
 
+        // Seed 004: unfinished purchase A (gems) sent with the newer order B of another product.
+        let a = h.open_order("gina").await;
+        let b = NewOrder {
+            id: OrderId::new(),
+            app_id: app(),
+            user_id: user("gina"),
+            product_id: ProductId::parse("sword").unwrap(),
+            platform: Platform::Google,
+            quantity: 1,
+            product_kind: ProductKind::Consumable,
+            expected_price: None,
+            metadata: Default::default(),
+            idempotency_key: None,
+            manual: false,
+        };
+        let b_id = b.id;
+        h.memory.create_order(b).await.unwrap();
+        h.store_says(Ok(purchase("tok-a", None)));
+        let paid = h.verify("gina", Some(b_id)).await.unwrap();
+        assert_eq!(
+            (paid.order.id, paid.binding_reason),
+            (a, BindingReason::MatchedUnpaidOrder)
+        );
+        assert_eq!(
+            h.memory.get_order(b_id).await.unwrap().unwrap().state,
+            OrderState::Created,
+            "B stays payable"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_purchase_carrying_another_users_order_is_recorded_for_that_user() {
+        let h = harness();
+        let alices = h.open_order("alice").await;
+        h.store_says(Ok(purchase("tok-switched", Some(alices))));
+        // The player switched game accounts before the client sent the purchase.
+        assert_eq!(
+            reason(h.verify("bob", None).await),
+            (RejectReason::OrderMismatch, true),
+            "recorded for the order's user, so the client may finish"
+        );
+        let order = h.memory.get_order(alices).await.unwrap().unwrap();
+        assert_eq!(
+            (order.state, order.binding_reason),
+            (
+                OrderState::Paid,
+                Some(BindingReason::PurchaseCarriedOrderId)
+            )
+        );
+        assert_eq!(
+            reason(h.verify("bob", None).await),
+            (RejectReason::ReplayedForOtherUser, true)
+        );
+        let alice = h.verify("alice", None).await.unwrap();
+        assert!(alice.already_recorded && alice.order.id == alices);
+        assert_eq!(h.memory.purchases.lock().unwrap().len(), 1);
+        assert_eq!(h.memory.orders.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn policy_refusals_and_store_outages() {
+        let h = harness();
         let mut pending = purchase("tok-p", None);
         pending.status = PurchaseStatus::Pending;
         h.store_says(Ok(pending));
