@@ -35,6 +35,7 @@ static VERIFIER: LazyLock<AppleVerifier> = LazyLock::new(|| {
         api: None,
         api_production_url: "http://127.0.0.1:9/".into(),
         api_sandbox_url: "http://127.0.0.1:9/".into(),
+        consumption: None,
     };
     AppleVerifier::new([(&*APP, &config)]).unwrap()
 });

@@ -32,6 +32,7 @@ fn verifier(test_root: bool) -> AppleVerifier {
         api: None,
         api_production_url: "http://127.0.0.1:9/".into(),
         api_sandbox_url: "http://127.0.0.1:9/".into(),
+        consumption: None,
     };
     AppleVerifier::new([(&app, &config)]).unwrap()
 }
