@@ -153,7 +153,12 @@ async fn embedded_default_serves_orders_from_a_sqlite_file() {
 
 #[test]
 fn closed_database_port_exits_non_zero_with_one_line() {
+    // Its own working directory: the embedded emulator saves its state there before the
+    // database is tried.
+    let dir = std::env::temp_dir().join(format!("iapd-closed-db-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_iapd"))
+        .current_dir(&dir)
         .env("IAP_DATABASE_URL", "postgres://postgres@127.0.0.1:1/iap")
         .env("IAP_DATABASE_CONNECT_TIMEOUT", "1s")
         .env("IAP_DATABASE_ACQUIRE_TIMEOUT", "1s")
@@ -163,6 +168,7 @@ fn closed_database_port_exits_non_zero_with_one_line() {
         .env("IAP_EMULATOR_LISTEN", "127.0.0.1:0")
         .output()
         .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(output.status.code(), Some(69));
     let stderr = String::from_utf8_lossy(&output.stderr);
     let errors: Vec<_> = stderr.lines().filter(|l| l.starts_with("iapd:")).collect();
