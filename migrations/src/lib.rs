@@ -24,6 +24,7 @@ mod m20261202_000016_finish_apple_period_keys;
 mod m20261202_000016_ops_redelivery_series;
 mod m20261202_000016_refunds_partial_revocations;
 mod m20261202_000017_ops_unbounded_store_ids;
+mod m20261202_000018_subscription_latest_receipt;
 
 /// Every migration, oldest first.
 #[derive(Debug)]
@@ -50,6 +51,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000016_ops_redelivery_series::Migration),
             Box::new(m20261202_000017_ops_unbounded_store_ids::Migration),
             Box::new(m20261202_000016_finish_apple_period_keys::Migration),
+            Box::new(m20261202_000018_subscription_latest_receipt::Migration),
         ]
     }
 }

@@ -163,4 +163,46 @@ pub struct VerifiedPurchase {
     /// without a transaction id), and the client cannot tell which one the answer is about.
     #[serde(default)]
     pub finish_withheld: bool,
+    /// The store's newest receipt for this subscription (Apple `latest_receipt` from
+    /// verifyReceipt), kept with the subscription so a deployment without App Store Server API
+    /// credentials can still ask Apple about renewals. Secret, and never serialized.
+    #[serde(skip)]
+    pub latest_receipt: Option<StoreReceipt>,
+}
+
+/// A receipt the store issued, kept to ask the store again later (Apple's `latest_receipt`).
+/// Whoever holds it can read the purchases it proves, so it is never logged: `Debug` shows only
+/// its length.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoreReceipt(String);
+
+impl StoreReceipt {
+    /// Wraps the store's receipt.
+    pub fn new(receipt: impl Into<String>) -> Self {
+        Self(receipt.into())
+    }
+
+    /// The receipt itself, for the store call (and the database column) only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for StoreReceipt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StoreReceipt(<{} bytes>)", self.0.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StoreReceipt;
+
+    #[test]
+    fn a_receipt_never_shows_in_debug_output() {
+        let receipt = StoreReceipt::new("ewoic2lnbmF0dXJlIjoic2VjcmV0In0=");
+        let shown = format!("{:?}", Some(receipt.clone()));
+        assert!(!shown.contains(receipt.expose()), "{shown}");
+        assert_eq!(shown, "Some(StoreReceipt(<32 bytes>))");
+    }
 }

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use crate::ids::{AppId, OrderId, ProductId, UserId};
 use crate::order::{Environment, Platform, text_enum};
 use crate::ports::StorageError;
-use crate::purchase::{SubscriptionStatus, VerifiedPurchase};
+use crate::purchase::{StoreReceipt, SubscriptionStatus, VerifiedPurchase};
 
 text_enum!(
     /// Where a subscription's entitlement stands.
@@ -102,6 +102,9 @@ pub struct SubscriptionRef {
     pub purchase_token: Option<String>,
     /// Environment, when known (Apple's API has one host per environment).
     pub environment: Option<Environment>,
+    /// The store's newest receipt we hold (Apple `latest_receipt`): how a deployment without
+    /// App Store Server API credentials asks Apple (verifyReceipt) about renewals.
+    pub receipt: Option<StoreReceipt>,
 }
 
 /// What a store says about a subscription now.
@@ -166,6 +169,8 @@ pub struct Subscription {
     pub auto_renew_product_id: Option<String>,
     /// Price change state.
     pub price_change_state: Option<String>,
+    /// The store's newest receipt (Apple `latest_receipt`, legacy receipts only).
+    pub latest_receipt: Option<StoreReceipt>,
     /// Grows with every change the game must hear about.
     pub version: i64,
     /// The last version the game server acknowledged.
@@ -194,6 +199,7 @@ impl Subscription {
             product_id: Some(self.product_id.clone()),
             purchase_token: self.purchase_token.clone(),
             environment: Some(self.environment),
+            receipt: self.latest_receipt.clone(),
         }
     }
 }
@@ -243,6 +249,8 @@ pub struct SubscriptionChange {
     pub latest_period: Option<(OrderId, String)>,
     /// The subscription that replaced this one.
     pub replaced_by: Option<String>,
+    /// A newer receipt the store returned (kept in place of the stored one).
+    pub latest_receipt: Option<StoreReceipt>,
     /// Next look at the store.
     pub next_check_at: Option<DateTime<Utc>>,
     /// The game must hear about it (access or product changed): the version grows.
@@ -408,6 +416,7 @@ mod tests {
             auto_renew: true,
             auto_renew_product_id: None,
             price_change_state: None,
+            latest_receipt: None,
             version: 1,
             synced_version: 0,
             next_check_at: None,

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use iap_domain::ports::{PurchaseVerifier, StoreError, VerifyContext};
-use iap_domain::purchase::{PurchaseProof, PurchaseStatus, VerifiedPurchase};
+use iap_domain::purchase::{PurchaseProof, PurchaseStatus, StoreReceipt, VerifiedPurchase};
 use iap_domain::refunds::{PartialRefundRounding, RefundShare};
 use iap_domain::subscriptions::{SubscriptionRef, SubscriptionSnapshot, SubscriptionState};
 use iap_domain::{AppId, Money, Platform, ProductId, ProductKind, RejectReason};
@@ -304,6 +304,7 @@ impl AppleVerifier {
             subscription_group: payload.subscription_group_identifier,
             raw: verified.payload,
             finish_withheld: false,
+            latest_receipt: None,
         })
     }
 }
@@ -361,10 +362,6 @@ pub(crate) fn receipt_purchase(
             "the receipt is for another bundle",
         ));
     }
-    let environment = match reply["environment"].as_str() {
-        Some("Production") => iap_domain::Environment::Production,
-        _ => iap_domain::Environment::Sandbox,
-    };
     let not_found = || {
         StoreError::rejected(
             RejectReason::NotFoundAtStore,
@@ -391,6 +388,20 @@ pub(crate) fn receipt_purchase(
                 }
             }
         };
+    entry_purchase(reply, entry, finish_withheld)
+}
+
+/// One `in_app` / `latest_receipt_info` entry of a verifyReceipt answer as a purchase. An
+/// auto-renewable one carries the answer's `latest_receipt`, kept with the subscription.
+fn entry_purchase(
+    reply: &serde_json::Value,
+    entry: &serde_json::Value,
+    finish_withheld: bool,
+) -> Result<VerifiedPurchase, StoreError> {
+    let environment = match reply["environment"].as_str() {
+        Some("Production") => iap_domain::Environment::Production,
+        _ => iap_domain::Environment::Sandbox,
+    };
     let text = |field: &str| {
         entry[field]
             .as_str()
@@ -447,6 +458,88 @@ pub(crate) fn receipt_purchase(
         subscription_group: text("subscription_group_identifier"),
         raw: entry.clone(),
         finish_withheld,
+        latest_receipt: millis("expires_date_ms")
+            .and(reply["latest_receipt"].as_str())
+            .filter(|r| !r.is_empty())
+            .map(StoreReceipt::new),
+    })
+}
+
+/// A subscription's state from a verifyReceipt answer: its newest period in
+/// `latest_receipt_info` and its `pending_renewal_info` entry, as of `now_ms`.
+pub(crate) fn receipt_subscription(
+    bundle_id: &str,
+    reply: &serde_json::Value,
+    subscription: &SubscriptionRef,
+    now_ms: i64,
+) -> Result<SubscriptionSnapshot, StoreError> {
+    if reply["receipt"]["bundle_id"] != bundle_id {
+        return Err(StoreError::rejected(
+            RejectReason::BundleMismatch,
+            "bundle_mismatch",
+            "the kept receipt is for another bundle",
+        ));
+    }
+    let ms =
+        |v: &serde_json::Value, field: &str| v[field].as_str().and_then(|s| s.parse::<i64>().ok());
+    let of_this =
+        |v: &&serde_json::Value| v["original_transaction_id"] == subscription.key.as_str();
+    let newest = reply["latest_receipt_info"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(of_this)
+        .max_by_key(|e| (ms(e, "purchase_date_ms"), ms(e, "expires_date_ms")))
+        .ok_or_else(|| {
+            StoreError::rejected(
+                RejectReason::NotFoundAtStore,
+                "subscription_not_in_receipt",
+                "the kept receipt lists no period of the subscription",
+            )
+        })?;
+    let latest = entry_purchase(reply, newest, false)?;
+    if subscription
+        .environment
+        .is_some_and(|env| env != latest.environment)
+    {
+        return Err(StoreError::rejected(
+            RejectReason::NotFoundAtStore,
+            "environment_mismatch",
+            "the kept receipt answers from another environment",
+        ));
+    }
+    let empty = serde_json::Value::Null;
+    let renewal = reply["pending_renewal_info"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(of_this)
+        .unwrap_or(&empty);
+    let expires = ms(newest, "expires_date_ms");
+    let grace = ms(renewal, "grace_period_expires_date_ms");
+    let state = if ms(newest, "cancellation_date_ms").is_some() {
+        SubscriptionState::Revoked
+    } else if expires.is_some_and(|e| e > now_ms) {
+        SubscriptionState::Active
+    } else if grace.is_some_and(|g| g > now_ms) {
+        SubscriptionState::InGrace
+    } else if renewal["is_in_billing_retry_period"] == "1" {
+        SubscriptionState::BillingRetry
+    } else {
+        SubscriptionState::Expired
+    };
+    Ok(SubscriptionSnapshot {
+        state,
+        expires_at: latest.expires_at,
+        grace_until: grace.and_then(chrono_from_ms),
+        auto_renew: renewal["auto_renew_status"].as_str().map(|s| s == "1"),
+        auto_renew_product_id: renewal["auto_renew_product_id"].as_str().map(str::to_owned),
+        // `price_consent_status` is present only while a price increase awaits the customer.
+        price_change_state: renewal["price_consent_status"].as_str().map(|s| match s {
+            "1" => "PRICE_INCREASE_CONSENTED".to_owned(),
+            _ => "PRICE_INCREASE_PENDING".to_owned(),
+        }),
+        latest,
     })
 }
 
@@ -516,11 +609,27 @@ impl PurchaseVerifier for AppleVerifier {
                 subscription.app_id
             ))
         })?;
-        let api = app.api.as_ref().ok_or_else(|| {
-            StoreError::Misconfigured(
-                "subscription status needs [apps.<id>.apple.api] credentials".into(),
-            )
-        })?;
+        let Some(api) = app.api.as_ref() else {
+            // Without App Store Server API credentials, the receipt Apple returned last is the
+            // one way left to ask about renewals.
+            let receipt = subscription.receipt.as_ref().ok_or_else(|| {
+                StoreError::Misconfigured(
+                    "subscription status needs [apps.<id>.apple.api] credentials, or a receipt \
+                     kept from a legacy purchase"
+                        .into(),
+                )
+            })?;
+            let reply = app
+                .receipts
+                .verify(receipt.expose(), app.shared_secret.as_deref())
+                .await?;
+            return receipt_subscription(
+                &app.bundle_id,
+                &reply,
+                subscription,
+                chrono::Utc::now().timestamp_millis(),
+            );
+        };
         let reply = api
             .subscription_statuses(&subscription.key, subscription.environment)
             .await?;
@@ -719,6 +828,7 @@ impl iap_domain::notifications::NotificationDecoder for AppleVerifier {
                         .and_then(|p| ProductId::parse(p).ok()),
                     purchase_token: None,
                     environment,
+                    receipt: None,
                 })
             });
         let carried = transaction
@@ -897,5 +1007,178 @@ impl iap_domain::reconciliation::StoreHistory for AppleVerifier {
             }
         }
         Ok(changes)
+    }
+}
+
+#[cfg(test)]
+mod receipt_subscription_tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    const NOW: i64 = 1_800_000_000_000;
+    const DAY: i64 = 86_400_000;
+
+    fn reference(environment: Option<iap_domain::Environment>) -> SubscriptionRef {
+        SubscriptionRef {
+            app_id: AppId::parse("game").unwrap(),
+            platform: Platform::Apple,
+            key: "1000".into(),
+            product_id: None,
+            purchase_token: None,
+            environment,
+            receipt: None,
+        }
+    }
+
+    fn period(transaction: &str, original: &str, bought: i64, expires: i64) -> Value {
+        json!({
+            "transaction_id": transaction, "original_transaction_id": original,
+            "web_order_line_item_id": format!("w{transaction}"), "product_id": "premium_monthly",
+            "quantity": "1", "purchase_date_ms": bought.to_string(),
+            "expires_date_ms": expires.to_string(),
+        })
+    }
+
+    fn reply(periods: Vec<Value>, renewal: Value) -> Value {
+        let (periods, renewal) = (Value::Array(periods), renewal);
+        json!({
+            "status": 0, "environment": "Production",
+            "receipt": { "bundle_id": "com.example.game" },
+            "latest_receipt": "bmV3ZXI=",
+            "latest_receipt_info": periods,
+            "pending_renewal_info": [renewal],
+        })
+    }
+
+    fn renewal(fields: Value) -> Value {
+        let mut r = json!({ "original_transaction_id": "1000", "auto_renew_status": "1",
+                            "auto_renew_product_id": "premium_yearly" });
+        if let (Some(r), Value::Object(fields)) = (r.as_object_mut(), fields) {
+            r.extend(fields);
+        }
+        r
+    }
+
+    fn snapshot(reply: &Value) -> Result<SubscriptionSnapshot, StoreError> {
+        receipt_subscription("com.example.game", reply, &reference(None), NOW)
+    }
+
+    #[test]
+    fn the_newest_period_of_the_chain_is_the_latest() {
+        let answer = reply(
+            vec![
+                period("1002", "1000", NOW - DAY, NOW + 29 * DAY),
+                period("1000", "1000", NOW - 31 * DAY, NOW - DAY),
+                // Another subscription of the same customer is not this one.
+                period("2001", "2000", NOW, NOW + 365 * DAY),
+            ],
+            renewal(json!({})),
+        );
+        let now = snapshot(&answer).unwrap();
+        assert_eq!(now.latest.store_transaction_id, "1002");
+        assert_eq!(now.latest.store_order_id.as_deref(), Some("w1002"));
+        assert_eq!(now.state, SubscriptionState::Active);
+        assert_eq!(now.auto_renew, Some(true));
+        assert_eq!(now.auto_renew_product_id.as_deref(), Some("premium_yearly"));
+        assert_eq!(
+            now.latest.latest_receipt,
+            Some(StoreReceipt::new("bmV3ZXI="))
+        );
+    }
+
+    #[test]
+    fn lapsed_periods_read_as_grace_retry_or_expired() {
+        let lapsed = || vec![period("1000", "1000", NOW - 31 * DAY, NOW - DAY)];
+        let grace = reply(
+            lapsed(),
+            renewal(
+                json!({ "grace_period_expires_date_ms": (NOW + DAY).to_string(),
+                            "is_in_billing_retry_period": "1" }),
+            ),
+        );
+        let now = snapshot(&grace).unwrap();
+        assert_eq!(now.state, SubscriptionState::InGrace);
+        assert_eq!(now.grace_until, chrono_from_ms(NOW + DAY));
+
+        let retry = reply(
+            lapsed(),
+            renewal(
+                json!({ "grace_period_expires_date_ms": (NOW - 1).to_string(),
+                            "is_in_billing_retry_period": "1" }),
+            ),
+        );
+        assert_eq!(
+            snapshot(&retry).unwrap().state,
+            SubscriptionState::BillingRetry
+        );
+
+        let off = reply(
+            lapsed(),
+            renewal(json!({ "auto_renew_status": "0", "is_in_billing_retry_period": "0" })),
+        );
+        let now = snapshot(&off).unwrap();
+        assert_eq!(now.state, SubscriptionState::Expired);
+        assert_eq!(now.auto_renew, Some(false));
+    }
+
+    #[test]
+    fn a_cancelled_period_is_revoked_even_before_it_ends() {
+        let mut refunded = period("1000", "1000", NOW - DAY, NOW + 29 * DAY);
+        refunded["cancellation_date_ms"] = json!(NOW.to_string());
+        let now = snapshot(&reply(vec![refunded], renewal(json!({})))).unwrap();
+        assert_eq!(now.state, SubscriptionState::Revoked);
+    }
+
+    #[test]
+    fn a_pending_price_increase_is_reported() {
+        let answer = reply(
+            vec![period("1000", "1000", NOW - DAY, NOW + 29 * DAY)],
+            renewal(json!({ "price_consent_status": "0" })),
+        );
+        assert_eq!(
+            snapshot(&answer).unwrap().price_change_state.as_deref(),
+            Some("PRICE_INCREASE_PENDING")
+        );
+    }
+
+    #[test]
+    fn another_bundle_environment_or_chain_is_refused() {
+        let answer = reply(
+            vec![period("1000", "1000", NOW - DAY, NOW + 29 * DAY)],
+            renewal(json!({})),
+        );
+        let code = |r: Result<SubscriptionSnapshot, StoreError>| match r {
+            Err(StoreError::Rejected { code, .. }) => code,
+            other => panic!("expected a rejection, got {other:?}"),
+        };
+        assert_eq!(
+            code(receipt_subscription(
+                "com.other.game",
+                &answer,
+                &reference(None),
+                NOW
+            )),
+            "bundle_mismatch"
+        );
+        assert_eq!(
+            code(receipt_subscription(
+                "com.example.game",
+                &answer,
+                &reference(Some(iap_domain::Environment::Sandbox)),
+                NOW
+            )),
+            "environment_mismatch"
+        );
+        let mut other = reference(None);
+        other.key = "9999".into();
+        assert_eq!(
+            code(receipt_subscription(
+                "com.example.game",
+                &answer,
+                &other,
+                NOW
+            )),
+            "subscription_not_in_receipt"
+        );
     }
 }

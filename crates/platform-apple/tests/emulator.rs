@@ -399,3 +399,142 @@ async fn a_prorated_refund_is_rounded_as_the_app_configures() {
         assert_eq!(cause.source.as_deref(), Some("REFUND_PRORATED"));
     }
 }
+
+/// Without App Store Server API credentials, a legacy subscription is followed through the
+/// `latest_receipt` Apple returned with it: the renewal Apple made since shows, and the receipt
+/// itself never shows in `Debug` output.
+#[tokio::test]
+async fn a_legacy_subscription_is_followed_through_its_kept_receipt() {
+    use iap_domain::ports::{PurchaseVerifier, StoreError, VerifyContext};
+    use iap_domain::purchase::PurchaseProof;
+    use iap_domain::subscriptions::{SubscriptionRef, SubscriptionState};
+    use iap_platform_apple::{AppleAppConfig, AppleVerifier};
+
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(iap_emulator::serve(
+        listener,
+        iap_emulator::EmulatorConfig::default(),
+        std::future::pending(),
+    ));
+    let http = reqwest::Client::new();
+    let post = |path: String, body: serde_json::Value| {
+        let http = http.clone();
+        async move {
+            http.post(path)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let secret: serde_json::Value = http
+        .get(format!(
+            "{base}/emulator/apple/apps/com.example.game/shared-secret"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let config = AppleAppConfig {
+        bundle_id: "com.example.game".into(),
+        app_apple_id: Some(EMULATOR_APP_APPLE_ID),
+        trust_apple_root: true,
+        extra_roots_base64: Vec::new(),
+        shared_secret: secret["shared_secret"].as_str().map(str::to_owned),
+        verify_receipt_production_url: format!("{base}/apple/production/verifyReceipt"),
+        verify_receipt_sandbox_url: format!("{base}/apple/sandbox/verifyReceipt"),
+        api: None,
+        api_production_url: format!("{base}/apple/production"),
+        api_sandbox_url: format!("{base}/apple/sandbox"),
+        consumption: None,
+    };
+    let app = iap_domain::AppId::parse("game").unwrap();
+    let verifier = AppleVerifier::new([(&app, &config)]).unwrap();
+    let ctx = VerifyContext {
+        app_id: &app,
+        product: None,
+        ledger: None,
+    };
+
+    // A consumable's answer keeps no receipt: there is nothing to follow.
+    let gems = post(
+        format!("{base}/emulator/apple/purchases"),
+        json!({ "bundle_id": "com.example.game", "product_id": "gems_100", "product_type": "Consumable", "customer": "p1" }),
+    )
+    .await;
+    let consumable = verifier
+        .verify(
+            ctx.clone(),
+            &PurchaseProof::AppleReceipt {
+                receipt_data: gems["receipt_data"].as_str().unwrap().into(),
+                product_id: None,
+                transaction_id: gems["transaction_id"].as_str().map(str::to_owned),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(consumable.latest_receipt, None);
+
+    let sub = post(
+        format!("{base}/emulator/apple/purchases"),
+        json!({ "bundle_id": "com.example.game", "product_id": "premium_monthly",
+                "product_type": "Auto-Renewable Subscription", "customer": "p1" }),
+    )
+    .await;
+    let first = verifier
+        .verify(
+            ctx.clone(),
+            &PurchaseProof::AppleReceipt {
+                receipt_data: sub["receipt_data"].as_str().unwrap().into(),
+                product_id: None,
+                transaction_id: sub["transaction_id"].as_str().map(str::to_owned),
+            },
+        )
+        .await
+        .unwrap();
+    let kept = first
+        .latest_receipt
+        .clone()
+        .expect("an auto-renewable answer carries latest_receipt");
+    assert!(!format!("{first:?}").contains(kept.expose()));
+    let original = first.original_transaction_id.clone().unwrap();
+    let renewed = post(
+        format!("{base}/emulator/apple/subscriptions/{original}/renew"),
+        json!({}),
+    )
+    .await;
+
+    let reference = |receipt| SubscriptionRef {
+        app_id: app.clone(),
+        platform: iap_domain::Platform::Apple,
+        key: original.clone(),
+        product_id: None,
+        purchase_token: None,
+        environment: Some(first.environment),
+        receipt,
+    };
+    let now = verifier.subscription(&reference(Some(kept))).await.unwrap();
+    assert_eq!(
+        now.latest.store_transaction_id,
+        renewed["transaction_id"].as_str().unwrap(),
+        "the newest period of the chain"
+    );
+    assert_ne!(now.latest.store_transaction_id, first.store_transaction_id);
+    assert_eq!(now.state, SubscriptionState::Active);
+    assert_eq!(now.auto_renew, Some(true));
+    assert!(now.latest.expires_at > first.expires_at);
+    assert!(now.latest.latest_receipt.is_some());
+
+    // No credentials and no receipt: a configuration error, not a guess.
+    assert!(matches!(
+        verifier.subscription(&reference(None)).await,
+        Err(StoreError::Misconfigured(_))
+    ));
+}

@@ -290,6 +290,7 @@ pub(crate) fn product_purchase(
         subscription_group: None,
         raw: v2,
         finish_withheld: false,
+        latest_receipt: None,
     })
 }
 
@@ -395,6 +396,7 @@ pub(crate) fn subscription_purchase(
         subscription_group: None,
         raw: v2,
         finish_withheld: false,
+        latest_receipt: None,
     })
 }
 
@@ -590,6 +592,7 @@ fn subscription_ref(app_id: &AppId, token: String) -> SubscriptionRef {
         product_id: None,
         purchase_token: Some(token),
         environment: None,
+        receipt: None,
     }
 }
 

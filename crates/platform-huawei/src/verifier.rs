@@ -268,6 +268,7 @@ pub(crate) fn to_verified(
         subscription_group: string(&data["productGroup"]),
         raw: data,
         finish_withheld: false,
+        latest_receipt: None,
     })
 }
 
@@ -842,6 +843,7 @@ impl iap_domain::notifications::NotificationDecoder for HuaweiVerifier {
                     product_id: string(&inner["productId"]).and_then(|p| ProductId::parse(p).ok()),
                     purchase_token: Some(token),
                     environment: None,
+                    receipt: None,
                 };
                 let event = match kind {
                     // CANCEL: customer service refunded the subscription.

@@ -6,13 +6,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
-use sea_orm::sea_query::{Expr, LockBehavior, LockType};
+use sea_orm::sea_query::{Expr, Func, LockBehavior, LockType};
 use sea_orm::{
     ActiveValue, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, TransactionTrait,
 };
 
 use iap_domain::ports::{PaymentToRecord, RecordedPurchase, StorageError};
+use iap_domain::purchase::StoreReceipt;
 use iap_domain::subscriptions::{
     Subscription, SubscriptionChange, SubscriptionState, SubscriptionStore,
 };
@@ -44,6 +45,7 @@ fn subscription_from_row(row: subscriptions::Model) -> Result<Subscription, Stor
         auto_renew: row.auto_renew,
         auto_renew_product_id: row.auto_renew_product_id,
         price_change_state: row.price_change_state,
+        latest_receipt: row.latest_receipt.map(StoreReceipt::new),
         version: row.version,
         synced_version: row.synced_version,
         next_check_at: row.next_check_at,
@@ -51,6 +53,16 @@ fn subscription_from_row(row: subscriptions::Model) -> Result<Subscription, Stor
         updated_at: row.updated_at,
         id: row.id,
     })
+}
+
+/// The receipt column after a change: the store's newer receipt when it returned one, the stored
+/// one otherwise (a refresh through the App Store Server API returns none).
+fn newer_receipt(receipt: Option<&StoreReceipt>) -> sea_orm::sea_query::SimpleExpr {
+    Expr::expr(Func::coalesce([
+        Expr::value(receipt.map(|r| r.expose().to_owned())),
+        Expr::col(subscriptions::Column::LatestReceipt).into(),
+    ]))
+    .into()
 }
 
 impl Storage {
@@ -77,6 +89,10 @@ impl Storage {
                         Expr::value(v.store_transaction_id.clone()),
                     )
                     .col_expr(subscriptions::Column::UpdatedAt, Expr::value(now))
+                    .col_expr(
+                        subscriptions::Column::LatestReceipt,
+                        newer_receipt(v.latest_receipt.as_ref()),
+                    )
                     .filter(subscriptions::Column::Platform.eq(v.platform.as_str()))
                     .filter(subscriptions::Column::SubscriptionKey.eq(key))
                     .exec(txn)
@@ -106,6 +122,9 @@ impl Storage {
             auto_renew: ActiveValue::Set(true),
             auto_renew_product_id: ActiveValue::Set(None),
             price_change_state: ActiveValue::Set(None),
+            latest_receipt: ActiveValue::Set(
+                v.latest_receipt.as_ref().map(|r| r.expose().to_owned()),
+            ),
             detail: ActiveValue::Set(serde_json::json!({})),
             checked_at: ActiveValue::Set(Some(now)),
             next_check_at: ActiveValue::Set(new.next_check_at),
@@ -295,6 +314,10 @@ impl SubscriptionStore for Storage {
             .col_expr(
                 subscriptions::Column::NextCheckAt,
                 Expr::value(change.next_check_at),
+            )
+            .col_expr(
+                subscriptions::Column::LatestReceipt,
+                newer_receipt(change.latest_receipt.as_ref()),
             )
             .col_expr(subscriptions::Column::CheckedAt, Expr::value(now))
             .col_expr(subscriptions::Column::Version, Expr::value(version))

@@ -62,6 +62,7 @@ fn tokened_purchase(token: &str) -> VerifiedPurchase {
         subscription_group: None,
         raw: serde_json::json!({ "purchaseStateContext": { "purchaseState": "PURCHASED" } }),
         finish_withheld: false,
+        latest_receipt: None,
     }
 }
 

@@ -58,6 +58,7 @@ fn purchase(token: &str) -> VerifiedPurchase {
         subscription_group: None,
         raw: serde_json::json!({ "purchaseStateContext": { "purchaseState": "PURCHASED" } }),
         finish_withheld: false,
+        latest_receipt: None,
     }
 }
 

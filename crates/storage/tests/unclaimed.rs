@@ -51,6 +51,7 @@ fn purchase(token: &str) -> VerifiedPurchase {
         subscription_group: None,
         raw: serde_json::json!({}),
         finish_withheld: false,
+        latest_receipt: None,
     }
 }
 

@@ -91,6 +91,7 @@ fn subscription_update(order: &Order) -> SubscriptionUpdate {
             auto_renew: true,
             auto_renew_product_id: None,
             price_change_state: None,
+            latest_receipt: None,
             version: 1,
             synced_version: 0,
             next_check_at: None,

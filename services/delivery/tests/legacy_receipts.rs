@@ -141,3 +141,108 @@ async fn a_restore_with_a_new_transaction_id_for_the_same_period_is_no_second_gr
     assert_eq!(w.game.ledger().balance(APP, "gus", "vip_monthly"), 1);
     assert_eq!(w.count("store_transactions", "platform = 'apple'").await, 1);
 }
+
+/// The world's settings without App Store Server API credentials (nor the consumption answers
+/// that need them): a deployment that only has the shared secret.
+fn without_server_api(toml: &str) -> String {
+    let api = format!("[apps.\"{APP}\".apple.api]");
+    let google = format!("[apps.\"{APP}\".google]");
+    let start = toml
+        .find(&api)
+        .expect("the world's settings have API credentials");
+    let end = toml.find(&google).unwrap();
+    format!("{}{}", &toml[..start], &toml[end..])
+}
+
+/// Marks every subscription due for its check now.
+async fn all_due(w: &World) {
+    use sea_orm::{ConnectionTrait, Statement};
+    w.storage
+        .connection()
+        .execute(Statement::from_string(
+            w.storage.backend(),
+            "UPDATE subscriptions SET next_check_at = CURRENT_TIMESTAMP - INTERVAL '1 minute'"
+                .to_owned(),
+        ))
+        .await
+        .unwrap();
+}
+
+/// A studio with only the shared secret: a StoreKit 1 subscription is verified by receipt and
+/// Apple's `latest_receipt` is kept with it. The store renews and the notification is lost; the
+/// subscription check asks verifyReceipt with the kept receipt, finds the new period and grants
+/// it once. Asking again grants nothing more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewal_is_found_through_the_kept_receipt_without_server_api_credentials() {
+    use iap_domain::subscriptions::SubscriptionStore;
+    use iap_domain::usecases::refresh_subscription::SubscriptionRefresh;
+    use iap_domain::usecases::verify_purchase::PurchaseVerification;
+    use std::sync::Arc;
+
+    let w = World::start().await;
+    let bought = buy(&w, "vip_monthly", "Auto-Renewable Subscription").await;
+    let mut request = receipt_request(
+        "hana",
+        bought["receipt_data"].as_str().unwrap(),
+        "vip_monthly",
+    );
+    if let Some(pb::verify_purchase_request::Purchase::Apple(apple)) = request.purchase.as_mut() {
+        apple.receipt_transaction_id = bought["transaction_id"].as_str().unwrap().into();
+    }
+    assert!(!w.verify(request).await.unwrap().already_recorded);
+    w.sweep_until_quiet(5).await;
+    assert_eq!(w.game.ledger().balance(APP, "hana", "vip_monthly"), 1);
+
+    let original = bought["original_transaction_id"].as_str().unwrap();
+    let kept = w
+        .storage
+        .find_subscription(iap_domain::Platform::Apple, original)
+        .await
+        .unwrap()
+        .expect("subscription recorded");
+    assert!(
+        kept.latest_receipt.is_some(),
+        "Apple's latest_receipt is kept"
+    );
+
+    let settings = iap_runtime::Settings::from_toml(&without_server_api(&w.toml)).unwrap();
+    let purchases = Arc::new(PurchaseVerification::new(
+        Arc::new(settings.catalog().unwrap()),
+        settings.purchase_verifiers().unwrap(),
+        w.storage.clone(),
+    ));
+    let job = SubscriptionRefresh::new(purchases, w.deliveries(), w.storage.clone());
+    let hold = std::time::Duration::from_secs(30);
+
+    let renewed = w
+        .store
+        .post_json(
+            &format!("/emulator/apple/subscriptions/{original}/renew"),
+            json!({}),
+        )
+        .await;
+    all_due(&w).await;
+    let report = job.run_once(10, hold).await.unwrap();
+    assert_eq!((report.checked, report.granted), (1, 1), "{report:?}");
+    w.sweep_until_quiet(5).await;
+    assert_eq!(w.game.ledger().balance(APP, "hana", "vip_monthly"), 2);
+    let now = w
+        .storage
+        .find_subscription(iap_domain::Platform::Apple, original)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(now.expires_at > kept.expires_at);
+    assert_eq!(
+        Some(now.latest_store_transaction_id.as_str()),
+        renewed["transaction_id"].as_str()
+    );
+    assert!(now.latest_receipt.is_some());
+
+    // The same answer again: the period is already recorded, nothing more is granted.
+    all_due(&w).await;
+    let again = job.run_once(10, hold).await.unwrap();
+    assert_eq!((again.checked, again.granted), (1, 0), "{again:?}");
+    w.sweep_until_quiet(5).await;
+    assert_eq!(w.game.ledger().balance(APP, "hana", "vip_monthly"), 2);
+}

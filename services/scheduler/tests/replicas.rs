@@ -60,6 +60,7 @@ fn paid_apple_purchase(i: usize, user: &UserId, app: &AppId) -> PaymentToRecord 
             subscription_group: None,
             raw: serde_json::Value::Null,
             finish_withheld: false,
+            latest_receipt: None,
         },
         app_id: app.clone(),
         user_id: user.clone(),

@@ -300,6 +300,7 @@ where
                 .or_else(|| known.price_change_state.clone()),
             latest_period,
             replaced_by: known.replaced_by.clone(),
+            latest_receipt: latest.latest_receipt.clone(),
             next_check_at: next_check(state, snapshot.expires_at, grace_until, now),
             bump_version: state != known.state
                 || product_id != known.product_id

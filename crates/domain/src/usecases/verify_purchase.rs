@@ -1238,6 +1238,7 @@ mod tests {
             subscription_group: None,
             raw: serde_json::Value::Null,
             finish_withheld: false,
+            latest_receipt: None,
         }
     }
 

@@ -26,6 +26,7 @@ pub struct Model {
     pub auto_renew: bool,
     pub auto_renew_product_id: Option<String>,
     pub price_change_state: Option<String>,
+    pub latest_receipt: Option<String>,
     pub detail: Json,
     pub checked_at: Option<DateTimeUtc>,
     pub next_check_at: Option<DateTimeUtc>,
