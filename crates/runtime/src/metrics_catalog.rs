@@ -281,6 +281,12 @@ pub const METRICS: &[MetricSpec] = &[
         "Units taken back by partial refunds.",
     ),
     metric(
+        "iap_job_passes_total",
+        Counter,
+        &["job", "outcome"],
+        "Passes of each background job (order_sweep, delivery_sweep, entitlement_sync, notification_inbox, subscription_checks, reconciliation, gauges), by outcome: ok, or error when the database did not answer.",
+    ),
+    metric(
         "iap_sweep_orders_total",
         Counter,
         &[],

@@ -165,14 +165,9 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), StartupEr
     .with_auth(auth);
     let tls = iap_runtime::auth::server_tls(&settings.auth)?;
     let handler = notification_handler(&delivery, &settings, &stores, None)?;
-    let sweeping = run_sweeper(delivery.clone(), &settings, shutdown.clone());
-    let notifications = run_notification_handler(
-        handler,
-        Duration::from_millis(settings.delivery.sweep_interval_ms.max(200)),
-        shutdown.clone(),
-    );
-    let serving = serve_with_tls(delivery, grpc, http, tls, shutdown);
-    let ((), (), result) = tokio::join!(sweeping, notifications, serving);
+    let jobs = run_jobs(&delivery, &settings, Some(handler), shutdown.clone());
+    let serving = serve_with_tls(delivery.clone(), grpc, http, tls, shutdown);
+    let ((), result) = tokio::join!(jobs, serving);
     result
 }
 
@@ -206,52 +201,44 @@ pub fn notification_handler(
     ))
 }
 
-/// Works the notification inbox every `interval` until the shutdown.
-pub async fn run_notification_handler(
-    handler: Arc<NotificationHandler<Storage>>,
-    interval: Duration,
+/// Runs the delivery role's jobs on the one runner until the shutdown:
+/// - `delivery_sweep`: due orders delivered again, every `delivery.sweep_interval_ms` (0: off);
+/// - `entitlement_sync`: subscription versions the game has not acknowledged
+///   (`GameServerService.UpdateSubscription`), on the same interval;
+/// - `notification_inbox`, when `inbox` is given: every `delivery.sweep_interval_ms`, at least
+///   every 200 ms, whether or not the sweep is on (notifications must not wait for it).
+pub async fn run_jobs(
+    delivery: &Delivery,
+    settings: &Settings,
+    inbox: Option<Arc<NotificationHandler<Storage>>>,
     shutdown: Shutdown,
 ) {
-    iap_runtime::jobs::repeat(interval, shutdown, || async {
-        match handler.run_once(100).await {
-            Ok(report) if report.processed + report.retried > 0 => {
-                tracing::info!(?report, "notification inbox");
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "notification inbox unavailable"),
+    use iap_runtime::jobs::{self, EntitlementSyncJob, NotificationInboxJob};
+    let interval = Duration::from_millis(settings.delivery.sweep_interval_ms);
+    let sweep = jobs::run(
+        delivery.sweeper(&settings.delivery),
+        interval,
+        shutdown.clone(),
+    );
+    let entitlements = jobs::run(
+        EntitlementSyncJob {
+            sync: delivery
+                .entitlement_sync(Duration::from_millis(settings.delivery.call_deadline_ms)),
+            batch: settings.delivery.sweep_batch.max(1),
+        },
+        interval,
+        shutdown.clone(),
+    );
+    let notifications = async {
+        if let Some(handler) = inbox {
+            let job = NotificationInboxJob {
+                handler,
+                batch: NotificationInboxJob::DEFAULT_BATCH,
+            };
+            jobs::run(job, interval.max(Duration::from_millis(200)), shutdown).await;
         }
-        false
-    })
-    .await;
-}
-
-/// Runs the sweeper and the subscription-update job until the shutdown, unless
-/// `delivery.sweep_interval_ms` is 0.
-pub async fn run_sweeper(delivery: Delivery, settings: &Settings, shutdown: Shutdown) {
-    let interval = settings.delivery.sweep_interval_ms;
-    if interval == 0 {
-        tracing::info!("delivery sweeper off (delivery.sweep_interval_ms = 0)");
-        return;
-    }
-    let interval = Duration::from_millis(interval);
-    let sync = delivery.entitlement_sync(Duration::from_millis(settings.delivery.call_deadline_ms));
-    let batch = settings.delivery.sweep_batch.max(1);
-    let entitlements = iap_runtime::jobs::repeat(interval, shutdown.clone(), || async {
-        match sync.run_once(batch).await {
-            Ok(report) => {
-                if report.synced + report.failed > 0 {
-                    tracing::info!(?report, "subscription updates");
-                }
-                report.synced + report.failed >= batch as usize
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "subscription updates: database unavailable");
-                false
-            }
-        }
-    });
-    let orders = delivery.sweeper(&settings.delivery).run(interval, shutdown);
-    tokio::join!(orders, entitlements);
+    };
+    tokio::join!(sweep, entitlements, notifications);
 }
 
 /// Serves a wired delivery role on the given listeners until the shutdown.

@@ -1,18 +1,16 @@
 //! The sweeper: finds paid orders that are not delivered or not confirmed yet — a fast-path call
 //! that was lost, a crash between two steps, a game server or store that was down — and delivers
-//! them. `run_once` is one pass (tests and operators call it); `run` loops until shutdown. Any
+//! them. `run_once` is one pass (tests and operators call it); `iap_runtime::jobs::run` loops it. Any
 //! number of sweepers may run: each order is claimed by a conditional update, so two sweepers
 //! never work on one order at once.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::StreamExt;
 
 use iap_domain::OrderState;
 use iap_domain::ports::StorageError;
 use iap_domain::usecases::deliver::Deliveries;
-use iap_runtime::Shutdown;
 use iap_storage::Storage;
 
 /// What one pass did.
@@ -82,23 +80,26 @@ impl DeliverySweep {
         metrics::counter!("iap_sweep_orders_total").increment(report.due as u64);
         Ok(report)
     }
+}
 
-    /// Passes every `interval` until the shutdown; a full batch is followed at once by the next.
-    pub async fn run(self, interval: Duration, shutdown: Shutdown) {
-        iap_runtime::jobs::repeat(interval, shutdown, || async {
-            match self.run_once().await {
-                Ok(report) => {
-                    if report.due > 0 {
-                        tracing::info!(?report, "sweep");
-                    }
-                    report.due >= self.batch as usize
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "sweep: cannot list due orders");
-                    false
-                }
-            }
-        })
-        .await;
+impl iap_runtime::jobs::Report for SweepReport {
+    fn taken(&self) -> usize {
+        self.due
+    }
+}
+
+impl iap_runtime::jobs::Job for DeliverySweep {
+    type Report = SweepReport;
+
+    fn name(&self) -> &'static str {
+        "delivery_sweep"
+    }
+
+    fn batch(&self) -> Option<u32> {
+        Some(self.batch)
+    }
+
+    async fn run_once(&self) -> Result<SweepReport, StorageError> {
+        DeliverySweep::run_once(self).await
     }
 }

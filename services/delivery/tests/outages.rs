@@ -32,11 +32,11 @@ async fn redis_killed_and_postgres_restarted_mid_run_lose_and_double_nothing() {
 
     // Workers: a sweeper loop, plus clients retrying Deliver for every order.
     let shutdown = Shutdown::new();
-    let sweeper = tokio::spawn(
-        w.delivery
-            .sweeper(&w.settings.delivery)
-            .run(Duration::from_millis(50), shutdown.clone()),
-    );
+    let sweeper = tokio::spawn(iap_runtime::jobs::run(
+        w.delivery.sweeper(&w.settings.delivery),
+        Duration::from_millis(50),
+        shutdown.clone(),
+    ));
     let unavailable = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let mut clients = Vec::new();

@@ -307,11 +307,11 @@ async fn run(
     let jobs = async {
         tokio::join!(
             scheduler.run_jobs(jobs_shutdown.clone()),
-            iap_delivery::run_sweeper(delivery.clone(), &settings, jobs_shutdown.clone()),
-            iap_delivery::run_notification_handler(
-                notifications,
-                std::time::Duration::from_millis(500),
-                jobs_shutdown.clone(),
+            iap_delivery::run_jobs(
+                &delivery,
+                &settings,
+                Some(notifications),
+                jobs_shutdown.clone()
             ),
         );
         if let Some(game) = game_server {

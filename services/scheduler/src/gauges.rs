@@ -3,14 +3,11 @@
 //! order or user found) with the age of the oldest. Every replica refreshes them (three
 //! cheap queries), so alerts take the `max` across replicas and a dead replica hides nothing.
 
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
 
 use iap_domain::ports::StorageError;
 use iap_domain::unclaimed::UnclaimedStore;
 use iap_domain::{OrderState, Platform};
-use iap_runtime::Shutdown;
 use iap_storage::{OPEN_STATES, OpenOrders, Storage};
 
 /// The gauges job.
@@ -78,16 +75,31 @@ impl OrderGauges {
             .set(now.timestamp_millis() as f64 / 1000.0);
         Ok(open)
     }
+}
 
-    /// Refreshes every `interval` until the shutdown.
-    pub async fn run(self, interval: Duration, shutdown: Shutdown) {
-        iap_runtime::jobs::repeat(interval, shutdown, || async {
-            if let Err(e) = self.run_once().await {
-                tracing::warn!(error = %e, "gauges: database unavailable");
-            }
-            false
-        })
-        .await;
+/// A gauges pass reads everything; nothing in it is worth a log line.
+#[derive(Debug)]
+pub struct GaugesPass;
+
+impl iap_runtime::jobs::Report for GaugesPass {
+    fn taken(&self) -> usize {
+        0
+    }
+}
+
+impl iap_runtime::jobs::Job for OrderGauges {
+    type Report = GaugesPass;
+
+    fn name(&self) -> &'static str {
+        "gauges"
+    }
+
+    fn batch(&self) -> Option<u32> {
+        None
+    }
+
+    async fn run_once(&self) -> Result<GaugesPass, StorageError> {
+        OrderGauges::run_once(self).await.map(|_| GaugesPass)
     }
 }
 

@@ -118,50 +118,35 @@ impl Scheduler {
         })
     }
 
-    /// Runs the job loops until the shutdown.
+    /// Runs the scheduler's jobs on the one runner until the shutdown.
     pub async fn run_jobs(&self, shutdown: Shutdown) {
+        use iap_runtime::jobs::{self, ReconciliationJob, SubscriptionCheckJob};
         let sweep = async {
-            match &self.sweep {
-                Some((sweep, interval)) => sweep.clone().run(*interval, shutdown.clone()).await,
-                None => shutdown.clone().wait().await,
+            if let Some((sweep, interval)) = &self.sweep {
+                jobs::run(sweep.clone(), *interval, shutdown.clone()).await;
             }
         };
         let subscriptions = async {
-            let Some((refresh, job)) = &self.subscriptions else {
-                return;
-            };
-            iap_runtime::jobs::repeat(job.interval, shutdown.clone(), || async {
-                match refresh.run_once(job.batch, job.hold).await {
-                    Ok(report) => {
-                        if report.checked > 0 {
-                            tracing::info!(?report, "subscription checks");
-                        }
-                        report.checked >= job.batch as usize
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "subscription checks: database unavailable");
-                        false
-                    }
-                }
-            })
-            .await;
+            if let Some((refresh, timing)) = &self.subscriptions {
+                let job = SubscriptionCheckJob {
+                    refresh: refresh.clone(),
+                    batch: timing.batch,
+                    hold: timing.hold,
+                };
+                jobs::run(job, timing.interval, shutdown.clone()).await;
+            }
         };
         let reconciliation = async {
-            let Some((job, interval)) = &self.reconciliation else {
-                return;
-            };
-            iap_runtime::jobs::repeat(*interval, shutdown.clone(), || async {
-                if let Err(e) = job.run_once().await {
-                    tracing::warn!(error = %e, "reconciliation: database unavailable");
-                }
-                false
-            })
-            .await;
+            if let Some((reconciliation, interval)) = &self.reconciliation {
+                let job = ReconciliationJob {
+                    reconciliation: reconciliation.clone(),
+                };
+                jobs::run(job, *interval, shutdown.clone()).await;
+            }
         };
         let gauges = async {
-            match &self.gauges {
-                Some((gauges, interval)) => gauges.clone().run(*interval, shutdown.clone()).await,
-                None => shutdown.clone().wait().await,
+            if let Some((gauges, interval)) = &self.gauges {
+                jobs::run(gauges.clone(), *interval, shutdown.clone()).await;
             }
         };
         tokio::join!(sweep, gauges, subscriptions, reconciliation);

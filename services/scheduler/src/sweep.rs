@@ -12,7 +12,6 @@ use futures::StreamExt;
 
 use iap_domain::delivery::{DeliveryStore, DeliveryTrigger};
 use iap_domain::ports::StorageError;
-use iap_runtime::Shutdown;
 use iap_runtime::settings::SchedulerSettings;
 use iap_storage::Storage;
 
@@ -112,23 +111,26 @@ impl OrderSweep {
         metrics::gauge!("iap_orders_unconfirmed_oldest_age_seconds")
             .set(age(backlog.oldest_unconfirmed_delivered_at));
     }
+}
 
-    /// Passes every `interval` until the shutdown; a full batch is followed at once by the next.
-    pub async fn run(self, interval: Duration, shutdown: Shutdown) {
-        iap_runtime::jobs::repeat(interval, shutdown, || async {
-            match self.run_once().await {
-                Ok(pass) => {
-                    if pass.reserved > 0 {
-                        tracing::info!(?pass, "order sweep");
-                    }
-                    pass.reserved >= self.batch as usize
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "order sweep: database unavailable");
-                    false
-                }
-            }
-        })
-        .await;
+impl iap_runtime::jobs::Report for SweepPass {
+    fn taken(&self) -> usize {
+        self.reserved
+    }
+}
+
+impl iap_runtime::jobs::Job for OrderSweep {
+    type Report = SweepPass;
+
+    fn name(&self) -> &'static str {
+        "order_sweep"
+    }
+
+    fn batch(&self) -> Option<u32> {
+        Some(self.batch)
+    }
+
+    async fn run_once(&self) -> Result<SweepPass, StorageError> {
+        OrderSweep::run_once(self).await
     }
 }

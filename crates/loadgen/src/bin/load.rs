@@ -242,7 +242,9 @@ async fn in_process(
     );
     {
         let (delivery, settings, shutdown) = (delivery.clone(), settings.clone(), shutdown.clone());
-        tokio::spawn(async move { iap_delivery::run_sweeper(delivery, &settings, shutdown).await });
+        tokio::spawn(async move {
+            iap_delivery::run_jobs(&delivery, &settings, None, shutdown).await;
+        });
     }
     let catalog = Arc::new(settings.catalog().map_err(|e| anyhow!("catalog: {e}"))?);
     let stores = iap_verifier::store_verifiers(&settings).map_err(|e| anyhow!("stores: {e}"))?;
