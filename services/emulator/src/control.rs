@@ -8,7 +8,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use crate::faults::Fault;
-use crate::state::{Shared, lock};
+use crate::lock::lock;
+use crate::state::Shared;
 
 pub(crate) fn router() -> Router<Arc<Shared>> {
     Router::new()

@@ -1,5 +1,7 @@
 //! Key material and identifiers the emulator makes up.
 
+use std::collections::HashMap;
+
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use rand::{Rng, RngCore};
@@ -103,4 +105,24 @@ pub(crate) fn google_order_id() -> String {
         rng.gen_range(0..10_000),
         rng.gen_range(0..100_000)
     )
+}
+
+/// Keys generated lazily per app (RSA generation is slow, and most tests use one app).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct KeyCache<K> {
+    keys: HashMap<String, K>,
+}
+
+impl<K> Default for KeyCache<K> {
+    fn default() -> Self {
+        Self {
+            keys: HashMap::new(),
+        }
+    }
+}
+
+impl<K: Clone> KeyCache<K> {
+    pub(crate) fn get_or_make(&mut self, app: &str, make: impl FnOnce() -> K) -> K {
+        self.keys.entry(app.to_owned()).or_insert_with(make).clone()
+    }
 }

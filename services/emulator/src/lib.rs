@@ -18,6 +18,7 @@ mod faults;
 mod google;
 mod huawei;
 mod keys;
+mod lock;
 mod notify;
 mod state;
 
@@ -88,34 +89,34 @@ impl Emulator {
     /// The emulator's App Store root certificate (DER): what a verifier trusts in place of
     /// Apple Root CA G3 to accept the emulator's signed transactions.
     pub fn apple_root_der(&self) -> Vec<u8> {
-        state::lock(&self.shared.apple).root_der()
+        lock::lock(&self.shared.apple).root_der()
     }
 
     /// A Google service-account key file (JSON) the emulator's token endpoint accepts.
     pub fn google_service_account_json(&self) -> String {
-        state::lock(&self.shared.google)
+        lock::lock(&self.shared.google)
             .service_account_json()
             .to_string()
     }
 
     /// The Play Console licence key (base64 DER SPKI) of a package.
     pub fn google_license_key(&self, package: &str) -> String {
-        state::lock(&self.shared.google).license_key_base64(package)
+        lock::lock(&self.shared.google).license_key_base64(package)
     }
 
     /// A Huawei app's OAuth client secret and IAP public key (base64 DER SPKI).
     pub fn huawei_credentials(&self, app_id: &str) -> (String, String) {
-        state::lock(&self.shared.huawei).credentials(app_id)
+        lock::lock(&self.shared.huawei).credentials(app_id)
     }
 
     /// The App Store Server API key the emulator accepts: issuer id, key id, PKCS#8 PEM.
     pub fn apple_api_key(&self) -> (String, String, String) {
-        state::lock(&self.shared.apple).api_key()
+        lock::lock(&self.shared.apple).api_key()
     }
 
     /// The verifyReceipt shared secret of a bundle.
     pub fn apple_shared_secret(&self, bundle: &str) -> String {
-        state::lock(&self.shared.apple).shared_secret(bundle)
+        lock::lock(&self.shared.apple).shared_secret(bundle)
     }
 
     /// The base URL the emulator advertises.

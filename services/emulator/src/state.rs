@@ -1,13 +1,14 @@
 //! The emulator's in-memory world: keys, purchases per store, faults, request counts.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 
-use crate::apple::AppleStore;
+use crate::apple::model::AppleStore;
 use crate::faults::Fault;
-use crate::google::GoogleStore;
-use crate::huawei::HuaweiStore;
+use crate::google::model::GoogleStore;
+use crate::huawei::model::HuaweiStore;
+use crate::lock::lock;
 use crate::notify::Notifier;
 
 /// Everything the handlers share.
@@ -89,34 +90,6 @@ impl Shared {
     pub(crate) fn count(&self, what: &str) {
         *lock(&self.stats).entry(what.to_owned()).or_default() += 1;
         metrics::counter!("iap_emulator_requests_total", "route" => what.to_owned()).increment(1);
-    }
-}
-
-/// Locks a mutex, recovering from poisoning: every critical section leaves the maps
-/// consistent, so a handler that panicked cannot have left half an update behind.
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// Keys generated lazily per app (RSA generation is slow, and most tests use one app).
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub(crate) struct KeyCache<K> {
-    keys: HashMap<String, K>,
-}
-
-impl<K> Default for KeyCache<K> {
-    fn default() -> Self {
-        Self {
-            keys: HashMap::new(),
-        }
-    }
-}
-
-impl<K: Clone> KeyCache<K> {
-    pub(crate) fn get_or_make(&mut self, app: &str, make: impl FnOnce() -> K) -> K {
-        self.keys.entry(app.to_owned()).or_insert_with(make).clone()
     }
 }
 
