@@ -14,6 +14,8 @@ use iap_domain::refunds::{PartialRefundRounding, RefundShare};
 use iap_domain::subscriptions::{SubscriptionRef, SubscriptionSnapshot, SubscriptionState};
 use iap_domain::{AppId, Money, Platform, ProductId, ProductKind, RejectReason};
 
+use iap_platform_common::{Page, Store, build_apps, collect_pages};
+
 use crate::jws::{self, ChainTrust};
 use crate::model::{RenewalInfoPayload, TransactionPayload};
 use crate::receipt::{Pick, ReceiptClient, pick_transaction};
@@ -111,92 +113,81 @@ struct AppleApp {
     rounding: PartialRefundRounding,
 }
 
+impl AppleApp {
+    /// One app's trust, clients and answers from its settings.
+    fn new(config: &AppleAppConfig, http: &reqwest::Client) -> Result<Self, String> {
+        use base64::Engine;
+        let mut trust = if config.trust_apple_root {
+            ChainTrust::default()
+        } else {
+            ChainTrust::empty()
+        };
+        for (i, root) in config.extra_roots_base64.iter().enumerate() {
+            let der = base64::engine::general_purpose::STANDARD
+                .decode(root.trim())
+                .map_err(|e| format!("extra_roots_base64[{i}] is not base64: {e}"))?;
+            trust = trust.with_root(der);
+        }
+        if config.bundle_id.trim().is_empty() {
+            return Err("bundle_id is required".into());
+        }
+        // Without it a Production notification of another app signed by Apple for the same
+        // bundle id (a re-created app, a copied bundle id) could not be told apart.
+        let Some(app_apple_id) = config.app_apple_id else {
+            return Err(
+                "app_apple_id is required: Production notifications are checked against it \
+                 (the app's Apple ID in App Store Connect, App Information)"
+                    .into(),
+            );
+        };
+        let receipts = ReceiptClient::new(
+            http.clone(),
+            config.verify_receipt_production_url.clone(),
+            config.verify_receipt_sandbox_url.clone(),
+        );
+        let api = config.api.clone().map(|credentials| {
+            std::sync::Arc::new(crate::server_api::ServerApi::new(
+                http.clone(),
+                credentials,
+                config.bundle_id.clone(),
+                config.api_production_url.clone(),
+                config.api_sandbox_url.clone(),
+            ))
+        });
+        Ok(Self {
+            bundle_id: config.bundle_id.clone(),
+            app_apple_id,
+            trust,
+            receipts,
+            shared_secret: config.shared_secret.clone(),
+            api,
+            consumption: config.consumption.clone(),
+            rounding: PartialRefundRounding::default(),
+        })
+    }
+}
+
 /// The App Store verifier for every configured app.
 #[derive(Debug, Clone, Default)]
 pub struct AppleVerifier {
     apps: HashMap<AppId, AppleApp>,
 }
 
-/// A configuration value that cannot be used.
-#[derive(Debug, thiserror::Error)]
-#[error("apps.{app}.apple: {problem}")]
-pub struct ConfigError {
-    app: String,
-    problem: String,
-}
+pub use iap_platform_common::ConfigError;
+
+/// The App Store, as settings and messages name it.
+const STORE: Store = Store {
+    settings_key: "apple",
+    name: "App Store",
+};
 
 impl AppleVerifier {
     /// Builds the verifier from each app's settings.
     pub fn new<'a>(
         apps: impl IntoIterator<Item = (&'a AppId, &'a AppleAppConfig)>,
     ) -> Result<Self, ConfigError> {
-        use base64::Engine;
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(5))
-            .build()
-            .map_err(|e| ConfigError {
-                app: "*".into(),
-                problem: format!("HTTP client: {e}"),
-            })?;
-        let mut built = HashMap::new();
-        for (app_id, config) in apps {
-            let error = |problem: String| ConfigError {
-                app: app_id.to_string(),
-                problem,
-            };
-            let mut trust = if config.trust_apple_root {
-                ChainTrust::default()
-            } else {
-                ChainTrust::empty()
-            };
-            for (i, root) in config.extra_roots_base64.iter().enumerate() {
-                let der = base64::engine::general_purpose::STANDARD
-                    .decode(root.trim())
-                    .map_err(|e| error(format!("extra_roots_base64[{i}] is not base64: {e}")))?;
-                trust = trust.with_root(der);
-            }
-            if config.bundle_id.trim().is_empty() {
-                return Err(error("bundle_id is required".into()));
-            }
-            // Without it a Production notification of another app signed by Apple for the same
-            // bundle id (a re-created app, a copied bundle id) could not be told apart.
-            let Some(app_apple_id) = config.app_apple_id else {
-                return Err(error(
-                    "app_apple_id is required: Production notifications are checked against it \
-                     (the app's Apple ID in App Store Connect, App Information)"
-                        .into(),
-                ));
-            };
-            let receipts = ReceiptClient::new(
-                http.clone(),
-                config.verify_receipt_production_url.clone(),
-                config.verify_receipt_sandbox_url.clone(),
-            );
-            let api = config.api.clone().map(|credentials| {
-                std::sync::Arc::new(crate::server_api::ServerApi::new(
-                    http.clone(),
-                    credentials,
-                    config.bundle_id.clone(),
-                    config.api_production_url.clone(),
-                    config.api_sandbox_url.clone(),
-                ))
-            });
-            built.insert(
-                app_id.clone(),
-                AppleApp {
-                    bundle_id: config.bundle_id.clone(),
-                    app_apple_id,
-                    trust,
-                    receipts,
-                    shared_secret: config.shared_secret.clone(),
-                    api,
-                    consumption: config.consumption.clone(),
-                    rounding: PartialRefundRounding::default(),
-                },
-            );
-        }
-        Ok(Self { apps: built })
+        let apps = build_apps(STORE, apps, AppleApp::new)?;
+        Ok(Self { apps })
     }
 
     /// Rounds `app`'s prorated refunds (`REFUND_PRORATED`) to whole units this way
@@ -562,9 +553,7 @@ impl PurchaseVerifier for AppleVerifier {
         ctx: VerifyContext<'_>,
         proof: &PurchaseProof,
     ) -> Result<VerifiedPurchase, StoreError> {
-        let app = self.apps.get(ctx.app_id).ok_or_else(|| {
-            StoreError::Misconfigured(format!("no App Store settings for app {}", ctx.app_id))
-        })?;
+        let app = STORE.app(&self.apps, ctx.app_id)?;
         match proof {
             PurchaseProof::AppleSignedTransaction(jws) => {
                 self.verify_signed(app, jws, chrono::Utc::now().timestamp_millis())
@@ -603,12 +592,7 @@ impl PurchaseVerifier for AppleVerifier {
         &self,
         subscription: &SubscriptionRef,
     ) -> Result<SubscriptionSnapshot, StoreError> {
-        let app = self.apps.get(&subscription.app_id).ok_or_else(|| {
-            StoreError::Misconfigured(format!(
-                "no App Store settings for app {}",
-                subscription.app_id
-            ))
-        })?;
+        let app = STORE.app(&self.apps, &subscription.app_id)?;
         let Some(api) = app.api.as_ref() else {
             // Without App Store Server API credentials, the receipt Apple returned last is the
             // one way left to ask about renewals.
@@ -976,35 +960,34 @@ impl iap_domain::reconciliation::StoreHistory for AppleVerifier {
             iap_domain::Environment::Production,
             iap_domain::Environment::Sandbox,
         ] {
-            let mut page: Option<String> = None;
-            loop {
-                let reply = api
-                    .notification_history(
-                        environment,
-                        from.timestamp_millis(),
-                        to.timestamp_millis(),
-                        page.as_deref(),
-                    )
-                    .await?;
-                for item in reply["notificationHistory"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                {
-                    if let Some(signed) = item["signedPayload"].as_str() {
-                        changes.push(StoreChange::Notification {
+            let api = &*api;
+            changes.extend(
+                collect_pages(|page| async move {
+                    let reply = api
+                        .notification_history(
+                            environment,
+                            from.timestamp_millis(),
+                            to.timestamp_millis(),
+                            page.as_deref(),
+                        )
+                        .await?;
+                    let items = reply["notificationHistory"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|item| item["signedPayload"].as_str())
+                        .map(|signed| StoreChange::Notification {
                             raw_body: serde_json::json!({ "signedPayload": signed }).to_string(),
-                        });
-                    }
-                }
-                page = reply["paginationToken"]
-                    .as_str()
-                    .filter(|_| reply["hasMore"] == true)
-                    .map(str::to_owned);
-                if page.is_none() {
-                    break;
-                }
-            }
+                        })
+                        .collect();
+                    let next = reply["paginationToken"]
+                        .as_str()
+                        .filter(|_| reply["hasMore"] == true)
+                        .map(str::to_owned);
+                    Ok::<_, StoreError>(Page { items, next })
+                })
+                .await?,
+            );
         }
         Ok(changes)
     }

@@ -19,6 +19,8 @@ use iap_domain::refunds::{RefundCause, RefundShare};
 use iap_domain::subscriptions::{SubscriptionRef, SubscriptionSnapshot, SubscriptionState};
 use iap_domain::{AppId, Environment, Money, Platform, ProductId, ProductKind, RejectReason};
 
+use iap_platform_common::{Page, Store, build_apps, collect_pages, sha256_hex};
+
 use crate::api::AndroidPublisher;
 use crate::auth::{ServiceAccountKey, TokenSource};
 use crate::signature::LicenseKey;
@@ -75,12 +77,41 @@ pub struct GoogleVerifier {
     apps: HashMap<AppId, GoogleApp>,
 }
 
-/// A configuration value that cannot be used.
-#[derive(Debug, thiserror::Error)]
-#[error("apps.{app}.google: {problem}")]
-pub struct ConfigError {
-    app: String,
-    problem: String,
+pub use iap_platform_common::ConfigError;
+
+/// Google Play, as settings and messages name it.
+const STORE: Store = Store {
+    settings_key: "google",
+    name: "Google Play",
+};
+
+impl GoogleApp {
+    /// One app's API client, push authentication and licence key from its settings.
+    fn new(config: &GoogleAppConfig, http: &reqwest::Client) -> Result<Self, String> {
+        let key: ServiceAccountKey = serde_json::from_str(&config.service_account_json)
+            .map_err(|e| format!("service_account_json is not a service-account key file: {e}"))?;
+        let license_key = config
+            .license_key_base64
+            .as_deref()
+            .map(LicenseKey::from_base64)
+            .transpose()
+            .map_err(|e| format!("license_key_base64: {e}"))?;
+        let tokens = Arc::new(TokenSource::new(key, http.clone()));
+        let api = AndroidPublisher::new(http.clone(), &config.api_root_url, tokens);
+        Ok(Self {
+            package: config.package_name.clone(),
+            push: config.push_audience.clone().map(|audience| {
+                Arc::new(crate::push::PushAuth::new(
+                    audience,
+                    config.push_service_account.clone(),
+                    config.push_certs_url.clone(),
+                    http.clone(),
+                ))
+            }),
+            api,
+            license_key,
+        })
+    }
 }
 
 impl GoogleVerifier {
@@ -88,54 +119,8 @@ impl GoogleVerifier {
     pub fn new<'a>(
         apps: impl IntoIterator<Item = (&'a AppId, &'a GoogleAppConfig)>,
     ) -> Result<Self, ConfigError> {
-        // reqwest is built without a bundled TLS provider; the process uses ring's (a no-op if
-        // one is installed already).
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(5))
-            .build()
-            .map_err(|e| ConfigError {
-                app: "*".into(),
-                problem: format!("HTTP client: {e}"),
-            })?;
-        let mut built = HashMap::new();
-        for (app_id, config) in apps {
-            let error = |problem: String| ConfigError {
-                app: app_id.to_string(),
-                problem,
-            };
-            let key: ServiceAccountKey = serde_json::from_str(&config.service_account_json)
-                .map_err(|e| {
-                    error(format!(
-                        "service_account_json is not a service-account key file: {e}"
-                    ))
-                })?;
-            let license_key = config
-                .license_key_base64
-                .as_deref()
-                .map(LicenseKey::from_base64)
-                .transpose()
-                .map_err(|e| error(format!("license_key_base64: {e}")))?;
-            let tokens = Arc::new(TokenSource::new(key, http.clone()));
-            let api = AndroidPublisher::new(http.clone(), &config.api_root_url, tokens);
-            built.insert(
-                app_id.clone(),
-                GoogleApp {
-                    package: config.package_name.clone(),
-                    push: config.push_audience.clone().map(|audience| {
-                        Arc::new(crate::push::PushAuth::new(
-                            audience,
-                            config.push_service_account.clone(),
-                            config.push_certs_url.clone(),
-                            http.clone(),
-                        ))
-                    }),
-                    api,
-                    license_key,
-                },
-            );
-        }
-        Ok(Self { apps: built })
+        let apps = build_apps(STORE, apps, GoogleApp::new)?;
+        Ok(Self { apps })
     }
 
     /// The API client of an app (for confirmation and the scheduler).
@@ -525,9 +510,7 @@ impl PurchaseVerifier for GoogleVerifier {
                 "not a Google Play proof",
             ));
         };
-        let app = self.apps.get(ctx.app_id).ok_or_else(|| {
-            StoreError::Misconfigured(format!("no Google Play settings for app {}", ctx.app_id))
-        })?;
+        let app = STORE.app(&self.apps, ctx.app_id)?;
         let subscription = ctx
             .product
             .is_some_and(|p| p.kind == ProductKind::AutoRenewable);
@@ -568,12 +551,7 @@ impl PurchaseVerifier for GoogleVerifier {
         &self,
         subscription: &SubscriptionRef,
     ) -> Result<SubscriptionSnapshot, StoreError> {
-        let app = self.apps.get(&subscription.app_id).ok_or_else(|| {
-            StoreError::Misconfigured(format!(
-                "no Google Play settings for app {}",
-                subscription.app_id
-            ))
-        })?;
+        let app = STORE.app(&self.apps, &subscription.app_id)?;
         let token = subscription
             .purchase_token
             .as_deref()
@@ -720,15 +698,6 @@ const MAX_MESSAGE_ID: usize = 64;
 /// How far back Google lets `voidedpurchases.list` look (platforms/google.md §1.5).
 const VOIDED_WINDOW: chrono::Duration = chrono::Duration::days(30);
 
-/// Lower-case hex SHA-256.
-fn sha256_hex(bytes: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, bytes)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 impl GoogleVerifier {
     /// The voided purchases Google recorded in the last 30 days for one purchase token (and,
     /// when given, one order id).
@@ -741,9 +710,7 @@ impl GoogleVerifier {
         let to = Utc::now();
         // A minute inside Google's limit, so the clock of the request never crosses it.
         let from = to - VOIDED_WINDOW + chrono::Duration::minutes(1);
-        let mut found = Vec::new();
-        let mut page: Option<String> = None;
-        loop {
+        collect_pages(|page| async move {
             let reply = google
                 .api
                 .voided_purchases(
@@ -753,20 +720,18 @@ impl GoogleVerifier {
                     page.as_deref(),
                 )
                 .await?;
-            found.extend(
-                reply["voidedPurchases"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter(|v| v["purchaseToken"] == token)
-                    .filter(|v| order.is_none_or(|o| v["orderId"] == o))
-                    .cloned(),
-            );
-            page = string(&reply["tokenPagination"]["nextPageToken"]);
-            if page.is_none() {
-                return Ok(found);
-            }
-        }
+            let items = reply["voidedPurchases"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|v| v["purchaseToken"] == token)
+                .filter(|v| order.is_none_or(|o| v["orderId"] == o))
+                .cloned()
+                .collect();
+            let next = string(&reply["tokenPagination"]["nextPageToken"]);
+            Ok(Page { items, next })
+        })
+        .await
     }
 }
 
@@ -1072,9 +1037,7 @@ impl iap_domain::reconciliation::StoreHistory for GoogleVerifier {
         let Some(google) = self.apps.get(app) else {
             return Ok(Vec::new());
         };
-        let mut changes = Vec::new();
-        let mut page: Option<String> = None;
-        loop {
+        collect_pages(|page| async move {
             let reply = google
                 .api
                 .voided_purchases(
@@ -1084,6 +1047,7 @@ impl iap_domain::reconciliation::StoreHistory for GoogleVerifier {
                     page.as_deref(),
                 )
                 .await?;
+            let mut items = Vec::new();
             for voided in reply["voidedPurchases"].as_array().into_iter().flatten() {
                 // A quantity-based partial refund: the cumulative units, from productsv2 (the
                 // window may hold only the latest of several partial refunds).
@@ -1101,7 +1065,7 @@ impl iap_domain::reconciliation::StoreHistory for GoogleVerifier {
                     }
                     _ => RefundShare::Whole,
                 };
-                changes.push(StoreChange::Voided {
+                items.push(StoreChange::Voided {
                     store_transaction_id: string(&voided["orderId"]),
                     purchase_token: string(&voided["purchaseToken"]),
                     // Fraud, friendly fraud, chargeback; the initiator (voidedSource 2 is
@@ -1111,11 +1075,10 @@ impl iap_domain::reconciliation::StoreHistory for GoogleVerifier {
                     cause: crate::voided::cause(std::slice::from_ref(voided)),
                 });
             }
-            page = string(&reply["tokenPagination"]["nextPageToken"]);
-            if page.is_none() {
-                return Ok(changes);
-            }
-        }
+            let next = string(&reply["tokenPagination"]["nextPageToken"]);
+            Ok(Page { items, next })
+        })
+        .await
     }
 }
 

@@ -15,6 +15,8 @@ use iap_domain::purchase::{PurchaseProof, PurchaseStatus, SignedData, VerifiedPu
 use iap_domain::subscriptions::{SubscriptionRef, SubscriptionSnapshot, SubscriptionState};
 use iap_domain::{AppId, Environment, Money, Platform, ProductId, ProductKind, RejectReason};
 
+use iap_platform_common::{Page, Store, build_apps, collect_pages, sha256_hex};
+
 use crate::api::{self, HuaweiApi, Site, SiteRoots, response_code};
 use crate::signature::{IapPublicKey, PSS};
 
@@ -79,12 +81,40 @@ pub struct HuaweiVerifier {
     apps: HashMap<AppId, HuaweiApp>,
 }
 
-/// A configuration value that cannot be used.
-#[derive(Debug, thiserror::Error)]
-#[error("apps.{app}.huawei: {problem}")]
-pub struct ConfigError {
-    app: String,
-    problem: String,
+pub use iap_platform_common::ConfigError;
+
+/// Huawei IAP, as settings and messages name it.
+const STORE: Store = Store {
+    settings_key: "huawei",
+    name: "Huawei",
+};
+
+impl HuaweiApp {
+    /// One app's key and services from its settings.
+    fn new(c: &HuaweiAppConfig, http: &reqwest::Client) -> Result<Self, String> {
+        let key = IapPublicKey::from_base64(&c.public_key_base64)
+            .map_err(|problem| format!("public_key_base64: {problem}"))?;
+        let api = HuaweiApi::new(
+            http.clone(),
+            c.app_id.clone(),
+            c.client_secret.clone(),
+            c.token_url.clone(),
+            SiteRoots {
+                orders: c.orders_root_url.clone(),
+                subscriptions: c.subscriptions_root_url.clone(),
+            },
+            SiteRoots {
+                orders: c.apptouch_orders_root_url.clone(),
+                subscriptions: c.apptouch_subscriptions_root_url.clone(),
+            },
+        );
+        Ok(Self {
+            agc_app_id: c.app_id.clone(),
+            key,
+            api: Arc::new(api),
+            prefer_pss: c.prefer_pss,
+        })
+    }
 }
 
 impl HuaweiVerifier {
@@ -92,46 +122,8 @@ impl HuaweiVerifier {
     pub fn new<'a>(
         apps: impl IntoIterator<Item = (&'a AppId, &'a HuaweiAppConfig)>,
     ) -> Result<Self, ConfigError> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(5))
-            .build()
-            .map_err(|e| ConfigError {
-                app: "*".into(),
-                problem: format!("HTTP client: {e}"),
-            })?;
-        let mut built = HashMap::new();
-        for (app_id, c) in apps {
-            let key =
-                IapPublicKey::from_base64(&c.public_key_base64).map_err(|problem| ConfigError {
-                    app: app_id.to_string(),
-                    problem: format!("public_key_base64: {problem}"),
-                })?;
-            let api = HuaweiApi::new(
-                http.clone(),
-                c.app_id.clone(),
-                c.client_secret.clone(),
-                c.token_url.clone(),
-                SiteRoots {
-                    orders: c.orders_root_url.clone(),
-                    subscriptions: c.subscriptions_root_url.clone(),
-                },
-                SiteRoots {
-                    orders: c.apptouch_orders_root_url.clone(),
-                    subscriptions: c.apptouch_subscriptions_root_url.clone(),
-                },
-            );
-            built.insert(
-                app_id.clone(),
-                HuaweiApp {
-                    agc_app_id: c.app_id.clone(),
-                    key,
-                    api: Arc::new(api),
-                    prefer_pss: c.prefer_pss,
-                },
-            );
-        }
-        Ok(Self { apps: built })
+        let apps = build_apps(STORE, apps, HuaweiApp::new)?;
+        Ok(Self { apps })
     }
 
     /// The services of an app (for confirmation and the scheduler).
@@ -408,9 +400,7 @@ impl PurchaseVerifier for HuaweiVerifier {
                 "not a Huawei proof",
             ));
         };
-        let app = self.apps.get(ctx.app_id).ok_or_else(|| {
-            StoreError::Misconfigured(format!("no Huawei settings for app {}", ctx.app_id))
-        })?;
+        let app = STORE.app(&self.apps, ctx.app_id)?;
         self.verify_signed(
             app,
             purchase_token,
@@ -424,12 +414,7 @@ impl PurchaseVerifier for HuaweiVerifier {
         &self,
         subscription: &SubscriptionRef,
     ) -> Result<SubscriptionSnapshot, StoreError> {
-        let app = self.apps.get(&subscription.app_id).ok_or_else(|| {
-            StoreError::Misconfigured(format!(
-                "no Huawei settings for app {}",
-                subscription.app_id
-            ))
-        })?;
+        let app = STORE.app(&self.apps, &subscription.app_id)?;
         let token = subscription.purchase_token.as_deref().ok_or_else(|| {
             rejected(
                 RejectReason::Malformed,
@@ -552,15 +537,6 @@ impl iap_domain::ports::StoreConfirmer for HuaweiVerifier {
 /// own demos and client libraries query (docs/stores.md).
 const CANCELLED_WINDOW: chrono::Duration = chrono::Duration::days(30);
 
-/// Lower-case hex SHA-256.
-fn sha256_hex(bytes: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, bytes)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 impl HuaweiVerifier {
     /// A purchase the Order service calls consumed or confirmed (code 9): by us after its grant
     /// (a client's retry), or by the app itself on the device (`consumeOwnedPurchase`) before
@@ -617,36 +593,37 @@ async fn cancelled_between(
 ) -> Result<Vec<Value>, StoreError> {
     let mut entries = Vec::new();
     for site in Site::ALL {
-        let mut continuation: Option<String> = None;
-        loop {
-            let reply = huawei
-                .api
-                .cancelled_list(
-                    site,
-                    from.timestamp_millis(),
-                    to.timestamp_millis(),
-                    continuation.as_deref(),
-                )
-                .await?;
-            if response_code(&reply) != "0" {
-                return Err(refusal(
-                    &response_code(&reply),
-                    reply["responseMessage"].as_str().unwrap_or(""),
-                ));
-            }
-            // The list is a JSON string holding an array.
-            let list: Value = reply["cancelledPurchaseList"]
-                .as_str()
-                .and_then(|s| serde_json::from_str(s).ok())
-                .unwrap_or(Value::Null);
-            if let Value::Array(page) = list {
-                entries.extend(page);
-            }
-            continuation = string(&reply["continuationToken"]).filter(|t| !t.is_empty());
-            if continuation.is_none() {
-                break;
-            }
-        }
+        entries.extend(
+            collect_pages(|continuation| async move {
+                let reply = huawei
+                    .api
+                    .cancelled_list(
+                        site,
+                        from.timestamp_millis(),
+                        to.timestamp_millis(),
+                        continuation.as_deref(),
+                    )
+                    .await?;
+                if response_code(&reply) != "0" {
+                    return Err(refusal(
+                        &response_code(&reply),
+                        reply["responseMessage"].as_str().unwrap_or(""),
+                    ));
+                }
+                // The list is a JSON string holding an array.
+                let list: Value = reply["cancelledPurchaseList"]
+                    .as_str()
+                    .and_then(|s| serde_json::from_str(s).ok())
+                    .unwrap_or(Value::Null);
+                let items = match list {
+                    Value::Array(page) => page,
+                    _ => Vec::new(),
+                };
+                let next = string(&reply["continuationToken"]).filter(|t| !t.is_empty());
+                Ok(Page { items, next })
+            })
+            .await?,
+        );
     }
     Ok(entries)
 }
