@@ -4,28 +4,43 @@ use serde_json::json;
 
 use iap_emulator::DEFAULT_APP_APPLE_ID as EMULATOR_APP_APPLE_ID;
 
+use iap_platform_apple::AppleAppConfig;
 use iap_platform_apple::jws::{self, ChainTrust};
 use iap_platform_apple::model::{NotificationPayload, TransactionPayload};
+use iap_test_support::emulator::Emulator;
+
+/// `[apps.<id>.apple]` of `com.example.game` at the emulator: Apple's root trusted (so not the
+/// emulator's signatures), no shared secret, no App Store Server API credentials.
+fn at_emulator(emulator: &Emulator) -> AppleAppConfig {
+    AppleAppConfig {
+        bundle_id: "com.example.game".into(),
+        app_apple_id: Some(EMULATOR_APP_APPLE_ID),
+        trust_apple_root: true,
+        extra_roots_base64: Vec::new(),
+        shared_secret: None,
+        verify_receipt_production_url: emulator.url("/apple/production/verifyReceipt"),
+        verify_receipt_sandbox_url: emulator.url("/apple/sandbox/verifyReceipt"),
+        api: None,
+        api_production_url: emulator.url("/apple/production"),
+        api_sandbox_url: emulator.url("/apple/sandbox"),
+        consumption: None,
+    }
+}
+
+/// The same, trusting the emulator's root instead of Apple's.
+async fn trusting_the_emulator(emulator: &Emulator) -> AppleAppConfig {
+    AppleAppConfig {
+        trust_apple_root: false,
+        extra_roots_base64: vec![emulator.apple_root_base64().await],
+        ..at_emulator(emulator)
+    }
+}
 
 #[tokio::test]
 async fn emulator_signed_data_verifies_under_the_emulator_root_only() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(iap_emulator::serve(
-        listener,
-        iap_emulator::EmulatorConfig::default(),
-        std::future::pending(),
-    ));
-    let http = reqwest::Client::new();
-    let root = http
-        .get(format!("{base}/emulator/apple/root.der"))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let emulator = Emulator::start().await;
+    let (base, http) = (emulator.base.clone(), emulator.http.clone());
+    let root = emulator.apple_root_der().await;
     let made: serde_json::Value = http
         .post(format!("{base}/emulator/apple/purchases"))
         .json(&json!({ "bundle_id": "com.example.game", "product_id": "premium", "product_type": "Auto-Renewable Subscription", "free_trial": true }))
@@ -36,7 +51,7 @@ async fn emulator_signed_data_verifies_under_the_emulator_root_only() {
         .await
         .unwrap();
     let now = chrono::Utc::now().timestamp_millis();
-    let trust = ChainTrust::empty().with_root(root.to_vec());
+    let trust = ChainTrust::empty().with_root(root);
     let transaction = jws::verify::<TransactionPayload>(
         made["signed_transaction"].as_str().unwrap(),
         &trust,
@@ -75,42 +90,16 @@ async fn emulator_signed_data_verifies_under_the_emulator_root_only() {
 async fn legacy_receipts_go_through_verify_receipt() {
     use iap_domain::ports::{PurchaseVerifier, StoreError, VerifyContext};
     use iap_domain::purchase::PurchaseProof;
-    use iap_platform_apple::{AppleAppConfig, AppleVerifier};
+    use iap_platform_apple::AppleVerifier;
 
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(iap_emulator::serve(
-        listener,
-        iap_emulator::EmulatorConfig::default(),
-        std::future::pending(),
-    ));
-    let http = reqwest::Client::new();
-    let secret: serde_json::Value = http
-        .get(format!(
-            "{base}/emulator/apple/apps/com.example.game/shared-secret"
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let emulator = Emulator::start().await;
+    let (base, http) = (emulator.base.clone(), emulator.http.clone());
     let config = |shared_secret: Option<String>| AppleAppConfig {
-        bundle_id: "com.example.game".into(),
-        app_apple_id: Some(EMULATOR_APP_APPLE_ID),
-        trust_apple_root: true,
-        extra_roots_base64: Vec::new(),
         shared_secret,
-        verify_receipt_production_url: format!("{base}/apple/production/verifyReceipt"),
-        verify_receipt_sandbox_url: format!("{base}/apple/sandbox/verifyReceipt"),
-        api: None,
-        api_production_url: format!("{base}/apple/production"),
-        api_sandbox_url: format!("{base}/apple/sandbox"),
-        consumption: None,
+        ..at_emulator(&emulator)
     };
     let app = iap_domain::AppId::parse("game").unwrap();
-    let good = config(secret["shared_secret"].as_str().map(str::to_owned));
+    let good = config(Some(emulator.apple_shared_secret("com.example.game").await));
     let verifier = AppleVerifier::new([(&app, &good)]).unwrap();
     let buy = |product: &str, product_type: &str| {
         let body = json!({ "bundle_id": "com.example.game", "product_id": product, "product_type": product_type,
@@ -209,53 +198,21 @@ async fn legacy_receipts_go_through_verify_receipt() {
 /// (production, then sandbox) and verified like any signed transaction.
 #[tokio::test]
 async fn transaction_ids_are_looked_up_with_the_server_api() {
-    use base64::Engine;
     use iap_domain::ports::{PurchaseVerifier, StoreError, VerifyContext};
     use iap_domain::purchase::PurchaseProof;
+    use iap_platform_apple::AppleVerifier;
     use iap_platform_apple::server_api::ApiCredentials;
-    use iap_platform_apple::{AppleAppConfig, AppleVerifier};
 
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(iap_emulator::serve(
-        listener,
-        iap_emulator::EmulatorConfig::default(),
-        std::future::pending(),
-    ));
-    let http = reqwest::Client::new();
-    let key: serde_json::Value = http
-        .get(format!("{base}/emulator/apple/api-key"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let root = http
-        .get(format!("{base}/emulator/apple/root.der"))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let emulator = Emulator::start().await;
+    let (base, http) = (emulator.base.clone(), emulator.http.clone());
+    let key = emulator.apple_api_key().await;
     let config = AppleAppConfig {
-        bundle_id: "com.example.game".into(),
-        app_apple_id: Some(EMULATOR_APP_APPLE_ID),
-        trust_apple_root: false,
-        extra_roots_base64: vec![base64::engine::general_purpose::STANDARD.encode(root)],
-        shared_secret: None,
-        verify_receipt_production_url: format!("{base}/apple/production/verifyReceipt"),
-        verify_receipt_sandbox_url: format!("{base}/apple/sandbox/verifyReceipt"),
         api: Some(ApiCredentials {
             issuer_id: key["issuer_id"].as_str().unwrap().into(),
             key_id: key["key_id"].as_str().unwrap().into(),
             private_key_pem: key["private_key_pem"].as_str().unwrap().into(),
         }),
-        api_production_url: format!("{base}/apple/production"),
-        api_sandbox_url: format!("{base}/apple/sandbox"),
-        consumption: None,
+        ..trusting_the_emulator(&emulator).await
     };
     let app = iap_domain::AppId::parse("game").unwrap();
     let verifier = AppleVerifier::new([(&app, &config)]).unwrap();
@@ -323,40 +280,12 @@ async fn transaction_ids_are_looked_up_with_the_server_api() {
 /// (`apps.<id>.partial_refund_rounding`): 3 units refunded at 50 % are 1.5 units.
 #[tokio::test]
 async fn a_prorated_refund_is_rounded_as_the_app_configures() {
-    use base64::Engine;
     use iap_domain::notifications::{NotificationDecoder, StoreEvent};
     use iap_domain::refunds::{PartialRefundRounding, RefundShare};
-    use iap_platform_apple::{AppleAppConfig, AppleVerifier};
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(iap_emulator::serve(
-        listener,
-        iap_emulator::EmulatorConfig::default(),
-        std::future::pending(),
-    ));
-    let http = reqwest::Client::new();
-    let root = http
-        .get(format!("{base}/emulator/apple/root.der"))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    let config = AppleAppConfig {
-        bundle_id: "com.example.game".into(),
-        app_apple_id: Some(EMULATOR_APP_APPLE_ID),
-        trust_apple_root: false,
-        extra_roots_base64: vec![base64::engine::general_purpose::STANDARD.encode(root)],
-        shared_secret: None,
-        verify_receipt_production_url: format!("{base}/apple/production/verifyReceipt"),
-        verify_receipt_sandbox_url: format!("{base}/apple/sandbox/verifyReceipt"),
-        api: None,
-        api_production_url: format!("{base}/apple/production"),
-        api_sandbox_url: format!("{base}/apple/sandbox"),
-        consumption: None,
-    };
+    use iap_platform_apple::AppleVerifier;
+    let emulator = Emulator::start().await;
+    let (base, http) = (emulator.base.clone(), emulator.http.clone());
+    let config = trusting_the_emulator(&emulator).await;
     let made: serde_json::Value = http
         .post(format!("{base}/emulator/apple/purchases"))
         .json(
@@ -408,17 +337,10 @@ async fn a_legacy_subscription_is_followed_through_its_kept_receipt() {
     use iap_domain::ports::{PurchaseVerifier, StoreError, VerifyContext};
     use iap_domain::purchase::PurchaseProof;
     use iap_domain::subscriptions::{SubscriptionRef, SubscriptionState};
-    use iap_platform_apple::{AppleAppConfig, AppleVerifier};
+    use iap_platform_apple::AppleVerifier;
 
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(iap_emulator::serve(
-        listener,
-        iap_emulator::EmulatorConfig::default(),
-        std::future::pending(),
-    ));
-    let http = reqwest::Client::new();
+    let emulator = Emulator::start().await;
+    let (base, http) = (emulator.base.clone(), emulator.http.clone());
     let post = |path: String, body: serde_json::Value| {
         let http = http.clone();
         async move {
@@ -432,28 +354,9 @@ async fn a_legacy_subscription_is_followed_through_its_kept_receipt() {
                 .unwrap()
         }
     };
-    let secret: serde_json::Value = http
-        .get(format!(
-            "{base}/emulator/apple/apps/com.example.game/shared-secret"
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
     let config = AppleAppConfig {
-        bundle_id: "com.example.game".into(),
-        app_apple_id: Some(EMULATOR_APP_APPLE_ID),
-        trust_apple_root: true,
-        extra_roots_base64: Vec::new(),
-        shared_secret: secret["shared_secret"].as_str().map(str::to_owned),
-        verify_receipt_production_url: format!("{base}/apple/production/verifyReceipt"),
-        verify_receipt_sandbox_url: format!("{base}/apple/sandbox/verifyReceipt"),
-        api: None,
-        api_production_url: format!("{base}/apple/production"),
-        api_sandbox_url: format!("{base}/apple/sandbox"),
-        consumption: None,
+        shared_secret: Some(emulator.apple_shared_secret("com.example.game").await),
+        ..at_emulator(&emulator)
     };
     let app = iap_domain::AppId::parse("game").unwrap();
     let verifier = AppleVerifier::new([(&app, &config)]).unwrap();

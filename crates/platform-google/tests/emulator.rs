@@ -9,48 +9,24 @@ use iap_domain::ports::{PurchaseVerifier, StoreError, VerifyContext};
 use iap_domain::purchase::{PurchaseProof, PurchaseStatus, SignedData};
 use iap_domain::{AppId, Environment, ProductId, ProductKind, ProductPolicy, RejectReason};
 use iap_platform_google::{GoogleAppConfig, GoogleVerifier};
+use iap_test_support::emulator::Emulator;
 
 const PACKAGE: &str = "com.example.game";
 
 struct Setup {
-    base: String,
-    http: reqwest::Client,
+    emulator: Emulator,
     verifier: GoogleVerifier,
     app: AppId,
 }
 
 impl Setup {
     async fn new() -> Self {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(iap_emulator::serve(
-            listener,
-            iap_emulator::EmulatorConfig::default(),
-            std::future::pending(),
-        ));
-        let http = reqwest::Client::new();
-        let account = http
-            .get(format!("{base}/emulator/google/service-account.json"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let key: Value = http
-            .get(format!("{base}/emulator/google/apps/{PACKAGE}/license-key"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let emulator = Emulator::start().await;
         let config = GoogleAppConfig {
             package_name: PACKAGE.into(),
-            service_account_json: account,
-            license_key_base64: key["public_key_base64"].as_str().map(str::to_owned),
-            api_root_url: format!("{base}/google/"),
+            service_account_json: emulator.google_service_account_json().await,
+            license_key_base64: Some(emulator.google_license_key_base64(PACKAGE).await),
+            api_root_url: emulator.url("/google/"),
             push_audience: None,
             push_service_account: None,
             push_certs_url: iap_platform_google::push::GOOGLE_CERTS_URL.to_owned(),
@@ -58,16 +34,16 @@ impl Setup {
         let app = AppId::parse("game").unwrap();
         let verifier = GoogleVerifier::new([(&app, &config)]).unwrap();
         Self {
-            base,
-            http,
+            emulator,
             verifier,
             app,
         }
     }
 
     async fn control(&self, path: &str, body: Value) -> Value {
-        self.http
-            .post(format!("{}/emulator{path}", self.base))
+        self.emulator
+            .http
+            .post(self.emulator.url(&format!("/emulator{path}")))
             .json(&body)
             .send()
             .await
@@ -78,8 +54,9 @@ impl Setup {
     }
 
     async fn stats(&self) -> HashMap<String, u64> {
-        self.http
-            .get(format!("{}/emulator/stats", self.base))
+        self.emulator
+            .http
+            .get(self.emulator.url("/emulator/stats"))
             .send()
             .await
             .unwrap()

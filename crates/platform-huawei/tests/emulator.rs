@@ -6,50 +6,43 @@ use iap_domain::ports::{PurchaseVerifier, StoreError, VerifyContext};
 use iap_domain::purchase::{PurchaseProof, PurchaseStatus, SignedData};
 use iap_domain::{AppId, Environment, ProductId, ProductKind, ProductPolicy, RejectReason};
 use iap_platform_huawei::{HuaweiAppConfig, HuaweiVerifier};
-
-const HUAWEI_APP: &str = "102932647";
+use iap_test_support::emulator::{Emulator, HUAWEI_APP, HuaweiCredentials};
 
 struct Setup {
-    base: String,
-    http: reqwest::Client,
+    emulator: Emulator,
     verifier: HuaweiVerifier,
     app: AppId,
 }
 
+/// `[apps.<id>.huawei]` for AppGallery app `agc_app_id` at the emulator, with these credentials.
+fn config(
+    emulator: &Emulator,
+    agc_app_id: &str,
+    credentials: &HuaweiCredentials,
+    prefer_pss: bool,
+) -> HuaweiAppConfig {
+    HuaweiAppConfig {
+        app_id: agc_app_id.into(),
+        client_secret: credentials.client_secret.clone(),
+        public_key_base64: credentials.public_key_base64.clone(),
+        prefer_pss,
+        token_url: emulator.url("/huawei/oauth2/v3/token"),
+        orders_root_url: emulator.url("/huawei/orders"),
+        subscriptions_root_url: emulator.url("/huawei/subscr"),
+        apptouch_orders_root_url: emulator.url("/huawei/orders-at"),
+        apptouch_subscriptions_root_url: emulator.url("/huawei/subscr-at"),
+    }
+}
+
 impl Setup {
     async fn new(prefer_pss: bool) -> Self {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(iap_emulator::serve(
-            listener,
-            iap_emulator::EmulatorConfig::default(),
-            std::future::pending(),
-        ));
+        let emulator = Emulator::start().await;
         let app = AppId::parse("game").unwrap();
-        let credentials: Value = reqwest::get(format!(
-            "{base}/emulator/huawei/apps/{HUAWEI_APP}/credentials"
-        ))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-        let config = HuaweiAppConfig {
-            app_id: HUAWEI_APP.into(),
-            client_secret: credentials["client_secret"].as_str().unwrap().into(),
-            public_key_base64: credentials["public_key_base64"].as_str().unwrap().into(),
-            prefer_pss,
-            token_url: format!("{base}/huawei/oauth2/v3/token"),
-            orders_root_url: format!("{base}/huawei/orders"),
-            subscriptions_root_url: format!("{base}/huawei/subscr"),
-            apptouch_orders_root_url: format!("{base}/huawei/orders-at"),
-            apptouch_subscriptions_root_url: format!("{base}/huawei/subscr-at"),
-        };
+        let credentials = emulator.huawei_credentials(HUAWEI_APP).await;
+        let config = config(&emulator, HUAWEI_APP, &credentials, prefer_pss);
         let verifier = HuaweiVerifier::new([(&app, &config)]).unwrap();
         Self {
-            base,
-            http: reqwest::Client::new(),
+            emulator,
             verifier,
             app,
         }
@@ -60,8 +53,9 @@ impl Setup {
         full.as_object_mut()
             .unwrap()
             .extend(body.as_object().unwrap().clone());
-        self.http
-            .post(format!("{}/emulator/huawei/purchases", self.base))
+        self.emulator
+            .http
+            .post(self.emulator.url("/emulator/huawei/purchases"))
             .json(&full)
             .send()
             .await
@@ -197,27 +191,10 @@ async fn subscriptions_are_read_from_the_subscription_service() {
 async fn purchase_data_of_another_app_id_is_refused_even_with_a_valid_signature() {
     let s = Setup::new(false).await;
     let made = s.buy(json!({ "product_id": "gems_100", "kind": 0 })).await;
-    let credentials: Value = reqwest::get(format!(
-        "{}/emulator/huawei/apps/{HUAWEI_APP}/credentials",
-        s.base
-    ))
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    // The signing key of app HUAWEI_APP, configured for another AppGallery app.
+    let credentials = s.emulator.huawei_credentials(HUAWEI_APP).await;
     let other = AppId::parse("other-game").unwrap();
-    let config = HuaweiAppConfig {
-        app_id: "109999999".into(),
-        client_secret: credentials["client_secret"].as_str().unwrap().into(),
-        public_key_base64: credentials["public_key_base64"].as_str().unwrap().into(),
-        prefer_pss: false,
-        token_url: format!("{}/huawei/oauth2/v3/token", s.base),
-        orders_root_url: format!("{}/huawei/orders", s.base),
-        subscriptions_root_url: format!("{}/huawei/subscr", s.base),
-        apptouch_orders_root_url: format!("{}/huawei/orders-at", s.base),
-        apptouch_subscriptions_root_url: format!("{}/huawei/subscr-at", s.base),
-    };
+    let config = config(&s.emulator, "109999999", &credentials, false);
     let verifier = HuaweiVerifier::new([(&other, &config)]).unwrap();
     let policy = ProductPolicy {
         kind: ProductKind::Consumable,
