@@ -5,11 +5,11 @@
 //! Portable SQL only (PostgreSQL and SQLite).
 
 use async_trait::async_trait;
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, Func, OnConflict};
 use sea_orm::{
-    ActiveValue, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait,
-    IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    ActiveValue, ColumnTrait, Condition, ConnectionTrait, EntityTrait, IntoActiveModel,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait, UpdateMany,
 };
 
 use iap_domain::admin::{
@@ -27,11 +27,8 @@ use crate::entity::{
     audit_log, deliveries, notifications, orders, outbox, store_transactions, subscriptions,
 };
 use crate::orders::{append_event, read_order};
+use crate::transition::{OrderFence, fenced_update, finish, now};
 use crate::{Storage, classify};
-
-fn now() -> DateTime<Utc> {
-    Utc::now().trunc_subsecs(6)
-}
 
 /// Subscription states that entitle the user now.
 const ENTITLED_SUBSCRIPTION_STATES: [&str; 2] = ["active", "grace"];
@@ -141,33 +138,9 @@ async fn prior_in<C: ConnectionTrait>(
     }))
 }
 
-/// Commits when `result` is Ok; rolls back otherwise.
-async fn finish<T>(
-    txn: DatabaseTransaction,
-    result: Result<T, StorageError>,
-) -> Result<T, StorageError> {
-    match result {
-        Ok(value) => {
-            txn.commit().await.map_err(classify)?;
-            Ok(value)
-        }
-        Err(e) => {
-            let _ = txn.rollback().await;
-            Err(e)
-        }
-    }
-}
-
-/// Makes an order due now as an operator's action, from `from` under `attempt` (the conditional
-/// update every transition uses): DEAD and CREATED become PAID, PAID and DELIVERING stay (a live
-/// lease is left alone). Returns whether it applied.
-async fn make_due<C: ConnectionTrait>(
-    conn: &C,
-    id: OrderId,
-    from: OrderState,
-    attempt: i32,
-    at: DateTime<Utc>,
-) -> Result<bool, StorageError> {
+/// The update that makes an order due now as an operator's action, from `from`: DEAD and
+/// CREATED become PAID, PAID and DELIVERING stay (a live lease is left alone).
+fn due_now(from: OrderState, at: DateTime<Utc>) -> UpdateMany<orders::Entity> {
     let mut update = orders::Entity::update_many()
         .col_expr(orders::Column::NextAttemptAt, Expr::value(at))
         .col_expr(orders::Column::UpdatedAt, Expr::value(at));
@@ -195,30 +168,45 @@ async fn make_due<C: ConnectionTrait>(
             )
             .col_expr(orders::Column::Manual, Expr::value(true));
     }
-    let moved = update
-        .filter(orders::Column::Id.eq(id.to_string()))
-        .filter(orders::Column::State.eq(from.as_str()))
-        .filter(orders::Column::Attempt.eq(attempt))
+    update
+}
+
+/// After a DEAD order was made due: the grant record keeps its grant id; only its state says it
+/// is queued again. Nothing for an order from any other state.
+async fn requeue_grant_record<C: ConnectionTrait>(
+    conn: &C,
+    id: OrderId,
+    from: OrderState,
+    at: DateTime<Utc>,
+) -> Result<(), StorageError> {
+    if from != OrderState::Dead {
+        return Ok(());
+    }
+    deliveries::Entity::update_many()
+        .col_expr(
+            deliveries::Column::State,
+            Expr::value(DeliveryState::Pending.as_str()),
+        )
+        .col_expr(deliveries::Column::UpdatedAt, Expr::value(at))
+        .filter(deliveries::Column::OrderId.eq(id.to_string()))
+        .filter(deliveries::Column::State.eq(DeliveryState::Dead.as_str()))
         .exec(conn)
         .await
         .map_err(classify)?;
-    if moved.rows_affected != 1 {
+    Ok(())
+}
+
+/// Makes an order due now (see [`due_now`]), fenced on the state and attempt the operator's use
+/// case read. Returns whether it applied.
+async fn make_due<C: ConnectionTrait>(
+    conn: &C,
+    fence: OrderFence,
+    at: DateTime<Utc>,
+) -> Result<bool, StorageError> {
+    if !fence.apply(conn, due_now(fence.state, at)).await? {
         return Ok(false);
     }
-    if from == OrderState::Dead {
-        // The grant record keeps its grant id; only its state says it is queued again.
-        deliveries::Entity::update_many()
-            .col_expr(
-                deliveries::Column::State,
-                Expr::value(DeliveryState::Pending.as_str()),
-            )
-            .col_expr(deliveries::Column::UpdatedAt, Expr::value(at))
-            .filter(deliveries::Column::OrderId.eq(id.to_string()))
-            .filter(deliveries::Column::State.eq(DeliveryState::Dead.as_str()))
-            .exec(conn)
-            .await
-            .map_err(classify)?;
-    }
+    requeue_grant_record(conn, fence.id, fence.state, at).await?;
     Ok(true)
 }
 
@@ -430,19 +418,18 @@ impl AdminStore for Storage {
         attempt: i32,
         audit: &AuditEntry,
     ) -> Result<Option<Order>, StorageError> {
-        let owned = self.connection().begin().await.map_err(classify)?;
-        let txn = &owned;
-        let result = async {
-            let at = now();
-            if !make_due(txn, order, from, attempt, at).await? {
-                return Ok(None);
-            }
+        let at = now();
+        let fence = OrderFence {
+            id: order,
+            state: from,
+            attempt,
+        };
+        self.fenced_transition(fence, due_now(from, at), async |txn| {
+            requeue_grant_record(txn, order, from, at).await?;
             admin_event(txn, order, audit, at).await?;
-            insert_audit(txn, audit, at).await?;
-            read_order(txn, order).await
-        }
-        .await;
-        finish(owned, result).await
+            insert_audit(txn, audit, at).await.map(drop)
+        })
+        .await
     }
 
     async fn prior_compensation(
@@ -473,7 +460,12 @@ impl AdminStore for Storage {
             }
             let id = match target {
                 CompensationTarget::ExistingOrder { id, from, attempt } => {
-                    if !make_due(txn, *id, *from, *attempt, at).await? {
+                    let fence = OrderFence {
+                        id: *id,
+                        state: *from,
+                        attempt: *attempt,
+                    };
+                    if !make_due(txn, fence, at).await? {
                         return Ok(CompensationRecord::OrderChanged);
                     }
                     *id
@@ -554,9 +546,7 @@ impl AdminStore for Storage {
         id: &str,
         audit: &AuditEntry,
     ) -> Result<Option<InboxEntry>, StorageError> {
-        let owned = self.connection().begin().await.map_err(classify)?;
-        let txn = &owned;
-        let result = async {
+        self.in_transaction(async |txn| {
             let at = now();
             // Attempts and the last error stay: they are the notification's history. The
             // outcome goes, so what the replay leads to is what operators read next.
@@ -570,12 +560,9 @@ impl AdminStore for Storage {
                 .col_expr(
                     notifications::Column::RejectedReason,
                     Expr::value(None::<String>),
-                )
-                .filter(notifications::Column::Id.eq(id))
-                .exec(txn)
-                .await
-                .map_err(classify)?;
-            if reset.rows_affected != 1 {
+                );
+            let exists = Condition::all().add(notifications::Column::Id.eq(id));
+            if !fenced_update(txn, reset, exists).await? {
                 return Ok(None);
             }
             insert_audit(txn, audit, at).await?;
@@ -585,9 +572,8 @@ impl AdminStore for Storage {
                 .map_err(classify)?
                 .map(inbox_entry)
                 .transpose()
-        }
-        .await;
-        finish(owned, result).await
+        })
+        .await
     }
 
     async fn order_stats(&self, app: Option<&AppId>) -> Result<OrderStats, StorageError> {
