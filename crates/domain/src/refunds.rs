@@ -7,12 +7,11 @@
 //! revoke the difference between that figure and what we already took back, so a duplicated or
 //! replayed notification, or the reconciliation reading the same refund again, revokes nothing.
 
-use async_trait::async_trait;
-
 use crate::delivery::RevokeReason;
 use crate::ids::OrderId;
-use crate::order::{Order, Platform};
-use crate::ports::StorageError;
+
+// This area's ports live in `crate::ports`; re-exported under their old path.
+pub use crate::ports::{RefundReversals, ReversalOutcome};
 
 /// How much of a purchase the store has refunded, as the store says now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,46 +135,6 @@ pub struct PartialRevocations {
     pub revoked_units: u32,
     /// A step written but not recorded as done (RevokeItems may or may not have run).
     pub pending: Option<PartialStep>,
-}
-
-/// What restoring a purchase whose refund the store reversed found.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ReversalOutcome {
-    /// The refunded order stays refunded; `restored` is a new PAID order for the same user,
-    /// product and units, and the store purchase now points at it (so a later refund of the
-    /// purchase takes back the restored grant, and a replay of the reversal finds nothing
-    /// refunded).
-    Restored {
-        /// The refunded order.
-        refunded: OrderId,
-        /// The new order, to deliver.
-        restored: Box<Order>,
-    },
-    /// The purchase's order is not refunded or revoked (already restored: a replay).
-    NotRefunded(OrderId),
-    /// No purchase of ours has this id.
-    NotRecorded,
-}
-
-/// Storage for reversed refunds.
-#[async_trait]
-pub trait RefundReversals: Send + Sync {
-    /// Lifts the refund marks left under these keys (a refund processed before its purchase
-    /// was redeemed). Returns how many were lifted.
-    async fn lift_refund_marks(
-        &self,
-        platform: Platform,
-        store_keys: &[String],
-    ) -> Result<u64, StorageError>;
-
-    /// Restores the refunded order of the store purchase `store_transaction_id`, once: a new
-    /// PAID order (binding reason `refund_reversed`) and the purchase re-pointed at it, in one
-    /// commit, conditional on the purchase still pointing at the refunded order.
-    async fn restore_refunded(
-        &self,
-        platform: Platform,
-        store_transaction_id: &str,
-    ) -> Result<ReversalOutcome, StorageError>;
 }
 
 #[cfg(test)]

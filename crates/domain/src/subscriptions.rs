@@ -10,13 +10,14 @@
 
 use std::time::Duration;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::ids::{AppId, OrderId, ProductId, UserId};
 use crate::order::{Environment, Platform, text_enum};
-use crate::ports::StorageError;
 use crate::purchase::{StoreReceipt, SubscriptionStatus, VerifiedPurchase};
+
+// This area's ports live in `crate::ports`; re-exported under their old path.
+pub use crate::ports::SubscriptionStore;
 
 text_enum!(
     /// Where a subscription's entitlement stands.
@@ -255,61 +256,6 @@ pub struct SubscriptionChange {
     pub next_check_at: Option<DateTime<Utc>>,
     /// The game must hear about it (access or product changed): the version grows.
     pub bump_version: bool,
-}
-
-/// Subscriptions in the database.
-#[async_trait]
-pub trait SubscriptionStore: Send + Sync {
-    /// The subscription with this store key.
-    async fn find_subscription(
-        &self,
-        platform: Platform,
-        key: &str,
-    ) -> Result<Option<Subscription>, StorageError>;
-
-    /// The subscription with this purchase token (Google links, Huawei refunds).
-    async fn find_subscription_by_token(
-        &self,
-        platform: Platform,
-        purchase_token: &str,
-    ) -> Result<Option<Subscription>, StorageError>;
-
-    /// Applies a change if the row is still at `expected_version`; `None` when another
-    /// refresh changed it first (the caller reads again).
-    async fn apply_subscription_change(
-        &self,
-        id: &str,
-        expected_version: i64,
-        change: &SubscriptionChange,
-    ) -> Result<Option<Subscription>, StorageError>;
-
-    /// Takes subscriptions whose check is due, moving their `next_check_at` `hold` ahead under
-    /// `FOR UPDATE SKIP LOCKED`, so scheduler replicas share them.
-    async fn reserve_due_subscriptions(
-        &self,
-        now: DateTime<Utc>,
-        limit: u32,
-        hold: Duration,
-    ) -> Result<Vec<Subscription>, StorageError>;
-
-    /// Subscriptions whose current version the game has not acknowledged, due for a call.
-    async fn reserve_unsynced_subscriptions(
-        &self,
-        now: DateTime<Utc>,
-        limit: u32,
-        hold: Duration,
-    ) -> Result<Vec<Subscription>, StorageError>;
-
-    /// Records that the game acknowledged `version` (never lowers it).
-    async fn record_subscription_synced(&self, id: &str, version: i64) -> Result<(), StorageError>;
-
-    /// Records a failed call; tried again at `retry_at`.
-    async fn record_subscription_sync_failed(
-        &self,
-        id: &str,
-        error: &str,
-        retry_at: DateTime<Utc>,
-    ) -> Result<(), StorageError>;
 }
 
 /// One `UpdateSubscription` call: the entitlement as of `version`.

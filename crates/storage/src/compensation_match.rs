@@ -6,7 +6,8 @@
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
+    QueryOrder,
 };
 
 use iap_domain::ports::StorageError;
@@ -16,6 +17,7 @@ use crate::classify;
 use crate::convert::order_from_row;
 use crate::entity::orders;
 use crate::orders::append_event;
+use crate::transition::fenced_update;
 
 /// The states of a compensation that was granted or is being granted (not refunded, revoked).
 const GRANTED_OR_GRANTING: [OrderState; 5] = [
@@ -85,13 +87,11 @@ pub(crate) async fn attach_in(
             Expr::value(m.store_transaction_id.to_owned()),
         )
         .col_expr(orders::Column::BindingReason, Expr::value(reason.as_str()))
-        .col_expr(orders::Column::UpdatedAt, Expr::value(now))
-        .filter(orders::Column::Id.eq(m.compensation.to_string()))
-        .filter(open_compensations())
-        .exec(txn)
-        .await
-        .map_err(classify)?;
-    if taken.rows_affected != 1 {
+        .col_expr(orders::Column::UpdatedAt, Expr::value(now));
+    let still_open = Condition::all()
+        .add(orders::Column::Id.eq(m.compensation.to_string()))
+        .add(open_compensations());
+    if !fenced_update(txn, taken, still_open).await? {
         return Ok(None);
     }
     if m.top_up.is_none() {

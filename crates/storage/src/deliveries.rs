@@ -1,12 +1,12 @@
 //! DeliveryStore: claims with the attempt counter as fencing token, and the commits that move an
 //! order through DELIVERING → DELIVERED → CONFIRMED (or DEAD, REFUNDED, REVOKED) together with its
-//! `deliveries` row and outbox events. Every write after a claim is `WHERE attempt = $claimed`:
-//! a worker that lost its claim writes nothing.
+//! `deliveries` row and outbox events. Every write after a claim is `WHERE attempt = $claimed`
+//! (a fenced transition, see `transition.rs`): a worker that lost its claim writes nothing.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveValue, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait,
@@ -23,11 +23,8 @@ use iap_domain::{DeliveryState, Order, OrderId, OrderState};
 use crate::convert::parse;
 use crate::entity::{deliveries, orders, outbox, store_transactions};
 use crate::orders::{append_event, read_order};
+use crate::transition::{OrderFence, finish, now};
 use crate::{Storage, classify};
-
-fn now() -> DateTime<Utc> {
-    Utc::now().trunc_subsecs(6)
-}
 
 /// No live lease: never leased, or the lease ran out.
 fn lease_free(now: DateTime<Utc>) -> Condition {
@@ -85,14 +82,6 @@ async fn purchase_of<C: ConnectionTrait>(
         order_id: order.id,
         expires_at: row.expires_at,
     }))
-}
-
-/// Updates the claimed order, only if it is still in `state` under the claimed attempt.
-pub(crate) fn fenced(claim: &ClaimedOrder, state: OrderState) -> Condition {
-    Condition::all()
-        .add(orders::Column::Id.eq(claim.order.id.to_string()))
-        .add(orders::Column::State.eq(state.as_str()))
-        .add(orders::Column::Attempt.eq(claim.order.attempt))
 }
 
 impl Storage {
@@ -203,23 +192,6 @@ impl Storage {
     }
 }
 
-/// Commits when `result` is Ok; rolls back otherwise, so nothing of a failed step stays.
-pub(crate) async fn finish<T>(
-    txn: DatabaseTransaction,
-    result: Result<T, StorageError>,
-) -> Result<T, StorageError> {
-    match result {
-        Ok(value) => {
-            txn.commit().await.map_err(classify)?;
-            Ok(value)
-        }
-        Err(e) => {
-            let _ = txn.rollback().await;
-            Err(e)
-        }
-    }
-}
-
 #[async_trait]
 impl DeliveryStore for Storage {
     async fn claim(&self, order: OrderId, lease: Duration) -> Result<Claim, StorageError> {
@@ -235,31 +207,23 @@ impl DeliveryStore for Storage {
         grant_calls: u32,
     ) -> Result<Option<Order>, StorageError> {
         let id = claim.order.id;
-        let owned = self.connection().begin().await.map_err(classify)?;
-        let txn = &owned;
-        let result = async {
-            let now = now();
-            let moved = orders::Entity::update_many()
-                .col_expr(
-                    orders::Column::State,
-                    Expr::value(OrderState::Delivered.as_str()),
-                )
-                .col_expr(orders::Column::DeliveredAt, Expr::value(now))
-                // The confirm claim, in the same commit: a new attempt under the lease we hold.
-                .col_expr(
-                    orders::Column::Attempt,
-                    Expr::col(orders::Column::Attempt).add(1),
-                )
-                .col_expr(orders::Column::NextAttemptAt, Expr::value(now))
-                .col_expr(orders::Column::LastError, Expr::value(None::<String>))
-                .col_expr(orders::Column::UpdatedAt, Expr::value(now))
-                .filter(fenced(claim, OrderState::Delivering))
-                .exec(txn)
-                .await
-                .map_err(classify)?;
-            if moved.rows_affected != 1 {
-                return Ok(None);
-            }
+        let now = now();
+        let delivered = orders::Entity::update_many()
+            .col_expr(
+                orders::Column::State,
+                Expr::value(OrderState::Delivered.as_str()),
+            )
+            .col_expr(orders::Column::DeliveredAt, Expr::value(now))
+            // The confirm claim, in the same commit: a new attempt under the lease we hold.
+            .col_expr(
+                orders::Column::Attempt,
+                Expr::col(orders::Column::Attempt).add(1),
+            )
+            .col_expr(orders::Column::NextAttemptAt, Expr::value(now))
+            .col_expr(orders::Column::LastError, Expr::value(None::<String>))
+            .col_expr(orders::Column::UpdatedAt, Expr::value(now));
+        let fence = OrderFence::claimed(claim, OrderState::Delivering);
+        self.fenced_transition(fence, delivered, async |txn| {
             deliveries::Entity::update_many()
                 .col_expr(
                     deliveries::Column::State,
@@ -294,11 +258,9 @@ impl DeliveryStore for Storage {
                 "attempt": claim.order.attempt,
                 "duplicate": ack.duplicate,
             });
-            append_event(txn, id, "order.delivered", "delivery", &detail, now).await?;
-            read_order(txn, id).await
-        }
-        .await;
-        finish(owned, result).await
+            append_event(txn, id, "order.delivered", "delivery", &detail, now).await
+        })
+        .await
     }
 
     async fn record_grant_failed(
@@ -308,34 +270,26 @@ impl DeliveryStore for Storage {
         grant_calls: u32,
     ) -> Result<Option<Order>, StorageError> {
         let id = claim.order.id;
-        let owned = self.connection().begin().await.map_err(classify)?;
-        let txn = &owned;
-        let result = async {
-            let now = now();
-            let (state, next) = if failure.dead {
-                (OrderState::Dead, None)
-            } else {
-                (OrderState::Delivering, Some(failure.retry_at))
-            };
-            let moved = orders::Entity::update_many()
-                .col_expr(orders::Column::State, Expr::value(state.as_str()))
-                .col_expr(
-                    orders::Column::LeaseUntil,
-                    Expr::value(None::<DateTime<Utc>>),
-                )
-                .col_expr(orders::Column::NextAttemptAt, Expr::value(next))
-                .col_expr(
-                    orders::Column::LastError,
-                    Expr::value(failure.error.clone()),
-                )
-                .col_expr(orders::Column::UpdatedAt, Expr::value(now))
-                .filter(fenced(claim, OrderState::Delivering))
-                .exec(txn)
-                .await
-                .map_err(classify)?;
-            if moved.rows_affected != 1 {
-                return Ok(None);
-            }
+        let now = now();
+        let (state, next) = if failure.dead {
+            (OrderState::Dead, None)
+        } else {
+            (OrderState::Delivering, Some(failure.retry_at))
+        };
+        let released = orders::Entity::update_many()
+            .col_expr(orders::Column::State, Expr::value(state.as_str()))
+            .col_expr(
+                orders::Column::LeaseUntil,
+                Expr::value(None::<DateTime<Utc>>),
+            )
+            .col_expr(orders::Column::NextAttemptAt, Expr::value(next))
+            .col_expr(
+                orders::Column::LastError,
+                Expr::value(failure.error.clone()),
+            )
+            .col_expr(orders::Column::UpdatedAt, Expr::value(now));
+        let fence = OrderFence::claimed(claim, OrderState::Delivering);
+        self.fenced_transition(fence, released, async |txn| {
             let delivery_state = if failure.dead {
                 DeliveryState::Dead
             } else {
@@ -366,10 +320,9 @@ impl DeliveryStore for Storage {
                 });
                 append_event(txn, id, "order.dead", "delivery", &detail, now).await?;
             }
-            read_order(txn, id).await
-        }
-        .await;
-        finish(owned, result).await
+            Ok(())
+        })
+        .await
     }
 
     async fn record_confirmed(
@@ -378,33 +331,25 @@ impl DeliveryStore for Storage {
         outcome: ConfirmOutcome,
     ) -> Result<Option<Order>, StorageError> {
         let id = claim.order.id;
-        let owned = self.connection().begin().await.map_err(classify)?;
-        let txn = &owned;
-        let result = async {
-            let now = now();
-            let moved = orders::Entity::update_many()
-                .col_expr(
-                    orders::Column::State,
-                    Expr::value(OrderState::Confirmed.as_str()),
-                )
-                .col_expr(orders::Column::ConfirmedAt, Expr::value(now))
-                .col_expr(
-                    orders::Column::LeaseUntil,
-                    Expr::value(None::<DateTime<Utc>>),
-                )
-                .col_expr(
-                    orders::Column::NextAttemptAt,
-                    Expr::value(None::<DateTime<Utc>>),
-                )
-                .col_expr(orders::Column::LastError, Expr::value(None::<String>))
-                .col_expr(orders::Column::UpdatedAt, Expr::value(now))
-                .filter(fenced(claim, OrderState::Delivered))
-                .exec(txn)
-                .await
-                .map_err(classify)?;
-            if moved.rows_affected != 1 {
-                return Ok(None);
-            }
+        let now = now();
+        let confirmed = orders::Entity::update_many()
+            .col_expr(
+                orders::Column::State,
+                Expr::value(OrderState::Confirmed.as_str()),
+            )
+            .col_expr(orders::Column::ConfirmedAt, Expr::value(now))
+            .col_expr(
+                orders::Column::LeaseUntil,
+                Expr::value(None::<DateTime<Utc>>),
+            )
+            .col_expr(
+                orders::Column::NextAttemptAt,
+                Expr::value(None::<DateTime<Utc>>),
+            )
+            .col_expr(orders::Column::LastError, Expr::value(None::<String>))
+            .col_expr(orders::Column::UpdatedAt, Expr::value(now));
+        let fence = OrderFence::claimed(claim, OrderState::Delivered);
+        self.fenced_transition(fence, confirmed, async |txn| {
             let called = i32::from(outcome != ConfirmOutcome::NotApplicable);
             deliveries::Entity::update_many()
                 .col_expr(
@@ -428,11 +373,9 @@ impl DeliveryStore for Storage {
                 ConfirmOutcome::NotApplicable => "not_applicable",
             };
             let detail = serde_json::json!({ "store": outcome });
-            append_event(txn, id, "order.confirmed", "delivery", &detail, now).await?;
-            read_order(txn, id).await
-        }
-        .await;
-        finish(owned, result).await
+            append_event(txn, id, "order.confirmed", "delivery", &detail, now).await
+        })
+        .await
     }
 
     async fn record_confirm_failed(
@@ -441,28 +384,20 @@ impl DeliveryStore for Storage {
         failure: &Failure,
     ) -> Result<Option<Order>, StorageError> {
         let id = claim.order.id;
-        let owned = self.connection().begin().await.map_err(classify)?;
-        let txn = &owned;
-        let result = async {
-            let now = now();
-            let moved = orders::Entity::update_many()
-                .col_expr(
-                    orders::Column::LeaseUntil,
-                    Expr::value(None::<DateTime<Utc>>),
-                )
-                .col_expr(orders::Column::NextAttemptAt, Expr::value(failure.retry_at))
-                .col_expr(
-                    orders::Column::LastError,
-                    Expr::value(failure.error.clone()),
-                )
-                .col_expr(orders::Column::UpdatedAt, Expr::value(now))
-                .filter(fenced(claim, OrderState::Delivered))
-                .exec(txn)
-                .await
-                .map_err(classify)?;
-            if moved.rows_affected != 1 {
-                return Ok(None);
-            }
+        let now = now();
+        let released = orders::Entity::update_many()
+            .col_expr(
+                orders::Column::LeaseUntil,
+                Expr::value(None::<DateTime<Utc>>),
+            )
+            .col_expr(orders::Column::NextAttemptAt, Expr::value(failure.retry_at))
+            .col_expr(
+                orders::Column::LastError,
+                Expr::value(failure.error.clone()),
+            )
+            .col_expr(orders::Column::UpdatedAt, Expr::value(now));
+        let fence = OrderFence::claimed(claim, OrderState::Delivered);
+        self.fenced_transition(fence, released, async |txn| {
             deliveries::Entity::update_many()
                 .col_expr(
                     deliveries::Column::ConfirmCalls,
@@ -477,10 +412,9 @@ impl DeliveryStore for Storage {
                 .exec(txn)
                 .await
                 .map_err(classify)?;
-            read_order(txn, id).await
-        }
-        .await;
-        finish(owned, result).await
+            Ok(())
+        })
+        .await
     }
 
     async fn claim_revocation(
@@ -488,9 +422,7 @@ impl DeliveryStore for Storage {
         order: OrderId,
         lease: Duration,
     ) -> Result<RevocationClaim, StorageError> {
-        let owned = self.connection().begin().await.map_err(classify)?;
-        let txn = &owned;
-        let result = async {
+        self.in_transaction(async |txn| {
             let now = now();
             let revocable = [
                 OrderState::Paid,
@@ -527,9 +459,8 @@ impl DeliveryStore for Storage {
                 }
                 Some(o) => RevocationClaim::Settled(o),
             })
-        }
-        .await;
-        finish(owned, result).await
+        })
+        .await
     }
 
     async fn record_revoked(
@@ -540,34 +471,24 @@ impl DeliveryStore for Storage {
         revoked: &RevokedDetail,
     ) -> Result<Option<Order>, StorageError> {
         let id = claim.order.id;
-        let ack = ack.cloned();
-        let owned = self.connection().begin().await.map_err(classify)?;
-        let txn = &owned;
-        let result = async {
-            let now = now();
-            let state = if refunded {
-                OrderState::Refunded
-            } else {
-                OrderState::Revoked
-            };
-            let moved = orders::Entity::update_many()
-                .col_expr(orders::Column::State, Expr::value(state.as_str()))
-                .col_expr(
-                    orders::Column::LeaseUntil,
-                    Expr::value(None::<DateTime<Utc>>),
-                )
-                .col_expr(
-                    orders::Column::NextAttemptAt,
-                    Expr::value(None::<DateTime<Utc>>),
-                )
-                .col_expr(orders::Column::UpdatedAt, Expr::value(now))
-                .filter(fenced(claim, claim.order.state))
-                .exec(txn)
-                .await
-                .map_err(classify)?;
-            if moved.rows_affected != 1 {
-                return Ok(None);
-            }
+        let now = now();
+        let state = if refunded {
+            OrderState::Refunded
+        } else {
+            OrderState::Revoked
+        };
+        let taken_back = orders::Entity::update_many()
+            .col_expr(orders::Column::State, Expr::value(state.as_str()))
+            .col_expr(
+                orders::Column::LeaseUntil,
+                Expr::value(None::<DateTime<Utc>>),
+            )
+            .col_expr(
+                orders::Column::NextAttemptAt,
+                Expr::value(None::<DateTime<Utc>>),
+            )
+            .col_expr(orders::Column::UpdatedAt, Expr::value(now));
+        self.fenced_transition(OrderFence::held(claim), taken_back, async |txn| {
             if ack.is_some() {
                 deliveries::Entity::update_many()
                     .col_expr(
@@ -592,7 +513,7 @@ impl DeliveryStore for Storage {
             };
             let mut detail = serde_json::json!({
                 "from": claim.order.state.as_str(),
-                "game_reference": ack.as_ref().map(|a| a.reference.clone()),
+                "game_reference": ack.map(|a| a.reference.clone()),
                 "units": revoked.units,
             });
             // Only what there is to tell: earlier partial revocations, the store's own words.
@@ -605,11 +526,9 @@ impl DeliveryStore for Storage {
             if let Some(reason) = &revoked.cause.reason {
                 detail["store_reason"] = reason.as_str().into();
             }
-            append_event(txn, id, kind, "delivery", &detail, now).await?;
-            read_order(txn, id).await
-        }
-        .await;
-        finish(owned, result).await
+            append_event(txn, id, kind, "delivery", &detail, now).await
+        })
+        .await
     }
 
     async fn partial_revocations(

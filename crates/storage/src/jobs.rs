@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::sea_query::{Expr, OnConflict};
-use sea_orm::{ActiveValue, ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::{ActiveValue, ColumnTrait, Condition, EntityTrait, QueryFilter};
 use serde::{Deserialize, Serialize};
 
 use iap_domain::ports::StorageError;
@@ -16,6 +16,7 @@ use iap_domain::reconciliation::JobCursors;
 
 use crate::deliveries::until;
 use crate::entity::job_state;
+use crate::transition::fenced_update;
 use crate::{Storage, classify};
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -73,15 +74,15 @@ impl JobCursors for Storage {
                 cursor: value.cursor,
                 held_until: Some(until(now, hold)),
             };
-            let updated = job_state::Entity::update_many()
+            let take = job_state::Entity::update_many()
                 .col_expr(job_state::Column::Value, Expr::value(encode(&taken)))
-                .col_expr(job_state::Column::UpdatedAt, Expr::value(now))
-                .filter(job_state::Column::Name.eq(name))
-                .filter(job_state::Column::Value.eq(row.value))
-                .exec(self.connection())
-                .await
-                .map_err(classify)?;
-            return Ok((updated.rows_affected == 1).then_some(value.cursor));
+                .col_expr(job_state::Column::UpdatedAt, Expr::value(now));
+            // Under the value read: of two processes taking the job, one does.
+            let unchanged = Condition::all()
+                .add(job_state::Column::Name.eq(name))
+                .add(job_state::Column::Value.eq(row.value));
+            let took = fenced_update(self.connection(), take, unchanged).await?;
+            return Ok(took.then_some(value.cursor));
         }
         Ok(None)
     }

@@ -18,6 +18,7 @@ mod payments;
 mod refund_marks;
 mod refund_reversals;
 mod subscriptions;
+mod transition;
 mod unclaimed;
 
 use std::time::Duration;

@@ -1,26 +1,22 @@
 //! Partial revocations: the steps of an order taken back in parts, under a revocation claim
 //! (the order's attempt fence), written before RevokeItems and marked done after it.
 
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, OnConflict};
-use sea_orm::{ActiveValue, ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
+use sea_orm::{ActiveValue, ColumnTrait, Condition, EntityTrait, QueryFilter};
 
 use iap_domain::delivery::{ClaimedOrder, GameAck, RevokeReason};
 use iap_domain::ports::StorageError;
 use iap_domain::refunds::{PartialRevocations, PartialStep, RefundCause};
 use iap_domain::{Order, OrderId};
 
-use crate::deliveries::{fenced, finish};
 use crate::entity::{orders, partial_revocations as steps};
-use crate::orders::{append_event, read_order};
+use crate::orders::append_event;
+use crate::transition::{OrderFence, fenced_update, now};
 use crate::{Storage, classify};
 
 const PENDING: &str = "pending";
 const DONE: &str = "done";
-
-fn now() -> DateTime<Utc> {
-    Utc::now().trunc_subsecs(6)
-}
 
 fn reason_text(reason: RevokeReason) -> &'static str {
     match reason {
@@ -88,18 +84,12 @@ impl Storage {
         claim: &ClaimedOrder,
         step: &PartialStep,
     ) -> Result<bool, StorageError> {
-        let owned = self.connection().begin().await.map_err(classify)?;
-        let txn = &owned;
-        let result = async {
-            let now = now();
-            // Still our claim: the step is written under the fence, like every other write.
-            let held = orders::Entity::update_many()
-                .col_expr(orders::Column::UpdatedAt, Expr::value(now))
-                .filter(fenced(claim, claim.order.state))
-                .exec(txn)
-                .await
-                .map_err(classify)?;
-            if held.rows_affected != 1 {
+        let now = now();
+        // Still our claim: the step is written under the fence, like every other write.
+        let held =
+            orders::Entity::update_many().col_expr(orders::Column::UpdatedAt, Expr::value(now));
+        self.in_transaction(async |txn| {
+            if !OrderFence::held(claim).apply(txn, held).await? {
                 return Ok(false);
             }
             let row = steps::ActiveModel {
@@ -125,9 +115,8 @@ impl Storage {
                 .await
                 .map_err(classify)?;
             Ok(inserted == 1)
-        }
-        .await;
-        finish(owned, result).await
+        })
+        .await
     }
 
     pub(crate) async fn record_partial(
@@ -137,38 +126,27 @@ impl Storage {
         ack: Option<&GameAck>,
     ) -> Result<Option<Order>, StorageError> {
         let id = claim.order.id;
-        let owned = self.connection().begin().await.map_err(classify)?;
-        let txn = &owned;
-        let result = async {
-            let now = now();
-            // The order keeps its state (and its confirmation schedule); only the claim ends.
-            let released = orders::Entity::update_many()
-                .col_expr(
-                    orders::Column::LeaseUntil,
-                    Expr::value(None::<DateTime<Utc>>),
-                )
-                .col_expr(orders::Column::UpdatedAt, Expr::value(now))
-                .filter(fenced(claim, claim.order.state))
-                .exec(txn)
-                .await
-                .map_err(classify)?;
-            if released.rows_affected != 1 {
-                return Ok(None);
-            }
+        let now = now();
+        // The order keeps its state (and its confirmation schedule); only the claim ends.
+        let released = orders::Entity::update_many()
+            .col_expr(
+                orders::Column::LeaseUntil,
+                Expr::value(None::<DateTime<Utc>>),
+            )
+            .col_expr(orders::Column::UpdatedAt, Expr::value(now));
+        self.fenced_transition(OrderFence::held(claim), released, async |txn| {
             if let Some(step) = step {
-                let marked = steps::Entity::update_many()
+                let done = steps::Entity::update_many()
                     .col_expr(steps::Column::State, Expr::value(DONE))
                     .col_expr(
                         steps::Column::GameReference,
                         Expr::value(ack.map(|a| a.reference.clone())),
                     )
-                    .col_expr(steps::Column::RevokedAt, Expr::value(Some(now)))
-                    .filter(steps::Column::RevokeId.eq(step.revoke_id.clone()))
-                    .filter(steps::Column::State.eq(PENDING))
-                    .exec(txn)
-                    .await
-                    .map_err(classify)?;
-                if marked.rows_affected == 1 {
+                    .col_expr(steps::Column::RevokedAt, Expr::value(Some(now)));
+                let still_pending = Condition::all()
+                    .add(steps::Column::RevokeId.eq(step.revoke_id.clone()))
+                    .add(steps::Column::State.eq(PENDING));
+                if fenced_update(txn, done, still_pending).await? {
                     let detail = serde_json::json!({
                         "revoke_id": step.revoke_id,
                         "reason": reason_text(step.reason),
@@ -183,9 +161,8 @@ impl Storage {
                         .await?;
                 }
             }
-            read_order(txn, id).await
-        }
-        .await;
-        finish(owned, result).await
+            Ok(())
+        })
+        .await
     }
 }

@@ -22,6 +22,7 @@ use crate::convert::{order_from_row, order_to_row};
 use crate::entity::{orders, store_transactions, trial_usage};
 use crate::orders::append_event;
 use crate::refund_marks::{lock_identities, marked_in};
+use crate::transition::fenced_update;
 use crate::{Storage, classify};
 
 pub(crate) fn recorded(
@@ -123,7 +124,7 @@ impl Storage {
         // 1. The order becomes PAID: a conditional update on an existing order, or a new row.
         let order = match &p.target {
             PaymentTarget::ExistingOrder(id) => {
-                let updated = orders::Entity::update_many()
+                let paid = orders::Entity::update_many()
                     .col_expr(
                         orders::Column::State,
                         Expr::value(OrderState::Paid.as_str()),
@@ -147,13 +148,11 @@ impl Storage {
                     )
                     .col_expr(orders::Column::PaidAt, Expr::value(now))
                     .col_expr(orders::Column::UpdatedAt, Expr::value(now))
-                    .col_expr(orders::Column::NextAttemptAt, Expr::value(now))
-                    .filter(orders::Column::Id.eq(id.to_string()))
-                    .filter(orders::Column::State.eq(OrderState::Created.as_str()))
-                    .exec(txn)
-                    .await
-                    .map_err(classify)?;
-                if updated.rows_affected != 1 {
+                    .col_expr(orders::Column::NextAttemptAt, Expr::value(now));
+                let unpaid = Condition::all()
+                    .add(orders::Column::Id.eq(id.to_string()))
+                    .add(orders::Column::State.eq(OrderState::Created.as_str()));
+                if !fenced_update(txn, paid, unpaid).await? {
                     return Ok(RecordOutcome::OrderNoLongerUnpaid);
                 }
                 let row = orders::Entity::find_by_id(id.to_string())

@@ -6,7 +6,7 @@
 use async_trait::async_trait;
 use chrono::{SubsecRound, Utc};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveValue, ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
+use sea_orm::{ActiveValue, ColumnTrait, Condition, EntityTrait, QueryFilter, TransactionTrait};
 
 use iap_domain::ports::StorageError;
 use iap_domain::refunds::{RefundReversals, ReversalOutcome};
@@ -14,6 +14,7 @@ use iap_domain::{BindingReason, OrderId, OrderState, Platform};
 
 use crate::entity::{orders, refund_marks, store_transactions};
 use crate::orders::{append_event, read_order};
+use crate::transition::fenced_update;
 use crate::{Storage, classify};
 
 fn corrupt(e: &iap_domain::IdError) -> StorageError {
@@ -110,13 +111,11 @@ impl RefundReversals for Storage {
                     store_transactions::Column::OrderId,
                     Expr::value(restored_id.to_string()),
                 )
-                .col_expr(store_transactions::Column::UpdatedAt, Expr::value(now))
-                .filter(store_transactions::Column::Id.eq(purchase.id.clone()))
-                .filter(store_transactions::Column::OrderId.eq(purchase.order_id.clone()))
-                .exec(&txn)
-                .await
-                .map_err(classify)?;
-            if moved.rows_affected != 1 {
+                .col_expr(store_transactions::Column::UpdatedAt, Expr::value(now));
+            let still_refunded = Condition::all()
+                .add(store_transactions::Column::Id.eq(purchase.id.clone()))
+                .add(store_transactions::Column::OrderId.eq(purchase.order_id.clone()));
+            if !fenced_update(&txn, moved, still_refunded).await? {
                 return Ok(Err(refunded_id));
             }
             let detail = serde_json::json!({ "restored_as": restored_id.to_string() });

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::sea_query::{Expr, Func, LockBehavior, LockType};
 use sea_orm::{
-    ActiveValue, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
+    ActiveValue, ColumnTrait, Condition, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, TransactionTrait,
 };
 
@@ -20,8 +20,9 @@ use iap_domain::subscriptions::{
 use iap_domain::{AppId, Order, OrderId, Platform, ProductId, UserId};
 
 use crate::convert::parse;
-use crate::deliveries::{finish, until};
+use crate::deliveries::until;
 use crate::entity::subscriptions;
+use crate::transition::{fenced_update, finish};
 use crate::{Storage, classify};
 
 fn subscription_from_row(row: subscriptions::Model) -> Result<Subscription, StorageError> {
@@ -336,13 +337,11 @@ impl SubscriptionStore for Storage {
                     Expr::value(transaction.clone()),
                 );
         }
-        let done = update
-            .filter(subscriptions::Column::Id.eq(id))
-            .filter(subscriptions::Column::Version.eq(expected_version))
-            .exec(self.connection())
-            .await
-            .map_err(classify)?;
-        if done.rows_affected != 1 {
+        // Under the version read: of two concurrent refreshes, one writes.
+        let unchanged = Condition::all()
+            .add(subscriptions::Column::Id.eq(id))
+            .add(subscriptions::Column::Version.eq(expected_version));
+        if !fenced_update(self.connection(), update, unchanged).await? {
             return Ok(None);
         }
         subscriptions::Entity::find_by_id(id.to_owned())

@@ -27,6 +27,7 @@ use crate::admin::{admin_event, insert_audit};
 use crate::convert::parse;
 use crate::entity::{store_transactions, unclaimed_purchases as rows};
 use crate::refund_marks::{lock_identities, marked_in};
+use crate::transition::{fenced_update, finish};
 use crate::{Storage, classify};
 
 fn now() -> DateTime<Utc> {
@@ -156,22 +157,6 @@ pub(crate) async fn refund_in(
     Ok(())
 }
 
-async fn commit_or_rollback<T>(
-    txn: DatabaseTransaction,
-    result: Result<T, StorageError>,
-) -> Result<T, StorageError> {
-    match result {
-        Ok(value) => {
-            txn.commit().await.map_err(classify)?;
-            Ok(value)
-        }
-        Err(e) => {
-            let _ = txn.rollback().await;
-            Err(e)
-        }
-    }
-}
-
 async fn row_by_id<C: ConnectionTrait>(
     conn: &C,
     id: uuid::Uuid,
@@ -298,7 +283,7 @@ impl Storage {
         }
         let at = now();
         let order_id = claim.payment.target.order_id();
-        let updated = rows::Entity::update_many()
+        let claimed = rows::Entity::update_many()
             .col_expr(
                 rows::Column::ClaimedBy,
                 Expr::value(claim.payment.user_id.as_str()),
@@ -315,13 +300,11 @@ impl Storage {
             .col_expr(
                 rows::Column::Reason,
                 Expr::value(claim.audit.reason.clone()),
-            )
-            .filter(rows::Column::Id.eq(claim.id.to_string()))
-            .filter(open())
-            .exec(txn)
-            .await
-            .map_err(classify)?;
-        if updated.rows_affected != 1 {
+            );
+        let still_open = Condition::all()
+            .add(rows::Column::Id.eq(claim.id.to_string()))
+            .add(open());
+        if !fenced_update(txn, claimed, still_open).await? {
             return Err(StorageError::Other(
                 "kept purchase changed under its locks".into(),
             ));
@@ -342,7 +325,7 @@ impl UnclaimedStore for Storage {
     async fn keep_unclaimed(&self, keep: UnclaimedToKeep) -> Result<KeepOutcome, StorageError> {
         let txn = self.connection().begin().await.map_err(classify)?;
         let result = self.keep_unclaimed_in(&txn, &keep).await;
-        commit_or_rollback(txn, result).await
+        finish(txn, result).await
     }
 
     async fn kept_purchase(&self, id: uuid::Uuid) -> Result<Option<KeptPurchase>, StorageError> {

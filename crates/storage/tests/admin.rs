@@ -12,7 +12,7 @@ use iap_domain::usecases::admin::{
 };
 use iap_domain::{AppId, NewOrder, OrderId, OrderState, Platform, ProductId, ProductKind, UserId};
 use iap_storage::{PoolOptions, Storage};
-use iap_test_support::TestDatabase;
+use iap_test_support::{TestDatabase, TestSqlite};
 
 const APP: &str = "com.example.game";
 
@@ -251,13 +251,10 @@ async fn admin_store_works_on_postgres() {
 
 #[tokio::test]
 async fn admin_store_works_on_sqlite() {
-    let dir = std::env::temp_dir().join(format!("iap-admin-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let url = format!("sqlite://{}?mode=rwc", dir.join("iap.db").display());
-    let storage = Storage::connect(&url, &PoolOptions::default())
+    let db = TestSqlite::create("admin");
+    let storage = Storage::connect(db.url(), &PoolOptions::default())
         .await
         .unwrap();
     exercise(&storage).await;
     storage.close().await;
-    let _ = std::fs::remove_dir_all(dir);
 }

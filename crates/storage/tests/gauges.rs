@@ -10,7 +10,7 @@ use iap_domain::notifications::{InboundNotification, NotificationInbox};
 use iap_domain::ports::{CreateOutcome, OrderRepository};
 use iap_domain::{AppId, NewOrder, OrderId, OrderState, Platform, ProductId, ProductKind, UserId};
 use iap_storage::{PoolOptions, Storage};
-use iap_test_support::TestDatabase;
+use iap_test_support::{TestDatabase, TestSqlite};
 
 async fn order_in(storage: &Storage, platform: Platform, state: OrderState, paid_ago: i64) {
     let id = OrderId::new();
@@ -126,13 +126,10 @@ async fn gauge_reads_on_postgres() {
 
 #[tokio::test]
 async fn gauge_reads_on_sqlite() {
-    let dir = std::env::temp_dir().join(format!("iap-gauges-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let url = format!("sqlite://{}?mode=rwc", dir.join("iap.db").display());
-    let storage = Storage::connect(&url, &PoolOptions::default())
+    let db = TestSqlite::create("gauges");
+    let storage = Storage::connect(db.url(), &PoolOptions::default())
         .await
         .unwrap();
     exercise(&storage).await;
     storage.close().await;
-    let _ = std::fs::remove_dir_all(dir);
 }

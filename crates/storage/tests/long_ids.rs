@@ -18,7 +18,7 @@ use iap_domain::{
     ProductKind, UserId,
 };
 use iap_storage::{PoolOptions, Storage};
-use iap_test_support::TestDatabase;
+use iap_test_support::{TestDatabase, TestSqlite};
 
 fn new_order() -> NewOrder {
     NewOrder {
@@ -129,13 +129,10 @@ async fn the_longest_accepted_values_fit_on_postgres() {
 
 #[tokio::test]
 async fn the_longest_accepted_values_fit_on_sqlite() {
-    let dir = std::env::temp_dir().join(format!("iap-long-ids-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let url = format!("sqlite://{}?mode=rwc", dir.join("iap.db").display());
-    let storage = Storage::connect(&url, &PoolOptions::default())
+    let db = TestSqlite::create("long-ids");
+    let storage = Storage::connect(db.url(), &PoolOptions::default())
         .await
         .unwrap();
     exercise(&storage).await;
     storage.close().await;
-    let _ = std::fs::remove_dir_all(dir);
 }

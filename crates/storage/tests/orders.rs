@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use iap_domain::{AppId, NewOrder, OrderId, OrderState, Platform, ProductId, ProductKind, UserId};
 use iap_storage::{PoolOptions, Storage};
-use iap_test_support::TestDatabase;
+use iap_test_support::{TestDatabase, TestSqlite};
 
 fn new_order(user: &str, key: Option<&str>) -> NewOrder {
     NewOrder {
@@ -94,15 +94,12 @@ async fn orders_round_trip_on_postgres() {
 
 #[tokio::test]
 async fn orders_round_trip_on_sqlite() {
-    let dir = std::env::temp_dir().join(format!("iap-storage-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let url = format!("sqlite://{}?mode=rwc", dir.join("iap.db").display());
-    let storage = Storage::connect(&url, &PoolOptions::default())
+    let db = TestSqlite::create("storage");
+    let storage = Storage::connect(db.url(), &PoolOptions::default())
         .await
         .unwrap();
     exercise(&storage).await;
     storage.close().await;
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test]

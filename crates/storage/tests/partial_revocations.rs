@@ -11,7 +11,7 @@ use iap_domain::ports::{CreateOutcome, OrderRepository};
 use iap_domain::refunds::{PartialStep, RefundCause, partial_revoke_id};
 use iap_domain::{AppId, NewOrder, OrderId, OrderState, Platform, ProductId, ProductKind, UserId};
 use iap_storage::{PoolOptions, Storage};
-use iap_test_support::TestDatabase;
+use iap_test_support::{TestDatabase, TestSqlite};
 use sea_orm::{ConnectionTrait, Statement};
 
 async fn sql(storage: &Storage, text: String) {
@@ -202,13 +202,10 @@ async fn partial_revocations_on_postgres() {
 
 #[tokio::test]
 async fn partial_revocations_on_sqlite() {
-    let dir = std::env::temp_dir().join(format!("iap-storage-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let url = format!("sqlite://{}?mode=rwc", dir.join("iap.db").display());
-    let storage = Storage::connect(&url, &PoolOptions::default())
+    let db = TestSqlite::create("storage");
+    let storage = Storage::connect(db.url(), &PoolOptions::default())
         .await
         .unwrap();
     exercise(&storage).await;
     storage.close().await;
-    let _ = std::fs::remove_dir_all(dir);
 }

@@ -14,7 +14,7 @@ use iap_domain::{
     ProductKind, UserId,
 };
 use iap_storage::{PoolOptions, Storage};
-use iap_test_support::TestDatabase;
+use iap_test_support::{TestDatabase, TestSqlite};
 use sea_orm::{ConnectionTrait, Statement};
 
 fn new_order(user: &str) -> NewOrder {
@@ -231,15 +231,12 @@ async fn payments_on_postgres() {
 
 #[tokio::test]
 async fn payments_on_sqlite() {
-    let dir = std::env::temp_dir().join(format!("iap-payments-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let url = format!("sqlite://{}?mode=rwc", dir.join("iap.db").display());
-    let storage = Storage::connect(&url, &PoolOptions::default())
+    let db = TestSqlite::create("payments");
+    let storage = Storage::connect(db.url(), &PoolOptions::default())
         .await
         .unwrap();
     exercise(&storage).await;
     storage.close().await;
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// 32 concurrent redemptions of one store purchase, half on one order and half creating orders:

@@ -19,7 +19,7 @@ use iap_domain::{
     ProductKind, UserId,
 };
 use iap_storage::{PoolOptions, Storage};
-use iap_test_support::TestDatabase;
+use iap_test_support::{TestDatabase, TestSqlite};
 use sea_orm::{ConnectionTrait, Statement};
 
 fn app() -> AppId {
@@ -323,15 +323,12 @@ async fn unclaimed_purchases_on_postgres() {
 
 #[tokio::test]
 async fn unclaimed_purchases_on_sqlite() {
-    let dir = std::env::temp_dir().join(format!("iap-unclaimed-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let url = format!("sqlite://{}?mode=rwc", dir.join("iap.db").display());
-    let storage = Storage::connect(&url, &PoolOptions::default())
+    let db = TestSqlite::create("unclaimed");
+    let storage = Storage::connect(db.url(), &PoolOptions::default())
         .await
         .unwrap();
     exercise(&storage).await;
     storage.close().await;
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// Sixteen operators claiming one kept purchase at once, for different users: one claim commits.

@@ -168,6 +168,8 @@ mod tests {
     }
 }
 
+mod databases;
 pub mod emulator;
 pub mod private;
 pub mod process;
+pub use databases::TestSqlite;
