@@ -9,7 +9,7 @@ use prost::Message;
 
 use iap_domain::purchase::PurchaseProof;
 use iap_proto::v1 as pb;
-use iap_verifier::fuzzing::{create_order_command, verify_purchase_command};
+use iap_app::fuzzing::{create_order_command, verify_purchase_command};
 
 fn create_order(bytes: &[u8]) {
     let Ok(request) = pb::CreateOrderRequest::decode(bytes) else {

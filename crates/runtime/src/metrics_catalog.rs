@@ -284,19 +284,13 @@ pub const METRICS: &[MetricSpec] = &[
         "iap_job_passes_total",
         Counter,
         &["job", "outcome"],
-        "Passes of each background job (order_sweep, delivery_sweep, entitlement_sync, notification_inbox, subscription_checks, reconciliation, gauges), by outcome: ok, or error when the database did not answer.",
+        "Passes of each background job (order_sweep, entitlement_sync, notification_inbox, subscription_checks, reconciliation, gauges), by outcome: ok, or error when the database did not answer.",
     ),
     metric(
         "iap_sweep_orders_total",
         Counter,
         &[],
-        "Due orders found by iap-delivery's own sweeper.",
-    ),
-    metric(
-        "iap_scheduler_swept_orders_total",
-        Counter,
-        &[],
-        "Due orders reserved by iap-scheduler's order sweep and handed to iap-delivery.",
+        "Due orders reserved by the order sweep, wherever it runs (in iap-delivery, or in iap-scheduler handing them to iap-delivery).",
     ),
     // subscriptions and reconciliation
     metric(

@@ -1,8 +1,9 @@
-//! `iap-delivery` binary.
+//! `iap-delivery` binary: the delivery role alone.
 
 use std::process::ExitCode;
 
 use clap::Parser;
+use iap_app::{App, Roles};
 use iap_runtime::Settings;
 use iap_runtime::startup::ConfigArgs;
 
@@ -23,6 +24,9 @@ fn main() -> ExitCode {
         "iap-delivery",
         &args.config,
         &Settings::default(),
-        iap_delivery::run,
+        |settings, shutdown| async move {
+            let app = App::build(&settings, Roles::DELIVERY).await?;
+            app.run_until_stopped(shutdown).await
+        },
     )
 }

@@ -86,14 +86,18 @@ fn request(user: &str, order_id: &str, product: &str, made: &Value) -> pb::Verif
 async fn verifier_with(w: &World, edit: impl FnOnce(&str) -> String) -> Channel {
     let settings = Settings::from_toml(&edit(&w.toml)).unwrap();
     let catalog = Arc::new(settings.catalog().unwrap());
-    let stores = iap_verifier::store_verifiers(&settings).unwrap();
-    let verifier = iap_verifier::Verifier::new(w.storage.clone(), catalog, stores);
-    let listeners = iap_verifier::Listeners {
+    let stores = iap_app::verifier::store_verifiers(&settings).unwrap();
+    let verifier = iap_app::verifier::Verifier::new(w.storage.clone(), catalog, stores);
+    let listeners = iap_app::verifier::Listeners {
         grpc: TcpListener::bind("127.0.0.1:0").await.unwrap(),
         http: TcpListener::bind("127.0.0.1:0").await.unwrap(),
     };
     let addr = listeners.grpc.local_addr().unwrap();
-    tokio::spawn(iap_verifier::serve(verifier, listeners, w.shutdown.clone()));
+    tokio::spawn(iap_app::verifier::serve(
+        verifier,
+        listeners,
+        w.shutdown.clone(),
+    ));
     common::connect(addr).await
 }
 
@@ -314,7 +318,7 @@ async fn our_wrong_licence_key_keeps_a_real_purchase_open_and_is_counted() {
         let settings = Settings::from_toml(&w.toml.replace(&ours, &other_apps)).unwrap();
         let usecase = iap_domain::usecases::verify_purchase::PurchaseVerification::new(
             Arc::new(settings.catalog().unwrap()),
-            iap_verifier::store_verifiers(&settings).unwrap(),
+            iap_app::verifier::store_verifiers(&settings).unwrap(),
             w.storage.clone(),
         );
         let command = iap_domain::usecases::verify_purchase::VerifyPurchase {

@@ -294,11 +294,23 @@ async fn grant_throughput_is_measured_end_to_end() {
     for i in 0..ORDERS {
         w.paid_order(&format!("load-{}", i % 40), "gems_100").await;
     }
-    let sweeper = iap_delivery::DeliverySweep::new(w.deliveries(), ORDERS as u32, 16);
+    let sweeper = iap_app::OrderSweep::new(
+        w.storage.clone(),
+        w.deliveries(),
+        ORDERS as u32,
+        16,
+        Duration::from_secs(60),
+    );
     let started = Instant::now();
     let report = sweeper.run_once().await.unwrap();
     let elapsed = started.elapsed();
-    assert_eq!(report.confirmed, ORDERS, "{report:?}");
+    assert_eq!(report.reserved, ORDERS, "{report:?}");
+    assert_eq!(report.delivered, ORDERS, "{report:?}");
+    assert_eq!(
+        w.count("orders", "state = 'CONFIRMED'").await,
+        ORDERS as i64,
+        "every order granted and confirmed in the one pass"
+    );
     assert_eq!(w.game.ledger().stats().grant_effects, ORDERS as u64);
     println!(
         "grant throughput: {ORDERS} orders granted and confirmed in {:.2} s = {:.0} orders/s",

@@ -79,11 +79,11 @@ async fn an_overlong_game_reference_is_kept_shortened_and_the_grant_recorded_onc
     );
     let mut settings = w.settings.clone();
     settings.delivery.game_server_url = Some(url);
-    let delivery = iap_delivery::Delivery::new(
+    let delivery = iap_app::delivery::Delivery::new(
         w.storage.clone(),
         iap_runtime::lock::LockBackend::from_settings(&settings).unwrap(),
-        iap_delivery::game_server(&settings).unwrap(),
-        iap_delivery::store_confirmers(&settings).unwrap(),
+        iap_app::delivery::game_server(&settings).unwrap(),
+        iap_app::delivery::store_confirmers(&settings).unwrap(),
         settings.delivery.policy(),
     );
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use iap_delivery::GrpcGameServer;
+use iap_app::delivery::GrpcGameServer;
 use iap_domain::delivery::{GameServer, GrantCommand, GrantReason};
 use iap_domain::subscriptions::{Subscription, SubscriptionState, SubscriptionUpdate};
 use iap_domain::{AppId, Environment, Order, OrderId, OrderState, Platform, ProductId, UserId};

@@ -30,7 +30,7 @@ async fn a_busy_worker_keeps_its_claim_past_the_lease() {
     let mut settings = w.settings.clone();
     settings.delivery.notification_lease_ms = 1_000;
     let handler = || {
-        iap_delivery::notification_handler(
+        iap_app::delivery::notification_handler(
             &w.delivery,
             &settings,
             &settings.store_clients().unwrap(),

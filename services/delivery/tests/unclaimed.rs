@@ -90,7 +90,7 @@ async fn gauges(w: &World) -> String {
     let handle = recorder.handle();
     // Thread-local: the job runs on this test's own thread (it spawns nothing).
     let _local = metrics::set_default_local_recorder(&recorder);
-    iap_scheduler::OrderGauges::new(w.storage.clone())
+    iap_app::scheduler::OrderGauges::new(w.storage.clone())
         .run_once()
         .await
         .unwrap();

@@ -208,10 +208,6 @@ async fn run(
         let stores = emulator.as_ref().map(|(_, _, _, stores)| stores);
         settings.apps.insert(DEMO_APP.to_owned(), demo_app(stores));
     }
-    let catalog = std::sync::Arc::new(settings.catalog()?);
-    let url = settings.database_url()?.to_owned();
-    let storage = iap_runtime::database::open(&settings, &url).await?;
-
     // No game server configured: the reference one runs in process, with its ledger on disk
     // beside the database, so a purchase made at the emulator is granted at once.
     let game_server = match &settings.delivery.game_server_url {
@@ -227,71 +223,23 @@ async fn run(
         }
     };
 
-    // One set of store clients for every role (each loads TLS roots and keys).
-    let clients = settings.store_clients()?;
-    let lock = iap_runtime::lock::LockBackend::from_settings(&settings)?;
-    let auth = iap_runtime::auth::GrpcAuth::from_settings(&settings.auth);
-    auth.warn_if_open("iapd", true);
-    let tls = iap_runtime::auth::server_tls(&settings.auth)?;
-    let delivery = iap_delivery::Delivery::new(
-        storage.clone(),
-        lock,
-        iap_delivery::game_server(&settings)?,
-        clients.confirmers(),
-        settings.delivery.policy(),
-    )
-    .with_auth(auth.clone());
-    // Operators' redeliveries, compensations and revocations run in process, like the fast path.
-    let verifier = iap_verifier::Verifier::new(storage.clone(), catalog, clients.verifiers())
-        .with_fast_path(
-            delivery.deliveries(),
-            std::time::Duration::from_millis(settings.verifier.fast_path_wait_ms),
-        )
-        .with_revoker(delivery.deliveries())
-        .with_auth(auth)
-        .with_notifications(clients.decoders());
-    let notifications = iap_delivery::notification_handler(
-        &delivery,
+    // Every role in this process, wired once, on the HTTP and metrics ports bound above.
+    let app = iap_app::App::build_on(
         &settings,
-        &clients,
-        Some(verifier.purchases()),
-    )?;
-    let refresh = iap_domain::usecases::refresh_subscription::SubscriptionRefresh::new(
-        verifier.purchases(),
-        delivery.deliveries(),
-        storage.clone(),
-    );
-    let mut scheduler = iap_scheduler::Scheduler::new(storage.clone())
-        .with_gauges_interval(std::time::Duration::from_millis(
-            settings.scheduler.gauges_interval_ms,
-        ))
-        .with_subscriptions(
-            std::sync::Arc::new(refresh),
-            iap_scheduler::subscription_job(&settings),
-        );
-    if let Some((job, interval)) =
-        iap_scheduler::reconciliation(&settings, &storage, &clients, delivery.deliveries())
-    {
-        scheduler = scheduler.with_reconciliation(job, interval);
-    }
-
-    let grpc_listener = iap_runtime::http::bind("gRPC", settings.verifier.grpc_listen).await?;
-    let grpc_addr = grpc_listener
-        .local_addr()
-        .map_err(|e| StartupError::Server(e.to_string()))?;
-
-    let routes = delivery.add_grpc_services(verifier.add_grpc_services(Default::default()));
-    let services = [iap_verifier::GRPC_SERVICES, iap_delivery::GRPC_SERVICES].concat();
-    let plaintext = tls.is_none();
-    let grpc = iap_runtime::process::GrpcEndpoint {
-        listener: grpc_listener,
-        routes,
-        services,
-        tls,
-    };
-
+        iap_app::Roles::ALL,
+        iap_app::BoundListeners {
+            http: Some(http_listener),
+            metrics: Some(metrics_listener),
+            grpc: None,
+        },
+    )
+    .await?;
+    let grpc_addr = app
+        .addresses()
+        .grpc
+        .ok_or_else(|| StartupError::Server("iapd serves gRPC".into()))?;
     print_banner(
-        &iap_runtime::database::redact(&url),
+        &iap_runtime::database::redact(settings.database_url()?),
         grpc_addr,
         http_addr,
         metrics_addr,
@@ -299,24 +247,16 @@ async fn run(
         game_server
             .as_ref()
             .map(iap_game_server::GameServerHandle::endpoint),
-        plaintext,
+        settings.auth.tls_cert_file.is_none(),
     );
     let emulator_url = emulator.as_ref().map(|(_, _, url, _)| url.clone());
     let demo_shutdown = shutdown.clone();
-    let jobs_shutdown = shutdown.clone();
-    let jobs = async {
-        tokio::join!(
-            scheduler.run_jobs(jobs_shutdown.clone()),
-            iap_delivery::run_jobs(
-                &delivery,
-                &settings,
-                Some(notifications),
-                jobs_shutdown.clone()
-            ),
-        );
+    let app_run = async {
+        let result = app.run_until_stopped(shutdown.clone()).await;
         if let Some(game) = game_server {
             let _ = game.shutdown().await;
         }
+        result
     };
     let emulator_server = {
         let shutdown = shutdown.clone();
@@ -331,13 +271,6 @@ async fn run(
             }
         }
     };
-    let servers = iap_runtime::process::serve_with_metrics(
-        "iapd",
-        Some(grpc),
-        (http_listener, verifier.http_router()),
-        Some(metrics_listener),
-        shutdown,
-    );
     let demo_run = run_demo(
         demo,
         demo::DemoTargets {
@@ -349,8 +282,7 @@ async fn run(
         metrics_addr,
         demo_shutdown,
     );
-    let ((), result, emulator_result, demo_result) =
-        tokio::join!(jobs, servers, emulator_server, demo_run);
+    let (result, emulator_result, demo_result) = tokio::join!(app_run, emulator_server, demo_run);
     result.and(emulator_result).and(demo_result)
 }
 

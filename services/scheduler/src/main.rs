@@ -1,12 +1,13 @@
-//! `iap-scheduler` binary.
+//! `iap-scheduler` binary: the scheduler role alone.
 
 use std::process::ExitCode;
 
 use clap::Parser;
+use iap_app::{App, Roles};
 use iap_runtime::Settings;
 use iap_runtime::startup::ConfigArgs;
 
-/// Background jobs: sweeps, store confirmation deadlines, reconciliation, subscriptions.
+/// Background jobs: the order sweep, store confirmation deadlines, reconciliation, subscriptions.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
@@ -20,6 +21,9 @@ fn main() -> ExitCode {
         "iap-scheduler",
         &args.config,
         &Settings::default(),
-        iap_scheduler::run,
+        |settings, shutdown| async move {
+            let app = App::build(&settings, Roles::SCHEDULER).await?;
+            app.run_until_stopped(shutdown).await
+        },
     )
 }

@@ -134,18 +134,23 @@ async fn replicas_killed_and_restarted_deliver_every_stuck_order_once() {
         game.endpoint()
     ))
     .unwrap();
-    let delivery = iap_delivery::Delivery::new(
+    let delivery = iap_app::delivery::Delivery::new(
         storage.clone(),
         LockBackend::from_settings(&settings).unwrap(),
-        iap_delivery::game_server(&settings).unwrap(),
-        iap_delivery::store_confirmers(&settings).unwrap(),
+        iap_app::delivery::game_server(&settings).unwrap(),
+        iap_app::delivery::store_confirmers(&settings).unwrap(),
         settings.delivery.policy(),
     );
     let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let delivery_url = format!("http://{}", grpc.local_addr().unwrap());
     let shutdown = Shutdown::new();
-    tokio::spawn(iap_delivery::serve(delivery, grpc, http, shutdown.clone()));
+    tokio::spawn(iap_app::delivery::serve(
+        delivery,
+        grpc,
+        http,
+        shutdown.clone(),
+    ));
 
     let mut replicas: Vec<RunningBinary> = (0..REPLICAS)
         .map(|_| replica(db.url(), &delivery_url))

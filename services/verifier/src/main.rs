@@ -1,8 +1,9 @@
-//! `iap-verifier` binary.
+//! `iap-verifier` binary: the verifier role alone.
 
 use std::process::ExitCode;
 
 use clap::Parser;
+use iap_app::{App, Roles};
 use iap_runtime::Settings;
 use iap_runtime::startup::ConfigArgs;
 
@@ -20,6 +21,9 @@ fn main() -> ExitCode {
         "iap-verifier",
         &args.config,
         &Settings::default(),
-        iap_verifier::run,
+        |settings, shutdown| async move {
+            let app = App::build(&settings, Roles::VERIFIER).await?;
+            app.run_until_stopped(shutdown).await
+        },
     )
 }

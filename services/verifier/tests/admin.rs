@@ -111,17 +111,17 @@ impl World {
         let shutdown = Shutdown::new();
         let auth = GrpcAuth::from_settings(&settings.auth);
 
-        let delivery = iap_delivery::Delivery::new(
+        let delivery = iap_app::delivery::Delivery::new(
             storage.clone(),
             LockBackend::from_settings(&settings).unwrap(),
-            iap_delivery::game_server(&settings).unwrap(),
-            iap_delivery::store_confirmers(&settings).unwrap(),
+            iap_app::delivery::game_server(&settings).unwrap(),
+            iap_app::delivery::store_confirmers(&settings).unwrap(),
             settings.delivery.policy(),
         )
         .with_auth(auth.clone());
         let delivery_grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let delivery_url = format!("http://{}", delivery_grpc.local_addr().unwrap());
-        tokio::spawn(iap_delivery::serve(
+        tokio::spawn(iap_app::delivery::serve(
             delivery.clone(),
             delivery_grpc,
             TcpListener::bind("127.0.0.1:0").await.unwrap(),
@@ -133,23 +133,27 @@ impl World {
             iap_runtime::delivery_client::DeliveryClient::with_auth(&delivery_url, &settings.auth)
                 .unwrap(),
         );
-        let verifier = iap_verifier::Verifier::new(
+        let verifier = iap_app::verifier::Verifier::new(
             storage.clone(),
             Arc::new(settings.catalog().unwrap()),
-            iap_verifier::store_verifiers(&settings).unwrap(),
+            iap_app::verifier::store_verifiers(&settings).unwrap(),
         )
-        .with_notifications(iap_verifier::notification_decoders(&settings).unwrap())
+        .with_notifications(iap_app::verifier::notification_decoders(&settings).unwrap())
         .with_fast_path(client.clone(), std::time::Duration::from_secs(5))
         .with_revoker(client)
         .with_auth(auth);
-        let listeners = iap_verifier::Listeners {
+        let listeners = iap_app::verifier::Listeners {
             grpc: TcpListener::bind("127.0.0.1:0").await.unwrap(),
             http: TcpListener::bind("127.0.0.1:0").await.unwrap(),
         };
         let grpc = listeners.grpc.local_addr().unwrap();
         let verifier_http = listeners.http.local_addr().unwrap();
-        tokio::spawn(iap_verifier::serve(verifier, listeners, shutdown.clone()));
-        let notifications = iap_delivery::notification_handler(
+        tokio::spawn(iap_app::verifier::serve(
+            verifier,
+            listeners,
+            shutdown.clone(),
+        ));
+        let notifications = iap_app::delivery::notification_handler(
             &delivery,
             &settings,
             &settings.store_clients().unwrap(),
@@ -1136,16 +1140,20 @@ async fn mutual_tls_refuses_clients_without_a_certificate_from_the_ca() {
         .unwrap();
     storage.migrate().await.unwrap();
     let verifier =
-        iap_verifier::Verifier::new(storage, Arc::new(settings.catalog().unwrap()), vec![])
+        iap_app::verifier::Verifier::new(storage, Arc::new(settings.catalog().unwrap()), vec![])
             .with_auth(GrpcAuth::from_settings(&settings.auth))
             .with_tls(iap_runtime::auth::server_tls(&settings.auth).unwrap());
-    let listeners = iap_verifier::Listeners {
+    let listeners = iap_app::verifier::Listeners {
         grpc: TcpListener::bind("127.0.0.1:0").await.unwrap(),
         http: TcpListener::bind("127.0.0.1:0").await.unwrap(),
     };
     let addr = listeners.grpc.local_addr().unwrap();
     let shutdown = Shutdown::new();
-    tokio::spawn(iap_verifier::serve(verifier, listeners, shutdown.clone()));
+    tokio::spawn(iap_app::verifier::serve(
+        verifier,
+        listeners,
+        shutdown.clone(),
+    ));
 
     let read = |name: &str| std::fs::read(dir.join(name)).unwrap();
     let tls = ClientTlsConfig::new()

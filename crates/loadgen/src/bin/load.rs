@@ -27,7 +27,6 @@ use iap_chaos::{Role, Service, free_port};
 use iap_proto::v1 as pb;
 use iap_proto::v1::order_service_client::OrderServiceClient;
 use iap_proto::v1::verification_service_client::VerificationServiceClient;
-use iap_runtime::lock::LockBackend;
 use iap_runtime::{Settings, Shutdown};
 use iap_storage::{PoolOptions, Storage};
 use iap_test_support::emulator::Emulator;
@@ -197,7 +196,7 @@ async fn start(args: &Args, db_url: &str) -> anyhow::Result<System> {
     let shutdown = Shutdown::new();
     let (addr, services, work_dir) = match &args.services_dir {
         None => (
-            in_process(&toml, &storage, &shutdown).await?,
+            in_process(&toml, db_url, &shutdown).await?,
             Vec::new(),
             None,
         ),
@@ -226,38 +225,32 @@ async fn start(args: &Args, db_url: &str) -> anyhow::Result<System> {
     })
 }
 
-/// Every role inside this process; returns the verifier's gRPC address.
+/// The verifier and delivery roles inside this process, wired by the same composition root as
+/// the binaries, on the benchmark database; returns the verifier's gRPC address.
 async fn in_process(
     toml: &str,
-    storage: &Storage,
+    db_url: &str,
     shutdown: &Shutdown,
 ) -> anyhow::Result<std::net::SocketAddr> {
-    let settings = Settings::from_toml(toml).map_err(|e| anyhow!("settings: {e}"))?;
-    let delivery = iap_delivery::Delivery::new(
-        storage.clone(),
-        LockBackend::from_settings(&settings).map_err(|e| anyhow!("lock: {e}"))?,
-        iap_delivery::game_server(&settings).map_err(|e| anyhow!("game server: {e}"))?,
-        iap_delivery::store_confirmers(&settings).map_err(|e| anyhow!("confirmers: {e}"))?,
-        settings.delivery.policy(),
-    );
-    {
-        let (delivery, settings, shutdown) = (delivery.clone(), settings.clone(), shutdown.clone());
-        tokio::spawn(async move {
-            iap_delivery::run_jobs(&delivery, &settings, None, shutdown).await;
-        });
-    }
-    let catalog = Arc::new(settings.catalog().map_err(|e| anyhow!("catalog: {e}"))?);
-    let stores = iap_verifier::store_verifiers(&settings).map_err(|e| anyhow!("stores: {e}"))?;
-    let verifier = iap_verifier::Verifier::new(storage.clone(), catalog, stores).with_fast_path(
-        delivery.deliveries(),
-        Duration::from_millis(settings.verifier.fast_path_wait_ms),
-    );
-    let listeners = iap_verifier::Listeners {
-        grpc: TcpListener::bind("127.0.0.1:0").await?,
-        http: TcpListener::bind("127.0.0.1:0").await?,
+    let toml = toml.replacen("[database]", &format!("[database]\nurl = \"{db_url}\""), 1);
+    let settings = Settings::from_toml(&toml).map_err(|e| anyhow!("settings: {e}"))?;
+    let listeners = iap_app::BoundListeners {
+        grpc: Some(TcpListener::bind("127.0.0.1:0").await?),
+        http: Some(TcpListener::bind("127.0.0.1:0").await?),
+        metrics: Some(TcpListener::bind("127.0.0.1:0").await?),
     };
-    let addr = listeners.grpc.local_addr()?;
-    tokio::spawn(iap_verifier::serve(verifier, listeners, shutdown.clone()));
+    let app = iap_app::App::build_on(
+        &settings,
+        iap_app::Roles::VERIFIER | iap_app::Roles::DELIVERY,
+        listeners,
+    )
+    .await
+    .map_err(|e| anyhow!("{e}"))?;
+    let addr = app
+        .addresses()
+        .grpc
+        .ok_or_else(|| anyhow!("the verifier serves gRPC"))?;
+    tokio::spawn(app.run_until_stopped(shutdown.clone()));
     Ok(addr)
 }
 

@@ -78,6 +78,49 @@ pub async fn run<J: Job>(job: J, interval: Duration, shutdown: Shutdown) {
     .await;
 }
 
+/// The jobs one process runs: each added with its interval, all started together on the one
+/// runner by [`JobSet::run`] and stopped by the same shutdown.
+#[derive(Default)]
+pub struct JobSet {
+    jobs: Vec<(&'static str, StartJob)>,
+}
+
+type StartJob = Box<dyn FnOnce(Shutdown) -> futures::future::BoxFuture<'static, ()> + Send>;
+
+impl std::fmt::Debug for JobSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.jobs.iter().map(|(name, _)| name))
+            .finish()
+    }
+}
+
+impl JobSet {
+    /// Adds `job`, run every `interval` (zero: off, logged when the set starts).
+    pub fn add<J: Job + 'static>(&mut self, job: J, interval: Duration) {
+        let name = job.name();
+        self.jobs.push((
+            name,
+            Box::new(move |shutdown| Box::pin(run(job, interval, shutdown))),
+        ));
+    }
+
+    /// The names of the jobs added, in order.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.jobs.iter().map(|(name, _)| *name).collect()
+    }
+
+    /// Runs every job until the shutdown.
+    pub async fn run(self, shutdown: Shutdown) {
+        futures::future::join_all(
+            self.jobs
+                .into_iter()
+                .map(|(_, start)| start(shutdown.clone())),
+        )
+        .await;
+    }
+}
+
 /// Runs `pass` until the shutdown. `pass` returns whether it left work behind (a full batch);
 /// if so the next pass starts at once, otherwise after `interval`.
 async fn repeat<F, Fut>(interval: Duration, shutdown: Shutdown, mut pass: F)
@@ -187,6 +230,28 @@ mod tests {
         );
         shutdown.trigger();
         runner.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_job_set_runs_every_job_until_the_one_shutdown() {
+        let (first, second) = (scripted(vec![]), scripted(vec![]));
+        let mut set = JobSet::default();
+        set.add(first.clone(), Duration::from_millis(50));
+        set.add(second.clone(), Duration::from_millis(50));
+        set.add(scripted(vec![]), Duration::ZERO);
+        assert_eq!(set.names(), ["scripted"; 3]);
+        let shutdown = Shutdown::new();
+        let runner = tokio::spawn(set.run(shutdown.clone()));
+        tokio::time::sleep(Duration::from_millis(220)).await;
+        shutdown.trigger();
+        runner.await.unwrap();
+        for job in [first, second] {
+            let ran = *job.ran.lock().unwrap();
+            assert!(
+                (3..=6).contains(&ran),
+                "each job ran on its interval: {ran}"
+            );
+        }
     }
 
     #[tokio::test]

@@ -34,7 +34,7 @@ pub(crate) struct World {
     pub(crate) settings: Settings,
     /// The TOML the settings came from (for child processes).
     pub(crate) toml: String,
-    pub(crate) delivery: iap_delivery::Delivery,
+    pub(crate) delivery: iap_app::delivery::Delivery,
     /// DeliveryService.
     pub(crate) delivery_channel: Channel,
     verifier_channel: Channel,
@@ -124,17 +124,17 @@ impl World {
         let settings = Settings::from_toml(&toml).unwrap();
         let shutdown = Shutdown::new();
 
-        let delivery = iap_delivery::Delivery::new(
+        let delivery = iap_app::delivery::Delivery::new(
             storage.clone(),
             LockBackend::from_settings(&settings).unwrap(),
-            iap_delivery::game_server(&settings).unwrap(),
-            iap_delivery::store_confirmers(&settings).unwrap(),
+            iap_app::delivery::game_server(&settings).unwrap(),
+            iap_app::delivery::store_confirmers(&settings).unwrap(),
             settings.delivery.policy(),
         );
         let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let delivery_addr = grpc.local_addr().unwrap();
-        tokio::spawn(iap_delivery::serve(
+        tokio::spawn(iap_app::delivery::serve(
             delivery.clone(),
             grpc,
             http,
@@ -143,23 +143,27 @@ impl World {
 
         // The verifier without a fast path: tests decide when delivery runs.
         let catalog = Arc::new(settings.catalog().unwrap());
-        let stores = iap_verifier::store_verifiers(&settings).unwrap();
-        let verifier = iap_verifier::Verifier::new(storage.clone(), catalog, stores)
-            .with_notifications(iap_verifier::notification_decoders(&settings).unwrap());
-        let listeners = iap_verifier::Listeners {
+        let stores = iap_app::verifier::store_verifiers(&settings).unwrap();
+        let verifier = iap_app::verifier::Verifier::new(storage.clone(), catalog, stores)
+            .with_notifications(iap_app::verifier::notification_decoders(&settings).unwrap());
+        let listeners = iap_app::verifier::Listeners {
             grpc: TcpListener::bind("127.0.0.1:0").await.unwrap(),
             http: TcpListener::bind("127.0.0.1:0").await.unwrap(),
         };
         let verifier_addr = listeners.grpc.local_addr().unwrap();
         let verifier_http = listeners.http.local_addr().unwrap();
-        let notifications = iap_delivery::notification_handler(
+        let notifications = iap_app::delivery::notification_handler(
             &delivery,
             &settings,
             &settings.store_clients().unwrap(),
             None,
         )
         .unwrap();
-        tokio::spawn(iap_verifier::serve(verifier, listeners, shutdown.clone()));
+        tokio::spawn(iap_app::verifier::serve(
+            verifier,
+            listeners,
+            shutdown.clone(),
+        ));
 
         Self {
             db_url,
@@ -338,7 +342,7 @@ impl World {
         let sweeper = self.delivery.sweeper(&self.settings.delivery);
         for _ in 0..passes {
             let report = sweeper.run_once().await.unwrap();
-            if report.due == 0 {
+            if report.reserved == 0 {
                 return;
             }
             tokio::time::sleep(std::time::Duration::from_millis(120)).await;

@@ -61,11 +61,11 @@ pub(crate) async fn start_with(settings: Settings) -> RunningVerifier {
     let (grpc_addr, http_addr) = (grpc.local_addr().unwrap(), http.local_addr().unwrap());
     let metrics_addr = metrics.local_addr().unwrap();
     let shutdown = Shutdown::new();
-    let stores = iap_verifier::store_verifiers(&settings).unwrap();
-    let verifier = iap_verifier::Verifier::new(storage, catalog, stores);
-    let task = tokio::spawn(iap_verifier::serve_with_metrics(
+    let stores = iap_app::verifier::store_verifiers(&settings).unwrap();
+    let verifier = iap_app::verifier::Verifier::new(storage, catalog, stores);
+    let task = tokio::spawn(iap_app::verifier::serve_with_metrics(
         verifier,
-        iap_verifier::Listeners { grpc, http },
+        iap_app::verifier::Listeners { grpc, http },
         Some(metrics),
         shutdown.clone(),
     ));

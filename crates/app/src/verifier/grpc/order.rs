@@ -12,7 +12,7 @@ use iap_runtime::auth::BearerCheck;
 use iap_runtime::status::{IntoStatus, invalid_argument, not_found};
 use iap_runtime::wire;
 
-use crate::Verifier;
+use crate::verifier::Verifier;
 
 pub(crate) fn order_service(
     verifier: Verifier,

@@ -1,34 +1,13 @@
-//! `iap-verifier`: the front door for game servers. gRPC `OrderService` (open orders before a
+//! The verifier role: the front door for game servers. gRPC `OrderService` (open orders before a
 //! purchase), `VerificationService`, `AdminService` for operators, and an HTTP port for store
 //! notifications and operations endpoints.
 //!
 //! Handlers are thin: they convert wire types, call a domain use case, and map its error through
-//! `iap_runtime::status`. Wiring (which adapters implement which ports) happens in [`Verifier`].
+//! `iap_runtime::status`. [`crate::App`] decides which adapters stand behind the use cases;
+//! [`Verifier`] holds them for the handlers.
 
-mod grpc;
+pub(crate) mod grpc;
 mod notifications;
-
-/// The gRPC request validation (wire request → use-case command), for the fuzz targets in
-/// `fuzz/` only.
-#[cfg(feature = "fuzzing")]
-#[doc(hidden)]
-pub mod fuzzing {
-    use iap_domain::usecases::create_order::CreateOrder;
-    use iap_domain::usecases::verify_purchase::VerifyPurchase;
-    use iap_proto::v1 as pb;
-
-    /// What `OrderService.CreateOrder` makes of a request before any I/O.
-    pub fn create_order_command(r: pb::CreateOrderRequest) -> Result<CreateOrder, tonic::Status> {
-        crate::grpc::create_order_command(r)
-    }
-
-    /// What `VerificationService.VerifyPurchase` makes of a request before any I/O.
-    pub fn verify_purchase_command(
-        r: pb::VerifyPurchaseRequest,
-    ) -> Result<VerifyPurchase, tonic::Status> {
-        crate::grpc::verify_purchase_command(r)
-    }
-}
 
 use std::sync::Arc;
 
@@ -99,12 +78,23 @@ impl Verifier {
         catalog: Arc<Catalog>,
         stores: Vec<Arc<dyn PurchaseVerifier>>,
     ) -> Self {
-        let orders = Arc::new(OrderCreator::new(catalog.clone(), storage.clone()));
         let purchases = Arc::new(PurchaseVerification::new(
             catalog.clone(),
             stores,
             storage.clone(),
         ));
+        Self::with_purchases(storage, catalog, purchases)
+    }
+
+    /// Wires the use cases over a database, the catalog and a purchase verification use case
+    /// built once for the whole process (the notification handler and the subscription job share
+    /// it).
+    pub fn with_purchases(
+        storage: Storage,
+        catalog: Arc<Catalog>,
+        purchases: Arc<PurchaseVerification<Storage>>,
+    ) -> Self {
+        let orders = Arc::new(OrderCreator::new(catalog.clone(), storage.clone()));
         Self {
             storage,
             catalog,
@@ -258,43 +248,6 @@ pub struct Listeners {
     pub grpc: TcpListener,
     /// HTTP.
     pub http: TcpListener,
-}
-
-/// Runs the verifier until the shutdown: opens the database, binds the configured addresses.
-pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), StartupError> {
-    let catalog = Arc::new(settings.catalog()?);
-    let url = settings.database_url()?.to_owned();
-    let storage = iap_runtime::database::open(&settings, &url).await?;
-    let listeners = Listeners {
-        grpc: iap_runtime::http::bind("gRPC", settings.verifier.grpc_listen).await?,
-        http: iap_runtime::http::bind("HTTP", settings.verifier.http_listen).await?,
-    };
-    let metrics = iap_runtime::http::bind("metrics", settings.verifier.metrics_listen).await?;
-    // One set of store clients serves verification and the notification receivers.
-    let stores = settings.store_clients()?;
-    let auth = GrpcAuth::from_settings(&settings.auth);
-    auth.warn_if_open("iap-verifier", true);
-    let mut verifier = Verifier::new(storage, catalog, stores.verifiers())
-        .with_notifications(stores.decoders())
-        .with_auth(auth)
-        .with_tls(iap_runtime::auth::server_tls(&settings.auth)?);
-    if let Some(url) = &settings.verifier.delivery_url {
-        let client = iap_runtime::delivery_client::DeliveryClient::with_auth(url, &settings.auth)
-            .map_err(|e| StartupError::Config(iap_runtime::ConfigError::Invalid(e)))?;
-        let client = Arc::new(client);
-        verifier = verifier
-            .with_fast_path(
-                client.clone(),
-                Duration::from_millis(settings.verifier.fast_path_wait_ms),
-            )
-            .with_revoker(client);
-    } else {
-        tracing::info!(
-            "verifier.delivery_url is not set: paid, redelivered and compensated orders wait for \
-             the sweeper, and AdminService.RevokeOrder is unavailable"
-        );
-    }
-    serve_with_metrics(verifier, listeners, Some(metrics), shutdown).await
 }
 
 /// Serves a wired verifier on the given listeners until the shutdown, without `/metrics`.

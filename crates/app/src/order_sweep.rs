@@ -1,8 +1,10 @@
-//! The order sweep: every paid order not yet delivered or confirmed — the fast path lost, a
-//! process killed mid-grant, a game server or store that was down — is handed to
-//! `iap-delivery` again. Each pass reserves its orders with `FOR UPDATE SKIP LOCKED` (their
-//! `next_attempt_at` moves ahead by the hold), so replicas share the work; Deliver's own claim
-//! and grant id keep every order granted once whatever the replicas do.
+//! The order sweep: every paid order not yet delivered or confirmed — a fast path that was lost,
+//! a process killed mid-grant, a game server or store that was down — is delivered again. It is
+//! one job wherever it runs: in a process with the delivery role it delivers in process, in
+//! `iap-scheduler` it hands each order to `iap-delivery` over gRPC. Each pass reserves its
+//! orders with `FOR UPDATE SKIP LOCKED` (their `next_attempt_at` moves ahead by the hold), so
+//! any number of sweepers share the backlog; Deliver's own claim and grant id keep every order
+//! granted once whatever they do.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +14,6 @@ use futures::StreamExt;
 
 use iap_domain::delivery::{DeliveryStore, DeliveryTrigger};
 use iap_domain::ports::StorageError;
-use iap_runtime::settings::SchedulerSettings;
 use iap_storage::Storage;
 
 /// What one pass did.
@@ -20,7 +21,7 @@ use iap_storage::Storage;
 pub struct SweepPass {
     /// Orders reserved.
     pub reserved: usize,
-    /// Deliver calls that answered.
+    /// Deliver calls that answered (the order went as far as it could now).
     pub delivered: usize,
     /// Deliver calls that failed (the order comes due again after the hold).
     pub failed: usize,
@@ -47,22 +48,25 @@ impl std::fmt::Debug for OrderSweep {
 }
 
 impl OrderSweep {
-    /// A sweep over `storage` that hands orders to `delivery`.
+    /// A sweep over `storage` that hands due orders to `delivery`: at most `batch` per pass,
+    /// `concurrency` at once, each kept from other sweepers for `hold`.
     pub fn new(
         storage: Storage,
         delivery: Arc<dyn DeliveryTrigger>,
-        settings: &SchedulerSettings,
+        batch: u32,
+        concurrency: usize,
+        hold: Duration,
     ) -> Self {
         Self {
             storage,
             delivery,
-            batch: settings.sweep_batch.max(1),
-            concurrency: settings.sweep_concurrency.max(1),
-            hold: Duration::from_millis(settings.sweep_hold_ms.max(1_000)),
+            batch: batch.max(1),
+            concurrency: concurrency.max(1),
+            hold,
         }
     }
 
-    /// One pass.
+    /// One pass over the orders due now.
     pub async fn run_once(&self) -> Result<SweepPass, StorageError> {
         let due = self
             .storage
@@ -82,34 +86,13 @@ impl OrderSweep {
             match result {
                 Ok(()) => pass.delivered += 1,
                 Err(e) => {
-                    tracing::warn!(order_id = %id, error = %e, "sweep: Deliver failed; due again after the hold");
+                    tracing::warn!(order_id = %id, error = %e, "sweep: delivery failed; due again after the hold");
                     pass.failed += 1;
                 }
             }
         }
-        metrics::counter!("iap_scheduler_swept_orders_total").increment(pass.reserved as u64);
-        self.report_backlog().await;
+        metrics::counter!("iap_sweep_orders_total").increment(pass.reserved as u64);
         Ok(pass)
-    }
-
-    /// Gauges to alert on: how many paid orders wait for their grant or their store
-    /// confirmation, and for how long the oldest has (alert well inside Google's three days).
-    async fn report_backlog(&self) {
-        let Ok(backlog) = self.storage.backlog().await else {
-            return;
-        };
-        let now = Utc::now();
-        let age = |at: Option<chrono::DateTime<Utc>>| {
-            at.map_or(0.0, |at| {
-                (now - at).num_milliseconds().max(0) as f64 / 1000.0
-            })
-        };
-        metrics::gauge!("iap_orders_undelivered").set(backlog.undelivered as f64);
-        metrics::gauge!("iap_orders_undelivered_oldest_age_seconds")
-            .set(age(backlog.oldest_undelivered_paid_at));
-        metrics::gauge!("iap_orders_unconfirmed").set(backlog.unconfirmed as f64);
-        metrics::gauge!("iap_orders_unconfirmed_oldest_age_seconds")
-            .set(age(backlog.oldest_unconfirmed_delivered_at));
     }
 }
 

@@ -12,7 +12,7 @@ use iap_runtime::auth::BearerCheck;
 use iap_runtime::status::{IntoStatus, invalid_argument, not_found};
 use iap_runtime::wire;
 
-use crate::Delivery;
+use crate::delivery::Delivery;
 
 pub(crate) fn delivery_service(
     delivery: Delivery,

@@ -1,16 +1,17 @@
-//! `iap-delivery`: grants paid orders into the game exactly once and confirms them at the store.
-//! This process serves `DeliveryService` over gRPC (with health and reflection), runs the sweeper
-//! that finishes whatever the fast path left undone, and serves its operations HTTP port.
+//! The delivery role: grants paid orders into the game exactly once and confirms them at the
+//! store. It serves `DeliveryService` over gRPC and runs the order sweep in process (what the
+//! fast path left undone), the entitlement sync and the notification inbox; [`crate::App`]
+//! decides where.
 
 mod game;
 mod grpc;
-mod sweep;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use game::GrpcGameServer;
-pub use sweep::{DeliverySweep, SweepReport};
+
+use crate::order_sweep::OrderSweep;
 
 use iap_domain::delivery::GameServer;
 use iap_domain::ports::StoreConfirmer;
@@ -40,6 +41,8 @@ pub struct Delivery {
     lock: LockBackend,
     game: Arc<dyn GameServer>,
     deliveries: Arc<Deliveries<Storage>>,
+    /// How long the sweep keeps a reserved order from other sweepers: one delivery lease.
+    sweep_hold: Duration,
     auth: GrpcAuth,
 }
 
@@ -82,6 +85,7 @@ impl Delivery {
         confirmers: Vec<Arc<dyn StoreConfirmer>>,
         policy: DeliveryPolicy,
     ) -> Self {
+        let sweep_hold = policy.lease();
         let deliveries = Arc::new(Deliveries::new(
             storage.clone(),
             game.clone(),
@@ -94,6 +98,7 @@ impl Delivery {
             lock,
             game,
             deliveries,
+            sweep_hold,
             auth: GrpcAuth::default(),
         }
     }
@@ -109,13 +114,21 @@ impl Delivery {
         self.deliveries.clone()
     }
 
-    /// A sweeper over this role's deliveries.
-    pub fn sweeper(&self, settings: &iap_runtime::settings::DeliverySettings) -> DeliverySweep {
-        DeliverySweep::new(
+    /// The order sweep, delivering in process: due orders are kept from other sweepers for
+    /// one delivery lease.
+    pub fn sweeper(&self, settings: &iap_runtime::settings::DeliverySettings) -> OrderSweep {
+        OrderSweep::new(
+            self.storage.clone(),
             self.deliveries.clone(),
             settings.sweep_batch,
             settings.sweep_concurrency,
+            self.sweep_hold,
         )
+    }
+
+    /// The lock backend (the App's readiness reports its state).
+    pub(crate) fn lock(&self) -> &LockBackend {
+        &self.lock
     }
 
     /// The job that tells the game server about subscription changes.
@@ -143,32 +156,6 @@ impl Delivery {
             })
         })
     }
-}
-
-/// Runs `iap-delivery` until the shutdown.
-pub async fn run(settings: Settings, shutdown: Shutdown) -> Result<(), StartupError> {
-    let url = settings.database_url()?.to_owned();
-    let storage = iap_runtime::database::open(&settings, &url).await?;
-    let grpc = iap_runtime::http::bind("gRPC", settings.delivery.grpc_listen).await?;
-    let http = iap_runtime::http::bind("HTTP", settings.delivery.http_listen).await?;
-    let lock = LockBackend::from_settings(&settings)?;
-    let auth = GrpcAuth::from_settings(&settings.auth);
-    auth.warn_if_open("iap-delivery", false);
-    let stores = settings.store_clients()?;
-    let delivery = Delivery::new(
-        storage,
-        lock,
-        game_server(&settings)?,
-        stores.confirmers(),
-        settings.delivery.policy(),
-    )
-    .with_auth(auth);
-    let tls = iap_runtime::auth::server_tls(&settings.auth)?;
-    let handler = notification_handler(&delivery, &settings, &stores, None)?;
-    let jobs = run_jobs(&delivery, &settings, Some(handler), shutdown.clone());
-    let serving = serve_with_tls(delivery.clone(), grpc, http, tls, shutdown);
-    let ((), result) = tokio::join!(jobs, serving);
-    result
 }
 
 /// The notification handler over this role's deliveries: the inbox the verifiers' receivers
@@ -199,46 +186,6 @@ pub fn notification_handler(
         .with_consumption_responder(stores.apple.clone())
         .with_policy(settings.delivery.inbox_policy()),
     ))
-}
-
-/// Runs the delivery role's jobs on the one runner until the shutdown:
-/// - `delivery_sweep`: due orders delivered again, every `delivery.sweep_interval_ms` (0: off);
-/// - `entitlement_sync`: subscription versions the game has not acknowledged
-///   (`GameServerService.UpdateSubscription`), on the same interval;
-/// - `notification_inbox`, when `inbox` is given: every `delivery.sweep_interval_ms`, at least
-///   every 200 ms, whether or not the sweep is on (notifications must not wait for it).
-pub async fn run_jobs(
-    delivery: &Delivery,
-    settings: &Settings,
-    inbox: Option<Arc<NotificationHandler<Storage>>>,
-    shutdown: Shutdown,
-) {
-    use iap_runtime::jobs::{self, EntitlementSyncJob, NotificationInboxJob};
-    let interval = Duration::from_millis(settings.delivery.sweep_interval_ms);
-    let sweep = jobs::run(
-        delivery.sweeper(&settings.delivery),
-        interval,
-        shutdown.clone(),
-    );
-    let entitlements = jobs::run(
-        EntitlementSyncJob {
-            sync: delivery
-                .entitlement_sync(Duration::from_millis(settings.delivery.call_deadline_ms)),
-            batch: settings.delivery.sweep_batch.max(1),
-        },
-        interval,
-        shutdown.clone(),
-    );
-    let notifications = async {
-        if let Some(handler) = inbox {
-            let job = NotificationInboxJob {
-                handler,
-                batch: NotificationInboxJob::DEFAULT_BATCH,
-            };
-            jobs::run(job, interval.max(Duration::from_millis(200)), shutdown).await;
-        }
-    };
-    tokio::join!(sweep, entitlements, notifications);
 }
 
 /// Serves a wired delivery role on the given listeners until the shutdown.
