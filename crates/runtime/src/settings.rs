@@ -17,6 +17,13 @@ use iap_domain::{
     AppId, AppPolicy, Catalog, ProductId, ProductKind, ProductPolicy, SandboxPolicy, UserId,
 };
 
+mod jobs;
+
+pub use jobs::{
+    ENTITLEMENT_SYNC, GAUGES, JOB_NAMES, JobSettings, NOTIFICATION_INBOX, ORDER_SWEEP,
+    RECONCILIATION, ResolvedJob, SUBSCRIPTION_CHECKS,
+};
+
 /// Every setting of every process. Each binary reads the sections it needs.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -39,6 +46,8 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// The studio's apps, by app id.
     pub apps: BTreeMap<String, AppSettings>,
+    /// The background jobs' intervals and batches, by job name (see [`Settings::job`]).
+    pub jobs: BTreeMap<String, JobSettings>,
 }
 
 /// `[database]`
@@ -526,6 +535,7 @@ const SECTIONS: &[&str] = &[
     "telemetry",
     "auth",
     "apps",
+    "jobs",
 ];
 
 impl Settings {
@@ -615,6 +625,7 @@ impl Settings {
             }
         }
         self.auth.validate()?;
+        self.validate_jobs()?;
         self.catalog()?;
         self.apple_verifier()?;
         self.google_verifier()?;
@@ -647,16 +658,15 @@ impl Settings {
         Ok(self.store_clients()?.decoders())
     }
 
-    /// The reconciliation job's timing from `[scheduler]`.
+    /// The reconciliation job's timing from `[scheduler]` (and its hold from
+    /// `[jobs.reconciliation]`).
     pub fn reconcile_policy(&self) -> iap_domain::usecases::reconcile::ReconcilePolicy {
         iap_domain::usecases::reconcile::ReconcilePolicy {
             first_lookback: std::time::Duration::from_secs(
                 self.scheduler.reconcile_lookback_hours.saturating_mul(3600),
             ),
             overlap: std::time::Duration::from_millis(self.scheduler.reconcile_overlap_ms),
-            hold: std::time::Duration::from_millis(
-                self.scheduler.reconcile_interval_ms.max(60_000),
-            ),
+            hold: self.job(RECONCILIATION).hold,
         }
     }
 
