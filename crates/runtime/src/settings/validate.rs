@@ -93,9 +93,7 @@ impl Settings {
         self.auth.validate()?;
         self.validate_jobs()?;
         self.catalog()?;
-        self.apple_verifier()?;
-        self.google_verifier()?;
-        self.huawei_verifier().map(|_| ())
+        self.store_clients().map(|_| ())
     }
 
     /// The database URL, or the error a standalone service reports when it is missing.
