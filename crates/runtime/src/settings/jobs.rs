@@ -265,6 +265,7 @@ fn warn_once(deprecation: &Deprecation) -> bool {
     first
 }
 
+/// Resolves one job's settings key by key, noting the old keys it meets.
 struct Resolver<'a> {
     settings: &'a Settings,
     name: &'static str,
@@ -272,6 +273,8 @@ struct Resolver<'a> {
 }
 
 impl Resolver<'_> {
+    /// One setting: the job's own key, else the first old key that is set (any later one is
+    /// overridden by it), else the default.
     fn value(&mut self, key: &str, own: Option<u64>, fallback: &Fallback, interval: u64) -> u64 {
         match fallback {
             Fallback::Fixed(default) => own.unwrap_or(*default),
