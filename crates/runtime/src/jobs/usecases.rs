@@ -58,7 +58,7 @@ impl Job for EntitlementSyncJob {
     type Report = SyncReport;
 
     fn name(&self) -> &'static str {
-        "entitlement_sync"
+        crate::settings::ENTITLEMENT_SYNC
     }
 
     fn batch(&self) -> Option<u32> {
@@ -95,7 +95,7 @@ impl Job for NotificationInboxJob {
     type Report = InboxReport;
 
     fn name(&self) -> &'static str {
-        "notification_inbox"
+        crate::settings::NOTIFICATION_INBOX
     }
 
     fn batch(&self) -> Option<u32> {
@@ -130,7 +130,7 @@ impl Job for SubscriptionCheckJob {
     type Report = SubscriptionSweepReport;
 
     fn name(&self) -> &'static str {
-        "subscription_checks"
+        crate::settings::SUBSCRIPTION_CHECKS
     }
 
     fn batch(&self) -> Option<u32> {
@@ -158,7 +158,7 @@ impl Job for ReconciliationJob {
     type Report = ReconcileReport;
 
     fn name(&self) -> &'static str {
-        "reconciliation"
+        crate::settings::RECONCILIATION
     }
 
     fn batch(&self) -> Option<u32> {
