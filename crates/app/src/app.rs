@@ -21,6 +21,7 @@ use iap_runtime::http::ReadinessCheck;
 use iap_runtime::jobs::{EntitlementSyncJob, JobSet, NotificationInboxJob};
 use iap_runtime::lock::LockBackend;
 use iap_runtime::process::GrpcEndpoint;
+use iap_runtime::settings::{ENTITLEMENT_SYNC, GAUGES, NOTIFICATION_INBOX, ORDER_SWEEP};
 use iap_runtime::{ConfigError, Settings, Shutdown, StartupError};
 use iap_storage::Storage;
 
@@ -211,7 +212,7 @@ impl App {
         if roles.scheduler {
             jobs.add(
                 OrderGauges::new(storage.clone()),
-                Duration::from_millis(settings.scheduler.gauges_interval_ms),
+                settings.job(GAUGES).interval,
             );
             match remote_or_local(
                 &in_process,
@@ -221,16 +222,16 @@ impl App {
                 Some((trigger, _)) => {
                     // With the delivery role in the process its own sweep covers the backlog.
                     if delivery.is_none() {
-                        let s = &settings.scheduler;
+                        let sweep = settings.job(ORDER_SWEEP);
                         jobs.add(
                             OrderSweep::new(
                                 storage.clone(),
                                 trigger.clone(),
-                                s.sweep_batch,
-                                s.sweep_concurrency,
-                                Duration::from_millis(s.sweep_hold_ms.max(1_000)),
+                                sweep.batch,
+                                sweep.concurrency,
+                                sweep.hold,
                             ),
-                            Duration::from_millis(s.sweep_interval_ms.max(50)),
+                            sweep.interval,
                         );
                     }
                     scheduler::add_store_jobs(
@@ -300,34 +301,36 @@ impl App {
     }
 }
 
-/// The delivery role's jobs:
-/// - `order_sweep`: due orders delivered again, every `delivery.sweep_interval_ms` (0: off);
-/// - `entitlement_sync`: subscription versions the game has not acknowledged
-///   (`GameServerService.UpdateSubscription`), on the same interval;
-/// - `notification_inbox`: every `delivery.sweep_interval_ms`, at least every 200 ms, whether or
-///   not the sweep is on (notifications must not wait for it).
+/// The delivery role's jobs, each as `[jobs.<name>]` sets it: `order_sweep` (due orders
+/// delivered again in process), `entitlement_sync` (subscription versions the game has not
+/// acknowledged, `GameServerService.UpdateSubscription`) and `notification_inbox` (at least
+/// every 200 ms by default, whether or not the sweep is on: notifications must not wait for it).
 fn add_delivery_jobs(
     jobs: &mut JobSet,
     delivery: &Delivery,
     settings: &Settings,
     inbox: Arc<iap_domain::usecases::handle_notifications::NotificationHandler<Storage>>,
 ) {
-    let interval = Duration::from_millis(settings.delivery.sweep_interval_ms);
-    jobs.add(delivery.sweeper(&settings.delivery), interval);
+    jobs.add(
+        delivery.sweeper(settings),
+        settings.job(ORDER_SWEEP).interval,
+    );
+    let sync = settings.job(ENTITLEMENT_SYNC);
     jobs.add(
         EntitlementSyncJob {
             sync: delivery
                 .entitlement_sync(Duration::from_millis(settings.delivery.call_deadline_ms)),
-            batch: settings.delivery.sweep_batch.max(1),
+            batch: sync.batch,
         },
-        interval,
+        sync.interval,
     );
+    let notifications = settings.job(NOTIFICATION_INBOX);
     jobs.add(
         NotificationInboxJob {
             handler: inbox,
-            batch: NotificationInboxJob::DEFAULT_BATCH,
+            batch: notifications.batch,
         },
-        interval.max(Duration::from_millis(200)),
+        notifications.interval,
     );
 }
 

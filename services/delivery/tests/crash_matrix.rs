@@ -29,7 +29,7 @@ const DELIVERY_POINTS: [&str; 4] = [
 /// Waits until the sweeper has brought `order` to CONFIRMED (leases and lock TTLs of the
 /// crashed attempt must run out first).
 async fn recovered(w: &World, order: OrderId) {
-    let sweeper = w.delivery.sweeper(&w.settings.delivery);
+    let sweeper = w.delivery.sweeper(&w.settings);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let state = w.order(order).await.state;

@@ -95,7 +95,7 @@ async fn a_duplicate_storm_grants_each_order_once() {
     for i in 0..5 {
         orders.push(w.paid_order(&format!("storm-{i}"), "gems_100").await);
     }
-    let sweeper = w.delivery.sweeper(&w.settings.delivery);
+    let sweeper = w.delivery.sweeper(&w.settings);
     let mut tasks = tokio::task::JoinSet::new();
     for order in &orders {
         for caller in 0..60 {
@@ -176,11 +176,7 @@ async fn a_failing_game_server_gets_backoff_then_the_order_is_dead() {
     let deadline = Instant::now() + Duration::from_secs(20);
     while w.order(order).await.state != OrderState::Dead {
         assert!(Instant::now() < deadline, "never became DEAD");
-        w.delivery
-            .sweeper(&w.settings.delivery)
-            .run_once()
-            .await
-            .unwrap();
+        w.delivery.sweeper(&w.settings).run_once().await.unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(w.game.ledger().effects_for_order(&order.to_string()), 0);

@@ -33,7 +33,7 @@ async fn redis_killed_and_postgres_restarted_mid_run_lose_and_double_nothing() {
     // Workers: a sweeper loop, plus clients retrying Deliver for every order.
     let shutdown = Shutdown::new();
     let sweeper = tokio::spawn(iap_runtime::jobs::run(
-        w.delivery.sweeper(&w.settings.delivery),
+        w.delivery.sweeper(&w.settings),
         Duration::from_millis(50),
         shutdown.clone(),
     ));

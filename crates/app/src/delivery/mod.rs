@@ -27,7 +27,7 @@ use iap_runtime::auth::GrpcAuth;
 use iap_runtime::http::ReadinessCheck;
 use iap_runtime::lock::LockBackend;
 use iap_runtime::process::GrpcEndpoint;
-use iap_runtime::settings::StoreClients;
+use iap_runtime::settings::{ORDER_SWEEP, StoreClients};
 use iap_runtime::{Settings, Shutdown, StartupError};
 use iap_storage::Storage;
 
@@ -114,15 +114,22 @@ impl Delivery {
         self.deliveries.clone()
     }
 
-    /// The order sweep, delivering in process: due orders are kept from other sweepers for
-    /// one delivery lease.
-    pub fn sweeper(&self, settings: &iap_runtime::settings::DeliverySettings) -> OrderSweep {
+    /// The order sweep, delivering in process, sized by `[jobs.order_sweep]`: due orders are
+    /// kept from other sweepers for `jobs.order_sweep.hold_ms` when it is set, else for one
+    /// delivery lease (a worker still delivering never loses its order to another).
+    pub fn sweeper(&self, settings: &Settings) -> OrderSweep {
+        let job = settings.job(ORDER_SWEEP);
+        let hold = settings
+            .jobs
+            .get(ORDER_SWEEP)
+            .and_then(|own| own.hold_ms)
+            .map_or(self.sweep_hold, Duration::from_millis);
         OrderSweep::new(
             self.storage.clone(),
             self.deliveries.clone(),
-            settings.sweep_batch,
-            settings.sweep_concurrency,
-            self.sweep_hold,
+            job.batch,
+            job.concurrency,
+            hold,
         )
     }
 

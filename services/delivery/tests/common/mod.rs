@@ -339,7 +339,7 @@ impl World {
 
     /// Runs the sweeper until nothing is due (or `passes` run out).
     pub(crate) async fn sweep_until_quiet(&self, passes: usize) {
-        let sweeper = self.delivery.sweeper(&self.settings.delivery);
+        let sweeper = self.delivery.sweeper(&self.settings);
         for _ in 0..passes {
             let report = sweeper.run_once().await.unwrap();
             if report.reserved == 0 {
