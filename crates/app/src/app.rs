@@ -200,7 +200,7 @@ impl App {
             }
             routes = verifier.add_grpc_services(routes);
             services.extend_from_slice(verifier::GRPC_SERVICES);
-            Some(verifier.http_router())
+            Some(verifier.notification_router())
         } else {
             None
         };
@@ -246,8 +246,12 @@ impl App {
         }
 
         let readiness = readiness(storage, delivery.as_ref().map(|d| d.lock().clone()));
-        let http_router =
-            http_router.unwrap_or_else(|| iap_runtime::http::ops_router(Some(readiness.clone())));
+        // The verifier's port faces the stores: health and receivers, `/metrics` on its own
+        // port. Otherwise the HTTP port is the operations port, `/metrics` included.
+        let http_router = match http_router {
+            Some(receivers) => iap_runtime::http::health_router(Some(readiness)).merge(receivers),
+            None => iap_runtime::http::ops_router(Some(readiness)),
+        };
         let local = |l: &TcpListener| {
             l.local_addr()
                 .map_err(|e| StartupError::Server(format!("listener address: {e}")))
@@ -358,7 +362,7 @@ fn remote_or_local(
 
 /// Ready when the database answers. With the delivery role, the lock's state is reported too but
 /// never makes the process unready: without Redis, delivery continues on the database fence.
-fn readiness(storage: Storage, lock: Option<LockBackend>) -> ReadinessCheck {
+pub(crate) fn readiness(storage: Storage, lock: Option<LockBackend>) -> ReadinessCheck {
     Arc::new(move || {
         let (storage, lock) = (storage.clone(), lock.clone());
         Box::pin(async move {

@@ -151,17 +151,9 @@ impl Delivery {
         ))
     }
 
-    /// Ready when the database answers. The lock's state is reported but never makes the
-    /// process unready: without Redis, delivery continues on the database fence.
+    /// Ready when the database answers; the lock's state is reported beside it.
     pub fn readiness(&self) -> ReadinessCheck {
-        let (storage, lock) = (self.storage.clone(), self.lock.clone());
-        Arc::new(move || {
-            let (storage, lock) = (storage.clone(), lock.clone());
-            Box::pin(async move {
-                storage.ping().await.map_err(|e| format!("database: {e}"))?;
-                Ok(format!("database ok; lock {}", lock.describe().await))
-            })
-        })
+        crate::app::readiness(self.storage.clone(), Some(self.lock.clone()))
     }
 }
 

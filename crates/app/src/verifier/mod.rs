@@ -213,9 +213,9 @@ impl Verifier {
             ))
     }
 
-    /// The HTTP routes of the port the stores reach: store notifications and the health
-    /// endpoints (`/metrics` is on `verifier.metrics_listen`, see [`serve_with_metrics`]).
-    pub fn http_router(&self) -> axum::Router {
+    /// The store notification receivers (`POST /notifications/{store}`), for the port the
+    /// stores reach beside the health endpoints (`/metrics` is on `verifier.metrics_listen`).
+    pub fn notification_router(&self) -> axum::Router {
         let receivers = notifications::Receivers {
             decoders: self
                 .decoders
@@ -224,20 +224,12 @@ impl Verifier {
                 .collect(),
             inbox: Arc::new(self.storage.clone()),
         };
-        iap_runtime::http::health_router(Some(self.readiness()))
-            .merge(notifications::router(receivers))
+        notifications::router(receivers)
     }
 
     /// Ready when the database answers.
     pub fn readiness(&self) -> ReadinessCheck {
-        let storage = self.storage.clone();
-        Arc::new(move || {
-            let storage = storage.clone();
-            Box::pin(async move {
-                storage.ping().await.map_err(|e| format!("database: {e}"))?;
-                Ok("database ok".to_owned())
-            })
-        })
+        crate::app::readiness(self.storage.clone(), None)
     }
 }
 
@@ -275,7 +267,11 @@ pub async fn serve_with_metrics(
     iap_runtime::process::serve_with_metrics(
         "iap-verifier",
         Some(grpc),
-        (listeners.http, verifier.http_router()),
+        (
+            listeners.http,
+            iap_runtime::http::health_router(Some(verifier.readiness()))
+                .merge(verifier.notification_router()),
+        ),
         metrics,
         shutdown,
     )
