@@ -150,6 +150,13 @@ async fn google_rtdn_grants_unreported_purchases_and_revokes_voided_ones() {
     let request = w.purchase("player-7", "gems_100").await;
     w.pushed(1).await;
     w.settle().await;
+    // The notification names no order: the store is asked once whose the purchase is, and
+    // that answer is what gets recorded (no second identical productsv2 call).
+    let stats = w.store.get_json("/emulator/stats").await;
+    assert_eq!(
+        stats["google.productsv2.get"], 1,
+        "one store call for one notification: {stats}"
+    );
     let token = match &request.purchase {
         Some(pb::verify_purchase_request::Purchase::Google(g)) => g.purchase_token.clone(),
         _ => unreachable!(),

@@ -620,7 +620,8 @@ where
             return self.unclaimed(app_id, proof, inspected, source).await;
         };
         tracing::Span::current().record("order_id", tracing::field::display(order.id));
-        self.record_and_deliver(app_id, order.user_id, proof).await
+        self.record_and_deliver(app_id, order.user_id, proof, inspected)
+            .await
     }
 
     /// Asks the store about a purchase: `Ok(Err(outcome))` when it refuses it for good.
@@ -681,21 +682,33 @@ where
         Ok(crate::usecases::unclaimed::keep(&self.store, keep).await?)
     }
 
+    /// Records the purchase for `user_id` and delivers it. When the store was already asked
+    /// about it (`inspected`: a Google notification names no order, so the store is asked whose
+    /// it is first), its answer is recorded as it is: one store call per notification.
     async fn record_and_deliver(
         &self,
         app_id: crate::ids::AppId,
         user_id: UserId,
         proof: crate::purchase::PurchaseProof,
+        inspected: Option<crate::purchase::VerifiedPurchase>,
     ) -> Result<String, Retry> {
-        let verified = self
-            .purchases
-            .verify(VerifyPurchase {
-                app_id,
-                user_id,
-                order_id: None,
-                proof,
-            })
-            .await;
+        let verified = match inspected {
+            Some(purchase) => {
+                self.purchases
+                    .record_inspected(&app_id, &user_id, proof.platform(), purchase)
+                    .await
+            }
+            None => {
+                self.purchases
+                    .verify(VerifyPurchase {
+                        app_id,
+                        user_id,
+                        order_id: None,
+                        proof,
+                    })
+                    .await
+            }
+        };
         match verified {
             Ok(v) => {
                 let order = v.order.id;

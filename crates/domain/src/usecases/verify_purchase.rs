@@ -332,18 +332,31 @@ impl<S: OrderRepository + PaymentLedger> PurchaseVerification<S> {
             order_id: cmd.order_id,
         };
         let result = self.accept(app, &buyer, purchase).await;
-        match &result {
-            Ok(v) => {
-                tracing::Span::current().record("order_id", tracing::field::display(v.order.id));
-                let outcome = if v.already_recorded {
-                    "already_recorded"
-                } else {
-                    "recorded"
-                };
-                metrics::counter!("iap_verifications_total", "store" => platform.as_str(), "result" => outcome).increment(1);
-            }
-            Err(e) => count_result(platform, e),
-        }
+        count_outcome(platform, &result);
+        result
+    }
+
+    /// Records a purchase the store has just answered for (a store notification asked it to
+    /// find whose the purchase is), for `user_id`, under the same policy, replay fence and
+    /// binding as [`Self::verify`], without asking the store a second time.
+    pub async fn record_inspected(
+        &self,
+        app_id: &AppId,
+        user_id: &UserId,
+        platform: Platform,
+        purchase: VerifiedPurchase,
+    ) -> Result<Verified, VerifyError> {
+        let app = self
+            .catalog
+            .app(app_id)
+            .ok_or_else(|| VerifyError::UnknownApp(app_id.clone()))?;
+        let buyer = Buyer {
+            app_id: app_id.clone(),
+            user_id: user_id.clone(),
+            order_id: None,
+        };
+        let result = self.accept(app, &buyer, purchase).await;
+        count_outcome(platform, &result);
         result
     }
 
@@ -933,6 +946,23 @@ fn new_order(
         metadata: Default::default(),
         idempotency_key: None,
         manual: false,
+    }
+}
+
+/// Counts a verification's outcome in `iap_verifications_total` (and names its order in the
+/// current span).
+fn count_outcome(platform: Platform, result: &Result<Verified, VerifyError>) {
+    match result {
+        Ok(v) => {
+            tracing::Span::current().record("order_id", tracing::field::display(v.order.id));
+            let outcome = if v.already_recorded {
+                "already_recorded"
+            } else {
+                "recorded"
+            };
+            metrics::counter!("iap_verifications_total", "store" => platform.as_str(), "result" => outcome).increment(1);
+        }
+        Err(e) => count_result(platform, e),
     }
 }
 
