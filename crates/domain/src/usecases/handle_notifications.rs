@@ -695,7 +695,7 @@ where
         let verified = match inspected {
             Some(purchase) => {
                 self.purchases
-                    .record_inspected(&app_id, &user_id, proof.platform(), purchase)
+                    .record_inspected(&app_id, &user_id, purchase)
                     .await
             }
             None => {

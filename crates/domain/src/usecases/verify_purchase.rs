@@ -343,19 +343,10 @@ impl<S: OrderRepository + PaymentLedger> PurchaseVerification<S> {
         &self,
         app_id: &AppId,
         user_id: &UserId,
-        platform: Platform,
         purchase: VerifiedPurchase,
     ) -> Result<Verified, VerifyError> {
-        let app = self
-            .catalog
-            .app(app_id)
-            .ok_or_else(|| VerifyError::UnknownApp(app_id.clone()))?;
-        let buyer = Buyer {
-            app_id: app_id.clone(),
-            user_id: user_id.clone(),
-            order_id: None,
-        };
-        let result = self.accept(app, &buyer, purchase).await;
+        let platform = purchase.platform;
+        let result = self.record_reported(app_id, user_id, purchase).await;
         count_outcome(platform, &result);
         result
     }
